@@ -1,0 +1,82 @@
+"""Every error blazefl raises on purpose.
+
+The tree::
+
+    BlazeFLError                 root: catch this to catch everything below
+    ├── ConfigurationError       a bad argument or setting (also a ValueError)
+    ├── MissingDependencyError   an optional extra is missing (also an ImportError)
+    ├── ClientError              one client's work failed
+    │   ├── ClientTimeoutError   a client ran past its per-client timeout
+    │   └── WorkerDiedError      the process running a client exited unexpectedly
+    ├── RoundFailedError         a round's failures exceed its failure policy
+    ├── ExecutorClosedError      work was submitted to an executor not running
+    └── SimulationFinishedError  a round was asked for after the handler stopped
+
+Failures of client work are *data*: the coordinator records them as failed slots
+(`blazefl.sim.ClientFailure`) and only raises `RoundFailedError` when the
+round's failure policy says the round cannot be aggregated.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "BlazeFLError",
+    "ClientError",
+    "ClientTimeoutError",
+    "ConfigurationError",
+    "ExecutorClosedError",
+    "MissingDependencyError",
+    "RoundFailedError",
+    "SimulationFinishedError",
+    "WorkerDiedError",
+]
+
+
+class BlazeFLError(Exception):
+    """Root of every error blazefl raises on purpose."""
+
+
+class ConfigurationError(BlazeFLError, ValueError):
+    """Raised early, at construction, when an argument or setting is invalid."""
+
+
+class MissingDependencyError(BlazeFLError, ImportError):
+    """Raised when a feature needs an optional extra that is not installed."""
+
+    def __init__(self, feature: str, extra: str, package: str) -> None:
+        super().__init__(
+            f"{feature} needs the optional package {package!r}; "
+            f"install it with: pip install 'blazefl[{extra}]'"
+        )
+        self.extra = extra
+
+
+class ClientError(BlazeFLError):
+    """Raised (or recorded) when one client's work did not produce a result."""
+
+
+class ClientTimeoutError(ClientError):
+    """Recorded when a client ran past its per-client timeout and was stopped."""
+
+
+class WorkerDiedError(ClientError):
+    """Recorded when the worker process running a client exited unexpectedly."""
+
+
+class RoundFailedError(BlazeFLError):
+    """Raised when a round's failures exceed what its failure policy allows.
+
+    The simulation is left exactly as it was before the round started.
+    """
+
+    def __init__(self, message: str, failures: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+class ExecutorClosedError(BlazeFLError):
+    """Raised when work is submitted to an executor that is not running."""
+
+
+class SimulationFinishedError(BlazeFLError):
+    """Raised by `Simulation.run_round` once the handler reports it is stopped."""

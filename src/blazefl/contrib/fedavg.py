@@ -1,0 +1,534 @@
+"""FedAvg, with BlazeFL 3.0's server handler and its three client trainers.
+
+All three trainers (sequential, thread pool, process pool) run the *same*
+client work, `FedAvgClientWork`, with each client's RNG suite kept by the
+coordinator, so for one seed they produce bitwise-identical global models. The
+local training is `blazefl.training.train`, the one loop every algorithm uses.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from blazefl._exceptions import ConfigurationError
+from blazefl.core import (
+    ModelSelector,
+    PartitionedDataset,
+    ProcessPoolClientTrainer,
+    ThreadPoolClientTrainer,
+    deserialize_model,
+    process_tensors_in_object,
+    serialize_model,
+)
+from blazefl.core._face import run_local_process
+from blazefl.reproducibility import (
+    RNGSuiteState,
+    create_client_rng_suite,
+    create_rng_suite,
+)
+from blazefl.sim._context import ClientContext
+from blazefl.training import evaluate, train
+
+__all__ = [
+    "FedAvgBaseClientTrainer",
+    "FedAvgBaseServerHandler",
+    "FedAvgClientConfig",
+    "FedAvgClientWork",
+    "FedAvgDownlinkPackage",
+    "FedAvgPartitionType",
+    "FedAvgPartitionedDataset",
+    "FedAvgProcessPoolClientTrainer",
+    "FedAvgThreadPoolClientTrainer",
+    "FedAvgUplinkPackage",
+]
+
+
+class FedAvgPartitionType(StrEnum):
+    TRAIN = "train"
+    TEST = "test"
+
+
+class FedAvgPartitionedDataset(PartitionedDataset[FedAvgPartitionType], Protocol):
+    """A data set with one ``TRAIN`` partition per client and a server ``TEST`` set."""
+
+
+@dataclass
+class FedAvgUplinkPackage:
+    cid: int
+    model_parameters: torch.Tensor
+    data_size: int
+    metadata: dict[str, Any] | None = None
+
+
+@dataclass
+class FedAvgDownlinkPackage:
+    model_parameters: torch.Tensor
+
+
+def _check_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(
+            f"{name} must be an integer >= {minimum}, got {value!r}"
+        )
+    return value
+
+
+def _check_lr(lr: object) -> float:
+    if (
+        isinstance(lr, bool)
+        or not isinstance(lr, int | float)
+        or not (math.isfinite(lr) and lr > 0)
+    ):
+        raise ConfigurationError(f"lr must be a finite number > 0, got {lr!r}")
+    return float(lr)
+
+
+def _build_model(
+    selector: ModelSelector[Any], name: Any, seed: int | None
+) -> torch.nn.Module:
+    """Build a model without touching the global torch RNG."""
+    with torch.random.fork_rng(devices=[]):
+        if seed is not None:
+            torch.manual_seed(seed)
+        return selector.select_model(name)
+
+
+@dataclass(frozen=True)
+class FedAvgClientWork:
+    """One FedAvg client: load the global model, train locally, upload.
+
+    Each worker builds the model once (in ``ctx.cache``) and overwrites its
+    parameters from the payload, so the result depends only on the payload
+    and the client's RNG suite.
+    """
+
+    model_selector: ModelSelector[Any]
+    model_name: Any
+    dataset: PartitionedDataset[Any]
+    epochs: int
+    batch_size: int
+    lr: float
+
+    def __call__(
+        self, ctx: ClientContext, payload: FedAvgDownlinkPackage
+    ) -> FedAvgUplinkPackage:
+        key = ("fedavg-model", str(self.model_name), ctx.device)
+        model = ctx.cache.get(key)  # type: ignore[call-overload]
+        if model is None:
+            model = _build_model(self.model_selector, self.model_name, None).to(
+                ctx.device
+            )
+            ctx.cache[key] = model  # type: ignore[index]
+        deserialize_model(model, payload.model_parameters)
+        loader = self.dataset.get_dataloader(
+            FedAvgPartitionType.TRAIN, ctx.cid, self.batch_size, ctx.rng.torch_cpu
+        )
+        result = train(
+            model,
+            loader,
+            epochs=self.epochs,
+            lr=self.lr,
+            device=ctx.device,
+            stop_event=ctx.stop_event,
+        )
+        data_size = len(self.dataset.get_dataset(FedAvgPartitionType.TRAIN, ctx.cid))  # type: ignore[arg-type]
+        ctx.metrics.update(loss=result.loss, num_samples=float(data_size))
+        return FedAvgUplinkPackage(
+            ctx.cid,
+            serialize_model(model),
+            data_size,
+            {"loss": result.loss, "num_samples": data_size},
+        )
+
+
+class FedAvgBaseServerHandler:
+    """The FedAvg server: samples clients, broadcasts, averages by data size.
+
+    Samples ``int(num_clients * sample_ratio)`` clients per round without
+    replacement (sorted) from its own RNG seeded by ``seed``, never the global
+    one; the initial global model is built from ``seed`` as well.
+    """
+
+    def __init__(
+        self,
+        model_selector: ModelSelector[Any],
+        model_name: Any,
+        dataset: PartitionedDataset[Any],
+        global_round: int,
+        num_clients: int,
+        sample_ratio: float,
+        device: str,
+        batch_size: int,
+        seed: int,
+    ) -> None:
+        self.global_round = _check_int("global_round", global_round)
+        self.num_clients = _check_int("num_clients", num_clients)
+        if isinstance(sample_ratio, bool) or not (
+            isinstance(sample_ratio, int | float) and 0 < sample_ratio <= 1
+        ):
+            raise ConfigurationError(
+                f"sample_ratio must be in (0, 1], got {sample_ratio!r}"
+            )
+        self.num_clients_per_round = int(num_clients * sample_ratio)
+        if self.num_clients_per_round < 1:
+            raise ConfigurationError(
+                f"sample_ratio={sample_ratio} of num_clients={num_clients} samples "
+                "no client per round; raise one of them"
+            )
+        self.batch_size = _check_int("batch_size", batch_size)
+        self.seed = _check_int("seed", seed, minimum=0)
+        self.model_selector = model_selector
+        self.model_name = model_name
+        self.dataset = dataset
+        self.sample_ratio = sample_ratio
+        self.device = device
+        self.model = _build_model(model_selector, model_name, seed).to(device)
+        self.rng_suite = create_rng_suite(seed)
+        self.client_buffer_cache: list[FedAvgUplinkPackage] = []
+        self.round = 0
+
+    def sample_clients(self) -> list[int]:
+        return sorted(
+            self.rng_suite.python.sample(
+                range(self.num_clients), self.num_clients_per_round
+            )
+        )
+
+    def is_stopped(self) -> bool:
+        return self.round >= self.global_round
+
+    def downlink_package(self) -> FedAvgDownlinkPackage:
+        return FedAvgDownlinkPackage(serialize_model(self.model))
+
+    def load(self, payload: FedAvgUplinkPackage) -> bool:
+        """Take one upload; aggregate once the round's sampled count arrived."""
+        self.client_buffer_cache.append(payload)
+        if len(self.client_buffer_cache) == self.num_clients_per_round:
+            self.load_round(self.client_buffer_cache)
+            return True
+        return False
+
+    def load_round(self, packages: list[FedAvgUplinkPackage]) -> None:
+        """Aggregate a whole round at once (also one with dropped clients)."""
+        self.global_update(packages)
+        self.round += 1
+        self.client_buffer_cache = []
+
+    def global_update(self, buffer: list[FedAvgUplinkPackage]) -> None:
+        """Average the uploads weighted by data size, in buffer order."""
+        if not buffer:
+            raise ConfigurationError("global_update needs at least one upload")
+        total = sum(p.data_size for p in buffer)
+        if total <= 0:
+            raise ConfigurationError(f"uploads report a total data_size of {total}")
+        acc = torch.zeros_like(buffer[0].model_parameters, dtype=torch.float64)
+        for package in buffer:
+            acc.add_(
+                package.model_parameters.to(torch.float64),
+                alpha=package.data_size / total,
+            )
+        deserialize_model(self.model, acc.to(buffer[0].model_parameters.dtype))
+
+    @staticmethod
+    def evaluate(
+        model: torch.nn.Module, test_loader: Any, device: str
+    ) -> tuple[float, float]:
+        return evaluate(model, test_loader, device)
+
+    def get_summary(self) -> dict[str, float]:
+        loader = self.dataset.get_dataloader(
+            FedAvgPartitionType.TEST, None, self.batch_size, None
+        )
+        loss, acc = self.evaluate(self.model, loader, self.device)
+        return {"server_acc": acc, "server_loss": loss}
+
+
+class _FedAvgTrainerMixin:
+    """What the three FedAvg trainers share: validation and the client work."""
+
+    def _setup(
+        self,
+        model_selector: ModelSelector[Any],
+        model_name: Any,
+        dataset: PartitionedDataset[Any],
+        device: str,
+        num_clients: int,
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        seed: int,
+    ) -> None:
+        self.model_selector = model_selector
+        self.model_name = model_name
+        self.dataset = dataset
+        self.device = device
+        self.device_count = torch.cuda.device_count() if device == "cuda" else 0
+        self.num_clients = _check_int("num_clients", num_clients)
+        self.epochs = _check_int("epochs", epochs)
+        self.batch_size = _check_int("batch_size", batch_size)
+        self.lr = _check_lr(lr)
+        self.seed = _check_int("seed", seed, minimum=0)
+        self.cache: list[FedAvgUplinkPackage] = []
+
+    def as_client_work(self) -> FedAvgClientWork:
+        """The native client work the coordinator runs for this trainer."""
+        return FedAvgClientWork(
+            self.model_selector,
+            self.model_name,
+            self.dataset,
+            self.epochs,
+            self.batch_size,
+            self.lr,
+        )
+
+    def progress_fn(self, it: Any) -> Any:
+        """A tqdm bar over client completions (needs the ``contrib`` extra)."""
+        try:
+            from tqdm import tqdm
+        except ImportError:  # pragma: no cover - the contrib extra is missing
+            return it
+        return tqdm(it, desc="Client", leave=False, total=len(it))
+
+
+class FedAvgBaseClientTrainer(_FedAvgTrainerMixin):
+    """FedAvg clients run one after another in this process."""
+
+    def __init__(
+        self,
+        model_selector: ModelSelector[Any],
+        model_name: Any,
+        dataset: FedAvgPartitionedDataset,
+        device: str,
+        num_clients: int,
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        seed: int,
+    ) -> None:
+        self._setup(
+            model_selector,
+            model_name,
+            dataset,
+            device,
+            num_clients,
+            epochs,
+            batch_size,
+            lr,
+            seed,
+        )
+
+    def get_client_device(self, cid: int) -> str:
+        return self.device
+
+    def local_process(
+        self, payload: FedAvgDownlinkPackage, cid_list: list[int]
+    ) -> None:
+        from blazefl.sim import InlineExecutor
+
+        self.cache = run_local_process(
+            self, InlineExecutor, payload, cid_list, keep_executor=False
+        )
+
+    def uplink_package(self) -> list[FedAvgUplinkPackage]:
+        packages, self.cache = self.cache, []
+        return packages
+
+
+class FedAvgThreadPoolClientTrainer(
+    _FedAvgTrainerMixin,
+    ThreadPoolClientTrainer[FedAvgUplinkPackage, FedAvgDownlinkPackage],
+):
+    """FedAvg clients run on ``num_parallels`` threads."""
+
+    def __init__(
+        self,
+        model_selector: ModelSelector[Any],
+        model_name: Any,
+        dataset: FedAvgPartitionedDataset,
+        device: str,
+        num_clients: int,
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        seed: int,
+        num_parallels: int,
+    ) -> None:
+        self._setup(
+            model_selector,
+            model_name,
+            dataset,
+            device,
+            num_clients,
+            epochs,
+            batch_size,
+            lr,
+            seed,
+        )
+        self.num_parallels = _check_int("num_parallels", num_parallels)
+        import threading
+
+        self.stop_event = threading.Event()
+
+    def worker(
+        self,
+        cid: int,
+        device: str,
+        payload: FedAvgDownlinkPackage,
+        stop_event: Any,
+    ) -> FedAvgUplinkPackage:
+        """One client outside the coordinator (BlazeFL API); prefer local_process.
+
+        Uses a fresh RNG suite for ``cid`` derived from the seed, i.e. the
+        client's first-round stream.
+        """
+        return _run_detached(
+            self.as_client_work(), cid, device, payload, stop_event, self.seed, None
+        )
+
+
+@dataclass(frozen=True)
+class FedAvgClientConfig:
+    """What a FedAvg process worker needs to run one client by itself."""
+
+    work: FedAvgClientWork
+    cid: int
+    seed: int
+    state_path: str
+
+
+class FedAvgProcessPoolClientTrainer(
+    _FedAvgTrainerMixin,
+    ProcessPoolClientTrainer[
+        FedAvgUplinkPackage,
+        FedAvgDownlinkPackage,
+        FedAvgClientConfig,
+        FedAvgUplinkPackage,
+    ],
+):
+    """FedAvg clients run in ``num_parallels`` persistent worker processes.
+
+    ``state_dir`` is only used by the static `worker` when it is called
+    directly (outside ``local_process``): it keeps each client's RNG state
+    there as JSON. Under ``local_process`` the coordinator keeps those states
+    in memory and nothing is written per client per round.
+    """
+
+    def __init__(
+        self,
+        model_selector: ModelSelector[Any],
+        model_name: Any,
+        state_dir: Path | str,
+        dataset: FedAvgPartitionedDataset,
+        device: str,
+        num_clients: int,
+        epochs: int,
+        batch_size: int,
+        lr: float,
+        seed: int,
+        num_parallels: int,
+    ) -> None:
+        self._setup(
+            model_selector,
+            model_name,
+            dataset,
+            device,
+            num_clients,
+            epochs,
+            batch_size,
+            lr,
+            seed,
+        )
+        self.num_parallels = _check_int("num_parallels", num_parallels)
+        self.state_dir = Path(state_dir)
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.stop_event = None
+
+    def get_client_config(self, cid: int) -> FedAvgClientConfig:
+        return FedAvgClientConfig(
+            self.as_client_work(), cid, self.seed, str(self.state_dir / f"{cid}.json")
+        )
+
+    @staticmethod
+    def worker(
+        config: FedAvgClientConfig,
+        payload: FedAvgDownlinkPackage,
+        device: str,
+        stop_event: Any,
+        *,
+        shm_buffer: FedAvgUplinkPackage | None = None,
+    ) -> FedAvgUplinkPackage:
+        package = _run_detached(
+            config.work,
+            config.cid,
+            device,
+            payload,
+            stop_event,
+            config.seed,
+            config.state_path,
+        )
+        if shm_buffer is None:
+            return package
+        shm_buffer.model_parameters.copy_(package.model_parameters)
+        light: FedAvgUplinkPackage = process_tensors_in_object(package, "replace")
+        return light
+
+    def prepare_uplink_package_buffer(self) -> FedAvgUplinkPackage:
+        model = _build_model(self.model_selector, self.model_name, 0)
+        return FedAvgUplinkPackage(-1, torch.zeros_like(serialize_model(model)), 0)
+
+    def convert_buffer_to_uplink(
+        self, buffer: FedAvgUplinkPackage
+    ) -> FedAvgUplinkPackage:
+        return buffer
+
+
+def _run_detached(
+    work: FedAvgClientWork,
+    cid: int,
+    device: str,
+    payload: FedAvgDownlinkPackage,
+    stop_event: Any,
+    seed: int,
+    state_path: str | None,
+) -> FedAvgUplinkPackage:
+    """Run one client without the coordinator (the BlazeFL ``worker`` entry)."""
+    import structlog
+
+    rng = create_client_rng_suite(seed, cid)
+    if state_path is not None and os.path.exists(state_path):
+        with open(state_path, encoding="utf-8") as f:
+            rng.set_state(RNGSuiteState.from_dict(json.load(f)))
+    ctx = ClientContext(
+        cid=cid,
+        round=-1,
+        slot=0,
+        device=device,
+        rng=rng,
+        state={},
+        stop_event=stop_event if stop_event is not None else _NeverStop(),
+        log=structlog.get_logger("blazefl.client").bind(cid=cid),
+        cache={},
+    )
+    package = work(ctx, payload)
+    if state_path is not None:
+        tmp = f"{state_path}.tmp"
+        with open(tmp, "w", encoding="utf-8") as f:
+            json.dump(rng.get_state().to_dict(), f)
+        os.replace(tmp, state_path)
+    return package
+
+
+@dataclass(frozen=True)
+class _NeverStop:
+    flag: bool = field(default=False)
+
+    def is_set(self) -> bool:
+        return self.flag

@@ -1,0 +1,5 @@
+"""Reference models and a `ModelSelector` that builds them by name."""
+
+from blazefl.models._zoo import CNN, MLP, MODEL_NAMES, ModelZoo
+
+__all__ = ["CNN", "MLP", "MODEL_NAMES", "ModelZoo"]

@@ -1,0 +1,128 @@
+"""Small reference models and the `ModelSelector` that builds them by name.
+
+They are sized for the built-in synthetic data (12x12 single-channel images)
+and for MNIST-like inputs: big enough to learn, small enough that a hundred
+simulated clients train in seconds on a CPU.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from typing import Final
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from blazefl._exceptions import ConfigurationError
+
+__all__ = ["CNN", "MLP", "MODEL_NAMES", "ModelZoo"]
+
+MODEL_NAMES: Final = ("cnn", "mlp")
+
+
+def _positive_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(
+            f"{name} must be an integer >= {minimum}, got {value!r}"
+        )
+    return value
+
+
+class CNN(nn.Module):
+    """A LeNet-style net: two 3x3 conv + 2x2 max-pool stages, then two linear layers.
+
+    `image_size` is the side of square inputs, or `(height, width)`; each side
+    must be at least 4 (the two pools halve it twice).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int | tuple[int, int] = 12,
+    ) -> None:
+        super().__init__()
+        _positive_int("in_channels", in_channels)
+        _positive_int("num_classes", num_classes, 2)
+        height, width = (
+            (image_size, image_size) if isinstance(image_size, int) else image_size
+        )
+        _positive_int("image height", height, 4)
+        _positive_int("image width", width, 4)
+        self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, padding=1)
+        self.conv2 = nn.Conv2d(16, 32, kernel_size=3, padding=1)
+        self.fc1 = nn.Linear(32 * (height // 4) * (width // 4), 64)
+        self.fc2 = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(torch.flatten(x, 1)))
+        return self.fc2(x)  # type: ignore[no-any-return]
+
+
+class MLP(nn.Module):
+    """A fully connected net over flattened inputs, ReLU between `hidden` layers.
+
+    `hidden=()` gives multinomial logistic regression.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        num_classes: int = 10,
+        hidden: tuple[int, ...] = (64,),
+    ) -> None:
+        super().__init__()
+        _positive_int("in_features", in_features)
+        _positive_int("num_classes", num_classes, 2)
+        for width in hidden:
+            _positive_int("hidden layer width", width)
+        widths = (in_features, *hidden, num_classes)
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
+            if i:
+                layers.append(nn.ReLU())
+            layers.append(nn.Linear(fan_in, fan_out))
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x)  # type: ignore[no-any-return]
+
+
+class ModelZoo:
+    """Builds the reference models by name for inputs of `input_shape`.
+
+    A `ModelSelector[str]`: pass it to a server handler or client trainer with
+    a name from `MODEL_NAMES`. Initial weights come from the global torch RNG,
+    so seed it (`blazefl.reproducibility.seed_everything`) before selecting.
+    """
+
+    def __init__(
+        self, input_shape: tuple[int, ...] = (1, 12, 12), num_classes: int = 10
+    ) -> None:
+        if not input_shape:
+            raise ConfigurationError("input_shape must not be empty")
+        for dim in input_shape:
+            _positive_int("every input_shape dimension", dim)
+        _positive_int("num_classes", num_classes, 2)
+        self.input_shape = tuple(input_shape)
+        self.num_classes = num_classes
+
+    def select_model(self, model_name: str) -> nn.Module:
+        """A freshly initialised model `model_name` ("cnn" or "mlp")."""
+        if model_name == "mlp":
+            return MLP(math.prod(self.input_shape), self.num_classes)
+        if model_name == "cnn":
+            if len(self.input_shape) != 3:
+                raise ConfigurationError(
+                    "the 'cnn' model needs input_shape (channels, height, width), "
+                    f"got {self.input_shape!r}; use 'mlp' for flat inputs"
+                )
+            channels, height, width = self.input_shape
+            return CNN(channels, self.num_classes, (height, width))
+        raise ConfigurationError(
+            f"unknown model name {model_name!r}; expected one of {MODEL_NAMES}"
+        )

@@ -1,0 +1,37 @@
+"""Reproducible randomness: per-client RNG suites, global seeding, snapshots.
+
+Code written against ``blazefl.reproducibility`` of BlazeFL 3.0 runs here
+unchanged. Additions: `derive_seed` and `create_client_rng_suite` (per-client
+streams that do not collide across runs), `RNGSuiteState` (JSON-ready suite
+state for checkpoints) and `set_torch_threads` / `torch_threads`.
+"""
+
+from blazefl.reproducibility._global import (
+    RandomStateSnapshot,
+    seed_everything,
+    set_torch_threads,
+    setup_reproducibility,
+    torch_threads,
+)
+from blazefl.reproducibility._rng import (
+    RNGSuite,
+    RNGSuiteState,
+    create_client_rng_suite,
+    create_rng_suite,
+    derive_seed,
+)
+
+__all__ = [
+    # per-client generators
+    "RNGSuite",
+    "RNGSuiteState",
+    "create_rng_suite",
+    "create_client_rng_suite",
+    "derive_seed",
+    # process-wide state
+    "setup_reproducibility",
+    "seed_everything",
+    "RandomStateSnapshot",
+    "set_torch_threads",
+    "torch_threads",
+]

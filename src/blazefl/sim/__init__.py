@@ -1,0 +1,59 @@
+"""The async coordinator: `Simulation` and the executors it runs clients on.
+
+::
+
+    async with Simulation(handler, work, executor=ThreadExecutor(4)) as sim:
+        async with sim.events() as events:   # optional progress stream
+            result = await sim.run_round()
+
+``work(ctx, payload) -> uplink`` is one client's local work; ``ctx`` is a
+`ClientContext`. BlazeFL client trainers are accepted in its place.
+"""
+
+from blazefl.sim._context import ClientContext, ClientState, ClientWork, StopFlag
+from blazefl.sim._events import (
+    ClientFailed,
+    ClientFinished,
+    ClientReport,
+    Event,
+    EventStream,
+    RoundAborted,
+    RoundFinished,
+    RoundResult,
+    RoundStarted,
+)
+from blazefl.sim._executor import Executor, RoundSession, gil_enabled
+from blazefl.sim._jobs import ClientFailure
+from blazefl.sim._local import InlineExecutor, ThreadExecutor
+from blazefl.sim._logging import configure_logging
+from blazefl.sim._process import ProcessExecutor
+from blazefl.sim._simulation import Simulation
+
+__all__ = [
+    "Simulation",
+    # executors
+    "Executor",
+    "InlineExecutor",
+    "ProcessExecutor",
+    "RoundSession",
+    "ThreadExecutor",
+    # client work
+    "ClientContext",
+    "ClientState",
+    "ClientWork",
+    "StopFlag",
+    # results and events
+    "ClientFailure",
+    "ClientReport",
+    "RoundResult",
+    "Event",
+    "EventStream",
+    "ClientFailed",
+    "ClientFinished",
+    "RoundAborted",
+    "RoundFinished",
+    "RoundStarted",
+    # utilities
+    "configure_logging",
+    "gil_enabled",
+]

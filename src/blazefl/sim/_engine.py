@@ -1,0 +1,167 @@
+"""The engine: run one round's sampled clients on an executor.
+
+This is the only code that schedules clients. `Simulation.run_round` and the
+BlazeFL trainers' ``local_process`` both call `RoundRunner.run`, so
+determinism, timeouts and failure capture exist once.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import anyio
+
+from blazefl._exceptions import ConfigurationError
+from blazefl.sim._buffer import ResultBuffer
+from blazefl.sim._executor import Executor, RoundSession
+from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, error_info
+from blazefl.sim._states import ClientStateStore
+from blazefl.sim._work import Adapter, metrics_of
+
+__all__ = ["RoundRunner", "check_cids"]
+
+OnOutcome = Callable[[JobOutcome], None]
+
+
+def check_cids(cids: Any) -> list[int]:
+    """Validate a round's sampled client ids: non-empty, ints >= 0, no repeats."""
+    try:
+        out = list(cids)
+    except TypeError:
+        raise ConfigurationError(
+            f"sample_clients() must return a list of client ids, got {cids!r}"
+        ) from None
+    if not out:
+        raise ConfigurationError("sample_clients() returned no clients")
+    for cid in out:
+        if isinstance(cid, bool) or not isinstance(cid, int) or cid < 0:
+            raise ConfigurationError(
+                f"sample_clients() returned {cid!r}; client ids must be ints >= 0"
+            )
+    if len(set(out)) != len(out):
+        seen: set[int] = set()
+        dupes = sorted({c for c in out if c in seen or seen.add(c)})  # type: ignore[func-returns-value]
+        raise ConfigurationError(
+            f"sample_clients() returned duplicate client ids {dupes}; each sampled "
+            "client must be distinct within a round"
+        )
+    return out
+
+
+class RoundRunner:
+    """Runs rounds of client work on one executor, keeping client states.
+
+    States of the clients that succeed are returned with their outcomes and
+    only become the clients' states when the caller commits them, so an
+    aborted round changes nothing.
+    """
+
+    def __init__(
+        self,
+        adapter: Adapter,
+        executor: Executor,
+        states: ClientStateStore,
+        *,
+        client_timeout: float | None = None,
+    ) -> None:
+        if client_timeout is not None and not client_timeout > 0:
+            raise ConfigurationError(
+                f"client_timeout must be a positive number of seconds or None, "
+                f"got {client_timeout!r}"
+            )
+        if adapter.serial and executor.max_workers != 1:
+            raise ConfigurationError(
+                f"this trainer only provides local_process/uplink_package, which "
+                f"cannot run clients concurrently; use one worker, not "
+                f"{executor.max_workers}"
+            )
+        if not adapter.picklable and executor.kind == "processes":
+            raise ConfigurationError(
+                "this trainer cannot run on ProcessExecutor: write the client as "
+                "native work(ctx, payload) or a ProcessPoolClientTrainer, or use "
+                "ThreadExecutor"
+            )
+        self.adapter = adapter
+        self.executor = executor
+        self.states = states
+        self.client_timeout = client_timeout
+
+    async def run(
+        self,
+        index: int,
+        payload: Any,
+        cids: Sequence[int],
+        on_outcome: OnOutcome | None = None,
+    ) -> list[JobOutcome]:
+        """Run every sampled client once; outcomes come back in slot order."""
+        adapter = self.adapter
+        jobs = [
+            ClientJob(
+                round=index,
+                slot=slot,
+                cid=cid,
+                device=adapter.device_of(cid),
+                state=self.states.get(cid),
+                arg=adapter.job_arg(cid, slot) if adapter.job_arg else None,
+            )
+            for slot, cid in enumerate(cids)
+        ]
+        buffer: ResultBuffer[JobOutcome] = ResultBuffer(list(cids))
+        # Admit no more clients than there are workers, so a client's timeout
+        # counts its own running time, not its wait for a free worker; the
+        # semaphore is FIFO, so clients start in slot order.
+        admit = anyio.Semaphore(self.executor.max_workers)
+        async with (
+            self.executor.round(index, payload) as session,
+            anyio.create_task_group() as tg,
+        ):
+            for job in jobs:
+                tg.start_soon(self._one, session, admit, job, buffer, on_outcome)
+        return list(buffer)
+
+    def commit(self, outcomes: Sequence[JobOutcome]) -> None:
+        """Make the successful clients' new states their states."""
+        for outcome in outcomes:
+            if outcome.ok and outcome.state is not None:
+                self.states.commit(outcome.cid, outcome.state)
+
+    async def _one(
+        self,
+        session: RoundSession,
+        admit: anyio.Semaphore,
+        job: ClientJob,
+        buffer: ResultBuffer[JobOutcome],
+        on_outcome: OnOutcome | None,
+    ) -> None:
+        async with admit:
+            start = time.perf_counter()
+            with anyio.move_on_after(self.client_timeout or math.inf) as scope:
+                outcome = await session.run(job)
+        if scope.cancelled_caught:
+            outcome = JobOutcome(
+                slot=job.slot,
+                cid=job.cid,
+                worker="",
+                seconds=time.perf_counter() - start,
+                error=ClientFailure(
+                    "timeout",
+                    "ClientTimeoutError",
+                    f"client {job.cid} ran past its {self.client_timeout}s timeout "
+                    "and was stopped",
+                ),
+            )
+        elif outcome.ok:
+            if self.adapter.finish is not None:
+                try:
+                    outcome.result = self.adapter.finish(job.slot, outcome.result)
+                except Exception as exc:
+                    outcome.result, outcome.state = None, None
+                    outcome.error = error_info(exc)
+            if not outcome.metrics and outcome.ok:
+                outcome.metrics = metrics_of(outcome.result)
+        buffer.put(job.slot, job.cid, outcome)
+        if on_outcome is not None:
+            on_outcome(outcome)

@@ -1,0 +1,230 @@
+"""Typed progress events, round results, and the hub that fans events out.
+
+Every event is published once by the coordinator: it goes to each open
+`EventStream` *and* to the structlog logger under the same name with the same
+fields, so the stream and the logs always say the same thing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, ClassVar
+
+import anyio
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from blazefl.sim._jobs import ClientFailure
+
+__all__ = [
+    "ClientFailed",
+    "ClientFinished",
+    "ClientReport",
+    "Event",
+    "EventStream",
+    "RoundAborted",
+    "RoundFinished",
+    "RoundResult",
+    "RoundStarted",
+    "aggregate_metrics",
+]
+
+
+class _EventBase:
+    name: ClassVar[str]
+
+    def fields(self) -> dict[str, Any]:
+        """The event's fields, as logged."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class RoundStarted(_EventBase):
+    """A round sampled its clients and is about to run them."""
+
+    name: ClassVar[str] = "round_started"
+    round: int
+    cids: tuple[int, ...]
+    executor: str
+    workers: int
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFinished(_EventBase):
+    """One client's work returned a result (in completion order)."""
+
+    name: ClassVar[str] = "client_finished"
+    round: int
+    cid: int
+    slot: int
+    worker: str
+    seconds: float
+    metrics: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientFailed(_EventBase):
+    """One client produced no result: it raised, timed out, or its worker died."""
+
+    name: ClassVar[str] = "client_failed"
+    round: int
+    cid: int
+    slot: int
+    worker: str
+    seconds: float
+    kind: str
+    error: str
+    traceback: str
+
+
+@dataclass(frozen=True, slots=True)
+class RoundFinished(_EventBase):
+    """A round was aggregated and committed."""
+
+    name: ClassVar[str] = "round_finished"
+    round: int
+    seconds: float
+    clients: int
+    failed: int
+    metrics: Mapping[str, float]
+    summary: Mapping[str, Any]
+    executor: str
+    workers: int
+    gil_enabled: bool
+
+
+@dataclass(frozen=True, slots=True)
+class RoundAborted(_EventBase):
+    """A round was cancelled, timed out, or failed; nothing of it was applied."""
+
+    name: ClassVar[str] = "round_aborted"
+    round: int
+    reason: str
+
+
+Event = RoundStarted | ClientFinished | ClientFailed | RoundFinished | RoundAborted
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReport:
+    """What happened to one sampled client in a round."""
+
+    slot: int
+    cid: int
+    worker: str
+    seconds: float
+    metrics: Mapping[str, float]
+    failure: ClientFailure | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.failure is None
+
+
+@dataclass(frozen=True, slots=True)
+class RoundResult:
+    """What `Simulation.run_round` returns: one committed round.
+
+    ``clients`` is in slot order (``clients[i].cid == cids[i]``); ``metrics``
+    aggregates the surviving clients' metrics; ``summary`` is the handler's
+    ``get_summary()`` after aggregation, when it has one.
+    """
+
+    round: int
+    cids: tuple[int, ...]
+    clients: tuple[ClientReport, ...]
+    seconds: float
+    metrics: Mapping[str, float]
+    summary: Mapping[str, Any]
+
+    @property
+    def failures(self) -> tuple[ClientReport, ...]:
+        return tuple(c for c in self.clients if not c.ok)
+
+
+def aggregate_metrics(reports: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Mean of each metric over the clients that reported it.
+
+    Weighted by ``num_samples`` when every such client reports it (so a loss
+    averages like it would over the pooled data). Exact summation keeps the
+    result independent of completion order.
+    """
+    keys = sorted({k for r in reports for k in r if k != "num_samples"})
+    out: dict[str, float] = {}
+    for key in keys:
+        rows = [r for r in reports if key in r]
+        if all("num_samples" in r for r in rows):
+            total = math.fsum(r["num_samples"] for r in rows)
+            if total > 0:
+                out[key] = math.fsum(r[key] * r["num_samples"] for r in rows) / total
+                continue
+        out[key] = math.fsum(r[key] for r in rows) / len(rows)
+    if reports and all("num_samples" in r for r in reports):
+        out["num_samples"] = math.fsum(r["num_samples"] for r in reports)
+    return out
+
+
+class EventStream:
+    """An async iterator over a simulation's events, from subscription on.
+
+    Use it as ``async with sim.events() as events: async for e in events``;
+    iteration ends when the simulation closes. Events queue up unboundedly
+    while nobody reads, so close streams you stop reading.
+    """
+
+    def __init__(self, receive: MemoryObjectReceiveStream[Event]) -> None:
+        self._receive = receive
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> Event:
+        try:
+            return await self._receive.receive()
+        except (anyio.EndOfStream, anyio.ClosedResourceError):
+            raise StopAsyncIteration from None
+
+    async def aclose(self) -> None:
+        self._receive.close()
+
+    async def __aenter__(self) -> EventStream:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+
+class EventHub:
+    """Fans each published event out to every open stream."""
+
+    def __init__(self) -> None:
+        self._sends: list[MemoryObjectSendStream[Event]] = []
+
+    def subscribe(self) -> EventStream:
+        send, receive = anyio.create_memory_object_stream[Event](math.inf)
+        self._sends.append(send)
+        return EventStream(receive)
+
+    def publish(self, event: Event) -> None:
+        alive = []
+        for send in self._sends:
+            try:
+                send.send_nowait(event)
+            except (anyio.BrokenResourceError, anyio.ClosedResourceError):
+                send.close()
+                continue
+            alive.append(send)
+        self._sends = alive
+
+    def close(self) -> None:
+        for send in self._sends:
+            send.close()
+        self._sends = []

@@ -1,0 +1,134 @@
+"""The one interface every executor presents to the coordinator.
+
+The coordinator never asks which executor it has: it starts it with the run's
+work, opens one *round session* per round with that round's payload, and awaits
+``session.run(job)`` once per sampled client. An executor
+
+- keeps its workers (threads or processes) for the whole run;
+- shares the round's payload with its workers once per round;
+- turns client failures into data (`JobOutcome.error`), never exceptions;
+- when a ``run`` is cancelled, stops that client (stop flag, then terminate
+  where it can) before the cancellation propagates.
+"""
+
+from __future__ import annotations
+
+import sys
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any, ClassVar
+
+from blazefl._exceptions import ConfigurationError, ExecutorClosedError
+from blazefl.reproducibility import set_torch_threads
+from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork
+
+__all__ = ["Executor", "RoundSession", "gil_enabled"]
+
+
+def gil_enabled() -> bool:
+    """Whether the GIL is on right now (always True on a GIL build)."""
+    probe = getattr(sys, "_is_gil_enabled", None)
+    return True if probe is None else bool(probe())
+
+
+def check_positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+class RoundSession(ABC):
+    """An executor's view of one round: the payload is already with the workers."""
+
+    @abstractmethod
+    async def run(self, job: ClientJob) -> JobOutcome:
+        """Run one client; return its outcome. On cancellation, stop the client."""
+
+
+class Executor(ABC):
+    """Runs client work for the coordinator. Subclasses differ only in *where*.
+
+    :param max_workers: how many clients run at the same time.
+    :param torch_threads: torch intra-op threads per worker. Keep it equal across
+        executors you compare: it changes float results as well as speed.
+    """
+
+    kind: ClassVar[str]
+
+    def __init__(self, max_workers: int = 1, *, torch_threads: int = 1) -> None:
+        self._max_workers = check_positive_int("max_workers", max_workers)
+        self._torch_threads = check_positive_int("torch_threads", torch_threads)
+        self._work: JobWork | None = None
+        self._saved_threads: int | None = None
+
+    @property
+    def max_workers(self) -> int:
+        return self._max_workers
+
+    @property
+    def torch_threads(self) -> int:
+        return self._torch_threads
+
+    @property
+    def running(self) -> bool:
+        return self._work is not None
+
+    def describe(self) -> dict[str, Any]:
+        """The fields logged with every round."""
+        return {"executor": self.kind, "workers": self._max_workers}
+
+    async def start(self, work: JobWork) -> None:
+        """Start the workers for a run of ``work``."""
+        if self._work is not None:
+            raise ConfigurationError(
+                f"{type(self).__name__} is already running; one executor serves "
+                "one simulation at a time"
+            )
+        self._work = work
+        try:
+            await self._start(work)
+        except BaseException:
+            self._work = None
+            raise
+
+    async def aclose(self) -> None:
+        """Stop every worker. Safe to call twice."""
+        if self._work is None:
+            return
+        try:
+            await self._close()
+        finally:
+            self._work = None
+
+    @asynccontextmanager
+    async def round(self, index: int, payload: Any) -> AsyncIterator[RoundSession]:
+        """Share ``payload`` with the workers and yield the round's session."""
+        if self._work is None:
+            raise ExecutorClosedError(
+                f"{type(self).__name__} is not running; use it through "
+                "`async with Simulation(...)` or call `await executor.start(work)`"
+            )
+        async with self._round(self._work, index, payload) as session:
+            yield session
+
+    def _pin_torch_threads(self) -> None:
+        """Fix the intra-op thread count in this process for in-process workers."""
+        self._saved_threads = set_torch_threads(self._torch_threads)
+
+    def _unpin_torch_threads(self) -> None:
+        if self._saved_threads is not None:
+            set_torch_threads(self._saved_threads)
+            self._saved_threads = None
+
+    @abstractmethod
+    async def _start(self, work: JobWork) -> None: ...
+
+    @abstractmethod
+    async def _close(self) -> None: ...
+
+    @abstractmethod
+    def _round(
+        self, work: JobWork, index: int, payload: Any
+    ) -> Any:  # an async context manager yielding a RoundSession
+        ...

@@ -1,0 +1,159 @@
+"""Executors that run clients inside this process: inline and threads."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from blazefl.sim._executor import Executor, RoundSession
+from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, execute_job
+
+__all__ = ["InlineExecutor", "ThreadExecutor"]
+
+# How long a cancelled thread client gets to notice its stop flag before the
+# executor stops waiting for it (the thread then finishes on its own; its
+# result is discarded and its worker cache is never reused).
+_STOP_GRACE_SECONDS = 5.0
+
+
+class InlineExecutor(Executor):
+    """Runs clients one after another on the event loop's own thread.
+
+    For debugging: breakpoints, profilers and tracebacks see plain sequential
+    code. It blocks the event loop while a client trains, and a timeout or
+    cancellation takes effect only between clients. Use `ThreadExecutor` in
+    anything that must stay responsive.
+    """
+
+    kind = "inline"
+
+    def __init__(self, *, torch_threads: int = 1) -> None:
+        super().__init__(1, torch_threads=torch_threads)
+        self._cache: dict[str, Any] = {}
+
+    async def _start(self, work: JobWork) -> None:
+        self._pin_torch_threads()
+
+    async def _close(self) -> None:
+        self._unpin_torch_threads()
+        self._cache.clear()
+
+    @asynccontextmanager
+    async def _round(
+        self, work: JobWork, index: int, payload: Any
+    ) -> AsyncIterator[RoundSession]:
+        yield _InlineSession(work, payload, self._cache)
+
+
+class _InlineSession(RoundSession):
+    def __init__(self, work: JobWork, payload: Any, cache: dict[str, Any]) -> None:
+        self._work = work
+        self._payload = payload
+        self._cache = cache
+        self._lock = anyio.Lock()
+
+    async def run(self, job: ClientJob) -> JobOutcome:
+        async with self._lock:
+            await anyio.lowlevel.checkpoint()
+            return execute_job(
+                self._work,
+                job,
+                self._payload,
+                stop_event=threading.Event(),
+                cache=self._cache,
+                worker="inline",
+            )
+
+
+class ThreadExecutor(Executor):
+    """Runs up to ``max_workers`` clients at once on worker threads.
+
+    Threads share the payload and the data set in memory, with no copies. On a
+    free-threaded CPython build (GIL off) they run Python code in parallel; on
+    a GIL build they still overlap in torch's kernels, which release the GIL.
+    Each worker keeps its own ``ctx.cache`` (e.g. a model) for the whole run.
+    """
+
+    kind = "threads"
+
+    def __init__(self, max_workers: int = 2, *, torch_threads: int = 1) -> None:
+        super().__init__(max_workers, torch_threads=torch_threads)
+        self._caches: dict[int, dict[str, Any]] = {}
+        self._idle: list[int] = []
+        self._ids = itertools.count()
+
+    async def _start(self, work: JobWork) -> None:
+        self._pin_torch_threads()
+        self._idle = [next(self._ids) for _ in range(self.max_workers)]
+        self._caches = {wid: {} for wid in self._idle}
+
+    async def _close(self) -> None:
+        self._unpin_torch_threads()
+        self._caches.clear()
+        self._idle.clear()
+
+    @asynccontextmanager
+    async def _round(
+        self, work: JobWork, index: int, payload: Any
+    ) -> AsyncIterator[RoundSession]:
+        yield _ThreadSession(self, work, payload)
+
+    def _retire(self, wid: int) -> int:
+        """Replace a worker whose thread may still be running after a cancel."""
+        self._caches.pop(wid, None)
+        new = next(self._ids)
+        self._caches[new] = {}
+        return new
+
+
+class _ThreadSession(RoundSession):
+    def __init__(self, owner: ThreadExecutor, work: JobWork, payload: Any) -> None:
+        self._owner = owner
+        self._work = work
+        self._payload = payload
+        self._limiter = anyio.CapacityLimiter(owner.max_workers)
+        self._idle = anyio.Semaphore(len(owner._idle))
+
+    async def run(self, job: ClientJob) -> JobOutcome:
+        owner = self._owner
+        async with self._idle:
+            wid = owner._idle.pop(0)
+            stop = threading.Event()
+            done = threading.Event()
+            cache = owner._caches[wid]
+
+            def call() -> JobOutcome:
+                try:
+                    return execute_job(
+                        self._work,
+                        job,
+                        self._payload,
+                        stop_event=stop,
+                        cache=cache,
+                        worker=f"thread-{wid}",
+                    )
+                finally:
+                    done.set()
+
+            try:
+                return await anyio.to_thread.run_sync(
+                    call, limiter=self._limiter, abandon_on_cancel=True
+                )
+            finally:
+                if not done.is_set():
+                    stop.set()
+                    with anyio.CancelScope(shield=True):
+                        with anyio.move_on_after(_STOP_GRACE_SECONDS):
+                            # `done` is a threading.Event set off the loop;
+                            # polling is the portable way to await it here.
+                            while not done.is_set():  # noqa: ASYNC110
+                                await anyio.sleep(0.005)
+                    if not done.is_set():
+                        wid = owner._retire(wid)
+                owner._idle.append(wid)

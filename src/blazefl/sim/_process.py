@@ -1,0 +1,316 @@
+"""The process executor: persistent worker processes fed through shared memory.
+
+Why ``spawn``: a forked child inherits the parent's threads' locks (torch's
+OpenMP pool, anyio's worker threads, the event loop) in whatever state they were
+at the fork, which deadlocks or corrupts; ``spawn`` starts a clean interpreter
+and is what torch recommends. Its start-up cost (importing torch, about a
+second) is paid once per worker per run, not per round: workers live for the
+whole run, and a dead worker is replaced by a new one.
+
+Per round, the payload's tensors are moved to shared memory once and each
+worker maps them once (only handles are pickled). Results come back through
+pre-allocated shared slot buffers (see `_slots`).
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager, suppress
+from dataclasses import dataclass, field
+from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
+from multiprocessing.reduction import ForkingPickler
+from typing import Any
+
+import anyio
+import torch
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from blazefl._exceptions import ConfigurationError
+from blazefl._tree import iter_tensors, map_leaves
+from blazefl.sim._context import ClientState
+from blazefl.sim._executor import Executor, RoundSession
+from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
+from blazefl.sim._process_worker import worker_main
+from blazefl.sim._slots import allocate_slot, tensor_bytes, unpack_result
+
+__all__ = ["ProcessExecutor"]
+
+_START_METHODS = ("spawn", "forkserver")
+
+
+@dataclass(eq=False)
+class _Worker:
+    index: int
+    process: BaseProcess
+    conn: Connection
+    stop: Any  # a multiprocessing Event
+    ready: bool = False
+    pid: int | None = None
+    payload_round: int | None = None
+    slots: dict[int, int] = field(default_factory=dict)  # slot -> generation
+
+    @property
+    def label(self) -> str:
+        return f"process-{self.index}"
+
+
+class ProcessExecutor(Executor):
+    """Runs up to ``max_workers`` clients at once in persistent worker processes.
+
+    Each worker process keeps what the work caches in ``ctx.cache`` (models,
+    optimizers' buffers) for the whole run, maps the data set's tensors from
+    shared memory once, and gets each round's payload as shared-memory handles.
+    The work must be picklable. A worker that dies is reported as a failed
+    client and replaced.
+
+    :param start_method: ``"spawn"`` (default) or ``"forkserver"``; ``fork``
+        is refused because it is unsafe once torch or anyio started threads.
+    :param stop_grace: seconds a cancelled client gets to honour its stop flag
+        before its worker process is killed and replaced.
+    """
+
+    kind = "processes"
+
+    def __init__(
+        self,
+        max_workers: int = 2,
+        *,
+        torch_threads: int = 1,
+        start_method: str = "spawn",
+        stop_grace: float = 5.0,
+    ) -> None:
+        super().__init__(max_workers, torch_threads=torch_threads)
+        if start_method not in _START_METHODS:
+            raise ConfigurationError(
+                f"start_method must be one of {_START_METHODS}, got {start_method!r}"
+            )
+        if not stop_grace >= 0:
+            raise ConfigurationError(f"stop_grace must be >= 0, got {stop_grace!r}")
+        self._start_method = start_method
+        self._stop_grace = float(stop_grace)
+        self._workers: list[_Worker] = []
+        self._slot_buffers: dict[int, tuple[torch.Tensor, int]] = {}
+        self._generation = 0
+        self._slot_capacity = 0
+        self._next_index = 0
+
+    @property
+    def pids(self) -> list[int]:
+        """The PIDs of the live worker processes."""
+        return [w.process.pid for w in self._workers if w.process.pid is not None]
+
+    # -- lifecycle ---------------------------------------------------------
+
+    async def _start(self, work: JobWork) -> None:
+        try:
+            for _ in range(self.max_workers):
+                self._workers.append(self._spawn(work))
+            for worker in list(self._workers):
+                await self._await_ready(worker)
+        except BaseException:
+            with anyio.CancelScope(shield=True):
+                await self._close()
+            raise
+
+    def _spawn(self, work: JobWork) -> _Worker:
+        ctx = mp.get_context(self._start_method)
+        try:
+            work_bytes = bytes(ForkingPickler.dumps(work))
+        except Exception as exc:
+            raise ConfigurationError(
+                f"the client work {work!r} cannot be pickled, which the process "
+                f"executor needs ({type(exc).__name__}: {exc}); define it at module "
+                "level, or use ThreadExecutor"
+            ) from exc
+        parent_conn, child_conn = ctx.Pipe(duplex=True)
+        stop = ctx.Event()
+        index = self._next_index
+        self._next_index += 1
+        process = ctx.Process(  # type: ignore[attr-defined]
+            target=worker_main,
+            args=(index, work_bytes, child_conn, stop, self.torch_threads),
+            name=f"blazefl-worker-{index}",
+            daemon=True,
+        )
+        process.start()
+        child_conn.close()  # so the parent sees EOF when the child dies
+        return _Worker(index, process, parent_conn, stop)
+
+    async def _await_ready(self, worker: _Worker) -> None:
+        if worker.ready:
+            return
+        try:
+            message = await _recv(worker.conn)
+        except (EOFError, OSError):
+            code = await _reap(worker.process)
+            raise ConfigurationError(
+                f"worker process {worker.label} exited with code {code} during "
+                "start-up (see its output above)"
+            ) from None
+        if message[0] == "fatal":
+            info: ClientFailure = message[1]
+            raise ConfigurationError(
+                f"worker process {worker.label} could not load the client work: "
+                f"{info}\n{info.traceback}"
+            )
+        worker.ready, worker.pid = True, message[1]
+
+    async def _close(self) -> None:
+        with anyio.CancelScope(shield=True):
+            workers, self._workers = self._workers, []
+            for worker in workers:
+                with suppress(OSError, ValueError):
+                    worker.conn.send(("stop",))
+            for worker in workers:
+                await _reap(worker.process, wait=self._stop_grace + 5)
+                worker.conn.close()
+            self._slot_buffers.clear()
+            self._slot_capacity = 0
+
+    def _replace(self, dead: _Worker) -> _Worker:
+        """Swap a dead or killed worker for a fresh one (ready on first use)."""
+        assert self._work is not None
+        with suppress(OSError):
+            dead.conn.close()
+        if dead.process.is_alive():
+            dead.process.kill()
+        dead.process.join(timeout=5)
+        new = self._spawn(self._work)
+        self._workers = [new if w is dead else w for w in self._workers]
+        return new
+
+    # -- rounds ------------------------------------------------------------
+
+    @asynccontextmanager
+    async def _round(
+        self, work: JobWork, index: int, payload: Any
+    ) -> AsyncIterator[RoundSession]:
+        for tensor in iter_tensors(payload):
+            tensor.share_memory_()  # type: ignore[no-untyped-call]
+        if self._slot_capacity == 0:
+            # A first guess that is exact for "send back a model like the one
+            # you got" algorithms; grown after any result that does not fit.
+            self._slot_capacity = tensor_bytes(payload)
+        send, receive = anyio.create_memory_object_stream[_Worker](len(self._workers))
+        for worker in self._workers:
+            send.send_nowait(worker)
+        with send, receive:
+            yield _ProcessSession(self, index, payload, send, receive)
+
+    def _slot_buffer(self, slot: int) -> tuple[torch.Tensor | None, int]:
+        """The slot's shared buffer and its generation (grown when too small)."""
+        if self._slot_capacity == 0:
+            return None, 0
+        entry = self._slot_buffers.get(slot)
+        if entry is None or entry[0].numel() < self._slot_capacity:
+            self._generation += 1
+            entry = (allocate_slot(self._slot_capacity), self._generation)
+            self._slot_buffers[slot] = entry
+        return entry
+
+
+class _ProcessSession(RoundSession):
+    def __init__(
+        self,
+        owner: ProcessExecutor,
+        index: int,
+        payload: Any,
+        send: MemoryObjectSendStream[_Worker],
+        receive: MemoryObjectReceiveStream[_Worker],
+    ) -> None:
+        self._owner = owner
+        self._index = index
+        self._payload = payload
+        self._send = send
+        self._receive = receive
+
+    async def run(self, job: ClientJob) -> JobOutcome:
+        owner = self._owner
+        worker = await self._receive.receive()
+        sent = False
+        try:
+            worker, buffer = await self._prepare(worker, job)
+            worker.stop.clear()
+            worker.conn.send(("job", job))
+            sent = True
+            message = await _recv(worker.conn)
+        except (EOFError, OSError):
+            code = await _reap(worker.process)
+            self._send.send_nowait(owner._replace(worker))
+            return JobOutcome(
+                slot=job.slot,
+                cid=job.cid,
+                worker=worker.label,
+                seconds=0.0,
+                error=ClientFailure(
+                    "worker_died",
+                    "WorkerDiedError",
+                    f"worker process {worker.label} (pid {worker.pid}) exited with "
+                    f"code {code} while running client {job.cid}",
+                ),
+            )
+        except BaseException:
+            # Cancelled (timeout or the round was cancelled): ask the client to
+            # stop, give it a grace period, then kill and replace its worker.
+            with anyio.CancelScope(shield=True):
+                answered = not sent
+                if sent:
+                    worker.stop.set()
+                    with anyio.move_on_after(owner._stop_grace):
+                        with suppress(EOFError, OSError):
+                            await _recv(worker.conn)
+                            answered = True
+                self._send.send_nowait(worker if answered else owner._replace(worker))
+            raise
+        self._send.send_nowait(worker)
+        outcome: JobOutcome
+        _, outcome, used, packed = message
+        if packed:
+            outcome.result = unpack_result(outcome.result, buffer)
+        elif outcome.ok and used > owner._slot_capacity:
+            owner._slot_capacity = used
+        if outcome.state is not None and outcome.state.data:
+            # Tensors that came back through shared memory each hold a file
+            # descriptor; keep the client store in private memory instead.
+            outcome.state = ClientState(
+                outcome.state.rng, map_leaves(outcome.state.data, torch.clone)
+            )
+        return outcome
+
+    async def _prepare(
+        self, worker: _Worker, job: ClientJob
+    ) -> tuple[_Worker, torch.Tensor | None]:
+        """Make sure the worker is alive and holds the payload and slot buffer."""
+        owner = self._owner
+        if not worker.process.is_alive():
+            await _reap(worker.process)
+            worker = owner._replace(worker)
+        await owner._await_ready(worker)
+        if worker.payload_round != self._index:
+            await anyio.to_thread.run_sync(
+                worker.conn.send, ("payload", self._index, self._payload)
+            )
+            worker.payload_round = self._index
+        buffer, generation = owner._slot_buffer(job.slot)
+        if buffer is not None and worker.slots.get(job.slot) != generation:
+            worker.conn.send(("slots", {job.slot: buffer}))
+            worker.slots[job.slot] = generation
+        return worker, buffer
+
+
+async def _recv(conn: Connection) -> Any:
+    """Receive one message without blocking the event loop."""
+    while not conn.poll():
+        await anyio.wait_readable(conn.fileno())
+    return conn.recv()
+
+
+async def _reap(process: BaseProcess, wait: float = 5.0) -> int | None:
+    """Join a worker process, killing it if it does not exit in time."""
+    await anyio.to_thread.run_sync(process.join, wait)
+    if process.is_alive():
+        process.kill()
+        await anyio.to_thread.run_sync(process.join, 5.0)
+    return process.exitcode

@@ -1,0 +1,412 @@
+"""`Simulation`: the async coordinator users drive.
+
+A round: ask the handler for the sampled clients and the payload (in a worker
+thread: the handler's code may be slow); run the clients on the executor; file
+each outcome in its slot; apply the failure policy; then, shielded from
+cancellation, feed the results to the handler in slot order and commit the
+clients' new states. Until that last step nothing is changed, so a cancelled,
+timed-out or failed round leaves the simulation exactly as it was, and the next
+`run_round` runs the same round again with the same sampled clients.
+"""
+
+from __future__ import annotations
+
+import sysconfig
+import time
+import warnings
+from collections.abc import Sequence
+from contextlib import nullcontext
+from types import TracebackType
+from typing import Any, Generic, Literal, TypeVar
+
+import anyio
+import anyio.to_thread
+import structlog.contextvars
+
+from blazefl._exceptions import (
+    ConfigurationError,
+    RoundFailedError,
+    SimulationFinishedError,
+)
+from blazefl.sim._engine import RoundRunner, check_cids
+from blazefl.sim._events import (
+    ClientFailed,
+    ClientFinished,
+    ClientReport,
+    Event,
+    EventHub,
+    EventStream,
+    RoundAborted,
+    RoundFinished,
+    RoundResult,
+    RoundStarted,
+    aggregate_metrics,
+)
+from blazefl.sim._executor import Executor, gil_enabled
+from blazefl.sim._jobs import JobOutcome
+from blazefl.sim._local import InlineExecutor, ThreadExecutor
+from blazefl.sim._logging import get_logger, replay
+from blazefl.sim._process import ProcessExecutor
+from blazefl.sim._states import ClientStateStore
+from blazefl.sim._work import adapt
+
+__all__ = ["Simulation"]
+
+UplinkT = TypeVar("UplinkT")
+DownlinkT = TypeVar("DownlinkT")
+
+FailurePolicy = Literal["fail_round", "drop"]
+_POLICIES = ("fail_round", "drop")
+
+GIL_WARNING = (
+    "the GIL was re-enabled during the run (an imported extension is not marked "
+    "free-threading-safe; torch.optim imports triton, which does this), so thread "
+    "workers no longer run Python code in parallel. Fix: run with PYTHON_GIL=0, "
+    "or uninstall triton."
+)
+
+
+def _default_executor(trainer: Any) -> Executor:
+    parallels = getattr(trainer, "num_parallels", None)
+    if isinstance(parallels, int) and parallels >= 1:
+        if callable(getattr(trainer, "prepare_uplink_package_buffer", None)):
+            return ProcessExecutor(parallels)
+        if callable(getattr(trainer, "worker", None)):
+            return ThreadExecutor(parallels)
+    return InlineExecutor()
+
+
+class Simulation(Generic[UplinkT, DownlinkT]):
+    """Runs a federation round by round on an executor.
+
+    ``handler`` is a BlazeFL server handler (``sample_clients``,
+    ``downlink_package``, ``load``, ``is_stopped``). ``trainer`` is native
+    client work ``work(ctx, payload) -> uplink`` or a BlazeFL client trainer.
+
+    :param executor: where clients run; by default what the trainer asks for
+        (its ``num_parallels`` threads or processes), else `InlineExecutor`.
+    :param seed: the run seed; each client's RNG suite derives from (seed, cid).
+    :param device: the torch device for native work (``"cuda"`` spreads
+        clients over the GPUs by id).
+    :param client_timeout: seconds one client may run before it is stopped and
+        recorded as failed.
+    :param round_timeout: seconds a whole round may take; past it the round is
+        aborted (nothing applied) and `TimeoutError` is raised.
+    :param on_client_failure: ``"fail_round"`` (any failed client aborts the
+        round with `RoundFailedError`) or ``"drop"`` (aggregate the survivors,
+        which needs a handler with ``load_round(packages)``).
+    :param min_clients: with ``"drop"``, the fewest survivors a round needs.
+
+    Use it as ``async with Simulation(...) as sim: await sim.run()``.
+    """
+
+    def __init__(
+        self,
+        handler: Any,
+        trainer: Any,
+        *,
+        executor: Executor | None = None,
+        seed: int = 0,
+        device: str = "cpu",
+        client_timeout: float | None = None,
+        round_timeout: float | None = None,
+        on_client_failure: FailurePolicy = "fail_round",
+        min_clients: int = 1,
+    ) -> None:
+        for name in ("sample_clients", "downlink_package", "load", "is_stopped"):
+            if not callable(getattr(handler, name, None)):
+                raise ConfigurationError(
+                    f"handler {handler!r} has no {name}() method; expected a "
+                    "BlazeFL server handler"
+                )
+        if on_client_failure not in _POLICIES:
+            raise ConfigurationError(
+                f"on_client_failure must be one of {_POLICIES}, got "
+                f"{on_client_failure!r}"
+            )
+        if on_client_failure == "drop" and not callable(
+            getattr(handler, "load_round", None)
+        ):
+            raise ConfigurationError(
+                "on_client_failure='drop' needs a handler with load_round(packages) "
+                "to aggregate a round with fewer clients than sampled; "
+                f"{type(handler).__name__} has none"
+            )
+        if (
+            isinstance(min_clients, bool)
+            or not isinstance(min_clients, int)
+            or min_clients < 1
+        ):
+            raise ConfigurationError(
+                f"min_clients must be an integer >= 1, got {min_clients!r}"
+            )
+        if round_timeout is not None and not round_timeout > 0:
+            raise ConfigurationError(
+                f"round_timeout must be a positive number of seconds or None, "
+                f"got {round_timeout!r}"
+            )
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigurationError(f"seed must be an integer >= 0, got {seed!r}")
+        self.handler = handler
+        self.trainer = trainer
+        self.executor = executor if executor is not None else _default_executor(trainer)
+        self._runner = RoundRunner(
+            adapt(trainer, device),
+            self.executor,
+            ClientStateStore(seed),
+            client_timeout=client_timeout,
+        )
+        self._round_timeout = round_timeout
+        self._policy = on_client_failure
+        self._min_clients = min_clients
+        self._hub = EventHub()
+        self._log = get_logger()
+        self._round = 0
+        self._pending: tuple[list[int], Any] | None = None
+        self._lock: anyio.Lock | None = None
+        self._gil_at_start = gil_enabled()
+        self._gil_warned = False
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def round(self) -> int:
+        """How many rounds this simulation has committed."""
+        return self._round
+
+    @property
+    def running(self) -> bool:
+        return self.executor.running
+
+    async def start(self) -> None:
+        """Start the executor's workers (what ``async with`` does on entry)."""
+        self._lock = anyio.Lock()
+        self._gil_at_start = gil_enabled()
+        await self.executor.start(self._runner.adapter.work)
+        self._log.info(
+            "simulation_started",
+            **self.executor.describe(),
+            free_threaded_build=bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
+            gil_enabled=self._gil_at_start,
+            seed=self._runner.states.seed,
+        )
+
+    async def aclose(self) -> None:
+        """Stop the workers and end every event stream."""
+        try:
+            with anyio.CancelScope(shield=True):
+                await self.executor.aclose()
+        finally:
+            self._hub.close()
+
+    async def __aenter__(self) -> Simulation[UplinkT, DownlinkT]:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    def events(self) -> EventStream:
+        """Subscribe to this simulation's events from now on."""
+        return self._hub.subscribe()
+
+    # -- running -----------------------------------------------------------
+
+    async def run(self, rounds: int | None = None) -> list[RoundResult]:
+        """Run rounds until the handler is stopped (or ``rounds`` more ran)."""
+        if rounds is not None and (isinstance(rounds, bool) or rounds < 0):
+            raise ConfigurationError(f"rounds must be >= 0 or None, got {rounds!r}")
+        results: list[RoundResult] = []
+        while not self.handler.is_stopped() and (
+            rounds is None or len(results) < rounds
+        ):
+            results.append(await self.run_round())
+        return results
+
+    def run_sync(
+        self, rounds: int | None = None, *, backend: str = "asyncio"
+    ) -> list[RoundResult]:
+        """Start, run and close in a fresh event loop: the entry for scripts."""
+
+        async def main() -> list[RoundResult]:
+            async with self:
+                return await self.run(rounds)
+
+        return anyio.run(main, backend=backend)
+
+    async def run_round(self) -> RoundResult:
+        """Run one round and commit it; return what happened.
+
+        Raises `RoundFailedError` when the failure policy rejects the round,
+        `TimeoutError` past ``round_timeout``, and propagates cancellation; in
+        all three cases nothing of the round was applied.
+        """
+        if self._lock is None or not self.executor.running:
+            raise ConfigurationError(
+                "the simulation is not started: use `async with Simulation(...) as "
+                "sim:` (or `await sim.start()`) before run_round()"
+            )
+        async with self._lock:
+            if self._pending is None:
+                if self.handler.is_stopped():
+                    raise SimulationFinishedError(
+                        f"the handler reports training is over after {self._round} "
+                        "rounds (is_stopped() is True)"
+                    )
+                self._pending = await anyio.to_thread.run_sync(self._sample)
+            cids, payload = self._pending
+            with structlog.contextvars.bound_contextvars(round=self._round):
+                return await self._run_pending(cids, payload)
+
+    def _sample(self) -> tuple[list[int], Any]:
+        cids = check_cids(self.handler.sample_clients())
+        return cids, self.handler.downlink_package()
+
+    async def _run_pending(self, cids: list[int], payload: Any) -> RoundResult:
+        index = self._round
+        described = self.executor.describe()
+        self._emit(
+            RoundStarted(
+                index, tuple(cids), described["executor"], described["workers"]
+            )
+        )
+        start = time.perf_counter()
+        scope = (
+            anyio.fail_after(self._round_timeout)
+            if self._round_timeout
+            else nullcontext()
+        )
+        try:
+            with scope:
+                outcomes = await self._runner.run(
+                    index, payload, cids, self._on_outcome
+                )
+        except TimeoutError:
+            self._emit(RoundAborted(index, f"round timeout ({self._round_timeout}s)"))
+            raise
+        except anyio.get_cancelled_exc_class():
+            self._emit(RoundAborted(index, "cancelled"))
+            raise
+        failed = [o for o in outcomes if not o.ok]
+        survivors = [o for o in outcomes if o.ok]
+        reason = self._reject_reason(failed, survivors)
+        if reason is not None:
+            self._emit(RoundAborted(index, reason))
+            raise RoundFailedError(
+                f"round {index}: {reason}; nothing was applied",
+                tuple(o.error for o in failed),
+            )
+        with anyio.CancelScope(shield=True):
+            summary = await anyio.to_thread.run_sync(
+                self._apply, [o.result for o in survivors], bool(failed)
+            )
+            self._runner.commit(survivors)
+            self._pending = None
+            self._round += 1
+        reports = tuple(
+            ClientReport(o.slot, o.cid, o.worker, o.seconds, o.metrics, o.error)
+            for o in outcomes
+        )
+        result = RoundResult(
+            round=index,
+            cids=tuple(cids),
+            clients=reports,
+            seconds=time.perf_counter() - start,
+            metrics=aggregate_metrics([o.metrics for o in survivors]),
+            summary=summary,
+        )
+        self._check_gil()
+        self._emit(
+            RoundFinished(
+                round=index,
+                seconds=result.seconds,
+                clients=len(outcomes),
+                failed=len(failed),
+                metrics=result.metrics,
+                summary=summary,
+                executor=described["executor"],
+                workers=described["workers"],
+                gil_enabled=gil_enabled(),
+            )
+        )
+        return result
+
+    def _reject_reason(
+        self, failed: Sequence[JobOutcome], survivors: Sequence[JobOutcome]
+    ) -> str | None:
+        if not failed:
+            return None
+        if self._policy == "fail_round":
+            first = failed[0]
+            return (
+                f"{len(failed)} of {len(failed) + len(survivors)} clients failed "
+                f"(first: client {first.cid}: {first.error})"
+            )
+        if len(survivors) < self._min_clients:
+            return (
+                f"only {len(survivors)} clients survived, fewer than min_clients="
+                f"{self._min_clients}"
+            )
+        return None
+
+    def _apply(self, packages: list[Any], partial: bool) -> dict[str, Any]:
+        """Feed the round's results to the handler in slot order (worker thread)."""
+        handler = self.handler
+        if partial:
+            handler.load_round(packages)
+        else:
+            for package in packages:
+                handler.load(package)
+        get_summary = getattr(handler, "get_summary", None)
+        return dict(get_summary()) if callable(get_summary) else {}
+
+    # -- events ------------------------------------------------------------
+
+    def _on_outcome(self, outcome: JobOutcome) -> None:
+        if outcome.logs:
+            replay(outcome.logs)
+        if outcome.error is None:
+            self._emit(
+                ClientFinished(
+                    self._round,
+                    outcome.cid,
+                    outcome.slot,
+                    outcome.worker,
+                    outcome.seconds,
+                    outcome.metrics,
+                )
+            )
+        else:
+            error = outcome.error
+            self._emit(
+                ClientFailed(
+                    self._round,
+                    outcome.cid,
+                    outcome.slot,
+                    outcome.worker,
+                    outcome.seconds,
+                    error.kind,
+                    str(error),
+                    error.traceback,
+                )
+            )
+
+    def _emit(self, event: Event) -> None:
+        self._hub.publish(event)
+        fields = event.fields()
+        level = "warning" if isinstance(event, ClientFailed | RoundAborted) else "info"
+        if isinstance(event, ClientFailed):
+            fields.pop("traceback")
+        getattr(self._log, level)(event.name, **fields)
+
+    def _check_gil(self) -> None:
+        if self._gil_at_start or self._gil_warned or not gil_enabled():
+            return
+        self._gil_warned = True
+        self._log.warning("gil_reenabled", fix=GIL_WARNING)
+        warnings.warn(GIL_WARNING, RuntimeWarning, stacklevel=3)

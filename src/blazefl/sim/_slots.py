@@ -1,0 +1,100 @@
+"""Pre-allocated shared-memory result slots for process workers.
+
+Each slot index of a round owns one shared byte buffer, allocated once by the
+parent and mapped once by every worker. A worker writes its result tensors into
+the slot's buffer (one copy) and sends back only a light skeleton in which each
+tensor is a `SlotRef` (offset, dtype, shape). The parent rebuilds the result
+from the buffer. When a result does not fit, its tensors travel through torch's
+own shared-memory pickling instead and the parent grows the slots for the next
+rounds, so the fallback costs one round, never correctness.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from blazefl._tree import iter_tensors, map_leaves
+
+__all__ = ["SlotRef", "allocate_slot", "pack_result", "tensor_bytes", "unpack_result"]
+
+_ALIGN = 64
+
+
+@dataclass(frozen=True, slots=True)
+class SlotRef:
+    """Where one result tensor lies inside a slot buffer."""
+
+    offset: int
+    dtype: torch.dtype
+    shape: tuple[int, ...]
+
+
+def _aligned(n: int) -> int:
+    return (n + _ALIGN - 1) // _ALIGN * _ALIGN
+
+
+def tensor_bytes(obj: Any) -> int:
+    """Bytes a slot needs to hold every tensor in ``obj`` (with alignment)."""
+    return sum(_aligned(t.numel() * t.element_size()) for t in iter_tensors(obj))
+
+
+def allocate_slot(nbytes: int) -> torch.Tensor:
+    """A new shared-memory byte buffer of at least ``nbytes``."""
+    buffer = torch.empty(max(_aligned(nbytes), _ALIGN), dtype=torch.uint8)
+    buffer.share_memory_()  # type: ignore[no-untyped-call]
+    return buffer
+
+
+def pack_result(result: Any, buffer: torch.Tensor | None) -> tuple[Any, int, bool]:
+    """Write ``result``'s tensors into ``buffer``; return (skeleton, bytes, packed).
+
+    When ``buffer`` is missing or too small, ``result`` is returned unchanged
+    (its tensors then travel through torch's shared-memory pickling).
+    """
+    needed = tensor_bytes(result)
+    if buffer is None or needed > buffer.numel():
+        return result, needed, False
+    offset = 0
+    placed: dict[int, SlotRef] = {}
+
+    def place(t: torch.Tensor) -> SlotRef:
+        nonlocal offset
+        if id(t) in placed:
+            return placed[id(t)]
+        src = t.detach().to("cpu").contiguous()
+        nbytes = src.numel() * src.element_size()
+        if nbytes:
+            buffer[offset : offset + nbytes].copy_(src.reshape(-1).view(torch.uint8))
+        ref = SlotRef(offset, src.dtype, tuple(src.shape))
+        placed[id(t)] = ref
+        offset += _aligned(nbytes)
+        return ref
+
+    return map_leaves(result, place), needed, True
+
+
+def unpack_result(skeleton: Any, buffer: torch.Tensor | None) -> Any:
+    """Rebuild a packed result, copying its tensors out of the (reused) slot."""
+    if buffer is None:
+        return skeleton
+
+    def take(ref: SlotRef) -> torch.Tensor:
+        nbytes = _numel(ref.shape) * _itemsize(ref.dtype)
+        raw = buffer[ref.offset : ref.offset + nbytes]
+        return raw.view(ref.dtype).reshape(ref.shape).clone()
+
+    return map_leaves(skeleton, take, is_leaf=lambda x: isinstance(x, SlotRef))
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def _itemsize(dtype: torch.dtype) -> int:
+    return torch.empty((), dtype=dtype).element_size()
