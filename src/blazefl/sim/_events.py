@@ -152,6 +152,7 @@ def aggregate_metrics(reports: Sequence[Mapping[str, float]]) -> dict[str, float
     averages like it would over the pooled data). Exact summation keeps the
     result independent of completion order.
     """
+    reports = [{k: v for k, v in r.items() if _is_number(v)} for r in reports]
     keys = sorted({k for r in reports for k in r if k != "num_samples"})
     out: dict[str, float] = {}
     for key in keys:
@@ -165,6 +166,10 @@ def aggregate_metrics(reports: Sequence[Mapping[str, float]]) -> dict[str, float
     if reports and all("num_samples" in r for r in reports):
         out["num_samples"] = math.fsum(r["num_samples"] for r in reports)
     return out
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class EventStream:
@@ -207,10 +212,19 @@ class EventHub:
 
     def __init__(self) -> None:
         self._sends: list[MemoryObjectSendStream[Event]] = []
+        self._closed = False
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
 
     def subscribe(self) -> EventStream:
+        """A new stream; already ended if the hub is closed."""
         send, receive = anyio.create_memory_object_stream[Event](math.inf)
-        self._sends.append(send)
+        if self._closed:
+            send.close()
+        else:
+            self._sends.append(send)
         return EventStream(receive)
 
     def publish(self, event: Event) -> None:
@@ -225,6 +239,7 @@ class EventHub:
         self._sends = alive
 
     def close(self) -> None:
+        self._closed = True
         for send in self._sends:
             send.close()
         self._sends = []

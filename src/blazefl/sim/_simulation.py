@@ -181,6 +181,8 @@ class Simulation(Generic[UplinkT, DownlinkT]):
     async def start(self) -> None:
         """Start the executor's workers (what ``async with`` does on entry)."""
         self._lock = anyio.Lock()
+        if self._hub.closed:  # started again after a close
+            self._hub = EventHub()
         self._gil_at_start = gil_enabled()
         await self.executor.start(self._runner.adapter.work)
         self._log.info(

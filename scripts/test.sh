@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test suite. Sets up .venv (with the dev extra) on first use; extra
+# arguments go to pytest (e.g. scripts/test.sh -k determinism).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/bootstrap.sh dev
+exec .venv/bin/python -m pytest "$@"

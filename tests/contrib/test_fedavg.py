@@ -1,0 +1,216 @@
+"""BlazeFL's FedAvg classes on the built-in data: learning, parity, validation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+
+from blazefl import ConfigurationError
+from blazefl.contrib import (
+    FedAvgBaseClientTrainer,
+    FedAvgBaseServerHandler,
+    FedAvgProcessPoolClientTrainer,
+    FedAvgThreadPoolClientTrainer,
+    FedAvgUplinkPackage,
+)
+from blazefl.core import serialize_model
+from blazefl.data import SyntheticPartitionedDataset
+from blazefl.models import ModelZoo
+from blazefl.sim import Simulation, ThreadExecutor
+
+CLIENTS = 10
+ROUNDS = 4
+
+
+@pytest.fixture(scope="module")
+def dataset() -> SyntheticPartitionedDataset:
+    return SyntheticPartitionedDataset(CLIENTS, seed=1, samples_per_client=64)
+
+
+def _handler(dataset: SyntheticPartitionedDataset) -> FedAvgBaseServerHandler:
+    return FedAvgBaseServerHandler(
+        ModelZoo(), "mlp", dataset, ROUNDS, CLIENTS, 0.5, "cpu", 128, seed=7
+    )
+
+
+def _trainer(kind: str, dataset: SyntheticPartitionedDataset, tmp: Path) -> Any:
+    common: dict[str, Any] = {
+        "model_selector": ModelZoo(),
+        "model_name": "mlp",
+        "dataset": dataset,
+        "device": "cpu",
+        "num_clients": CLIENTS,
+        "epochs": 2,
+        "batch_size": 16,
+        "lr": 0.1,
+        "seed": 7,
+    }
+    if kind == "base":
+        return FedAvgBaseClientTrainer(**common)
+    if kind == "threads":
+        return FedAvgThreadPoolClientTrainer(**common, num_parallels=2)
+    return FedAvgProcessPoolClientTrainer(**common, state_dir=tmp, num_parallels=2)
+
+
+def _blazefl_loop(handler: FedAvgBaseServerHandler, trainer: Any) -> list[float]:
+    trainer.progress_fn = lambda it: it
+    accuracies = []
+    try:
+        while not handler.is_stopped():
+            sampled = handler.sample_clients()
+            trainer.local_process(handler.downlink_package(), sampled)
+            for package in trainer.uplink_package():
+                handler.load(package)
+            accuracies.append(handler.get_summary()["server_acc"])
+    finally:
+        if hasattr(trainer, "shutdown"):
+            trainer.shutdown()
+    return accuracies
+
+
+def test_three_trainers_bitwise_identical_and_learning(
+    dataset: SyntheticPartitionedDataset, tmp_path: Path
+) -> None:
+    """Sequential, thread and process trainers give the same model, which learns."""
+    models = {}
+    for kind in ("base", "threads", "processes"):
+        handler = _handler(dataset)
+        accuracies = _blazefl_loop(handler, _trainer(kind, dataset, tmp_path))
+        models[kind] = serialize_model(handler.model)
+        assert handler.round == ROUNDS
+        assert accuracies[-1] > 0.5, accuracies  # chance is 0.1
+        assert accuracies[-1] > accuracies[0]
+    assert torch.equal(models["base"], models["threads"])
+    assert torch.equal(models["base"], models["processes"])
+
+
+def test_simulation_runs_the_same_engine(
+    dataset: SyntheticPartitionedDataset, tmp_path: Path
+) -> None:
+    """Simulation over a FedAvg trainer equals the BlazeFL loop bit for bit."""
+    loop_handler = _handler(dataset)
+    _blazefl_loop(loop_handler, _trainer("base", dataset, tmp_path))
+    sim_handler = _handler(dataset)
+    trainer = _trainer("threads", dataset, tmp_path)
+    results = Simulation(
+        sim_handler, trainer, executor=ThreadExecutor(2), seed=7
+    ).run_sync()
+    assert len(results) == ROUNDS
+    assert torch.equal(
+        serialize_model(loop_handler.model), serialize_model(sim_handler.model)
+    )
+    assert results[-1].summary["server_acc"] == loop_handler.get_summary()["server_acc"]
+
+
+def test_handler_samples_without_replacement_sorted(
+    dataset: SyntheticPartitionedDataset,
+) -> None:
+    """Each round samples int(num_clients * ratio) distinct clients, sorted."""
+    handler = _handler(dataset)
+    for _ in range(5):
+        sampled = handler.sample_clients()
+        assert sampled == sorted(set(sampled))
+        assert len(sampled) == 5
+        assert all(0 <= c < CLIENTS for c in sampled)
+
+
+def test_handler_weighted_average(dataset: SyntheticPartitionedDataset) -> None:
+    """global_update weights each upload by its data size."""
+    handler = _handler(dataset)
+    size = serialize_model(handler.model).numel()
+    handler.global_update(
+        [
+            FedAvgUplinkPackage(0, torch.full((size,), 1.0), 1),
+            FedAvgUplinkPackage(1, torch.full((size,), 4.0), 3),
+        ]
+    )
+    assert torch.equal(serialize_model(handler.model), torch.full((size,), 3.25))
+
+
+def test_handler_load_completes_round(dataset: SyntheticPartitionedDataset) -> None:
+    """load returns True exactly when the round's sampled count arrived."""
+    handler = _handler(dataset)
+    params = serialize_model(handler.model)
+    returned = [
+        handler.load(FedAvgUplinkPackage(c, params.clone(), 10)) for c in range(5)
+    ]
+    assert returned == [False, False, False, False, True]
+    assert handler.round == 1
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"global_round": 0}, r"global_round must be an integer >= 1, got 0"),
+        ({"num_clients": -3}, r"num_clients must be an integer >= 1, got -3"),
+        ({"sample_ratio": 0.0}, r"sample_ratio must be in \(0, 1\], got 0.0"),
+        ({"sample_ratio": 1.5}, r"sample_ratio must be in \(0, 1\], got 1.5"),
+        ({"sample_ratio": 0.05}, r"samples no client per round"),
+        ({"batch_size": 0}, r"batch_size must be an integer >= 1, got 0"),
+    ],
+)
+def test_handler_rejects_bad_arguments(
+    dataset: SyntheticPartitionedDataset, kwargs: dict[str, Any], match: str
+) -> None:
+    """The server handler validates its arguments at construction."""
+    args: dict[str, Any] = {
+        "model_selector": ModelZoo(),
+        "model_name": "mlp",
+        "dataset": dataset,
+        "global_round": 2,
+        "num_clients": CLIENTS,
+        "sample_ratio": 0.5,
+        "device": "cpu",
+        "batch_size": 32,
+        "seed": 0,
+    }
+    args.update(kwargs)
+    with pytest.raises(ConfigurationError, match=match):
+        FedAvgBaseServerHandler(**args)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"epochs": 0}, r"epochs must be an integer >= 1, got 0"),
+        ({"lr": -0.1}, r"lr must be a finite number > 0, got -0.1"),
+        ({"lr": float("nan")}, r"lr must be a finite number > 0, got nan"),
+        ({"num_parallels": 0}, r"num_parallels must be an integer >= 1, got 0"),
+    ],
+)
+def test_trainer_rejects_bad_arguments(
+    dataset: SyntheticPartitionedDataset, kwargs: dict[str, Any], match: str
+) -> None:
+    """The client trainers validate their arguments at construction."""
+    args: dict[str, Any] = {
+        "model_selector": ModelZoo(),
+        "model_name": "mlp",
+        "dataset": dataset,
+        "device": "cpu",
+        "num_clients": CLIENTS,
+        "epochs": 1,
+        "batch_size": 16,
+        "lr": 0.1,
+        "seed": 0,
+        "num_parallels": 2,
+    }
+    args.update(kwargs)
+    with pytest.raises(ConfigurationError, match=match):
+        FedAvgThreadPoolClientTrainer(**args)
+
+
+def test_process_worker_standalone_keeps_rng_state(
+    dataset: SyntheticPartitionedDataset, tmp_path: Path
+) -> None:
+    """The static worker, called directly, continues a client's RNG via state_dir."""
+    trainer = _trainer("processes", dataset, tmp_path)
+    payload = _handler(dataset).downlink_package()
+    config = trainer.get_client_config(3)
+    first = FedAvgProcessPoolClientTrainer.worker(config, payload, "cpu", None)
+    second = FedAvgProcessPoolClientTrainer.worker(config, payload, "cpu", None)
+    assert (tmp_path / "3.json").exists()
+    # Same start, different shuffles: the client's stream moved on.
+    assert not torch.equal(first.model_parameters, second.model_parameters)
