@@ -13,7 +13,8 @@ EXAMPLE = Path(__file__).parents[2] / "examples" / "quickstart-fedavg" / "main.p
 
 def _load() -> ModuleType:
     spec = importlib.util.spec_from_file_location("quickstart_main", EXAMPLE)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
