@@ -11,16 +11,41 @@ from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, Generic, TypeVar
 
 import anyio
 
 from blazefl._exceptions import RoundFailedError
 
-__all__ = ["Completions", "run_local_process"]
+__all__ = ["Completions", "PoolTrainer", "run_local_process"]
+
+UplinkPackage = TypeVar("UplinkPackage")
 
 _DONE = object()
+
+
+class PoolTrainer(Generic[UplinkPackage]):
+    """What BlazeFL's thread- and process-pool trainers provide alike."""
+
+    device: str
+    device_count: int
+    cache: list[UplinkPackage]
+
+    def get_client_device(self, cid: int) -> str:
+        """The device for ``cid``: GPUs round-robin by id when ``device == "cuda"``."""
+        if self.device == "cuda":
+            return f"cuda:{cid % self.device_count}"
+        return self.device
+
+    def progress_fn(self, it: Iterable[Any]) -> Iterable[Any]:
+        """Wrap client completions (e.g. in a tqdm bar); identity by default."""
+        return it
+
+    def uplink_package(self) -> list[UplinkPackage]:
+        """The last round's packages in ``cid_list`` order; clears the cache."""
+        packages, self.cache = list(self.cache), []
+        return packages
 
 
 class Completions:

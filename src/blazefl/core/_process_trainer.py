@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 from abc import abstractmethod
-from collections.abc import Iterable
 from typing import Any, Generic, TypeVar
 
 import anyio
 
-from blazefl.core._face import run_local_process
+from blazefl.core._face import PoolTrainer, run_local_process
 
 __all__ = ["ProcessPoolClientTrainer"]
 
@@ -19,7 +18,8 @@ BufferPackage = TypeVar("BufferPackage")
 
 
 class ProcessPoolClientTrainer(
-    Generic[UplinkPackage, DownlinkPackage, ClientConfig, BufferPackage]
+    PoolTrainer[UplinkPackage],
+    Generic[UplinkPackage, DownlinkPackage, ClientConfig, BufferPackage],
 ):
     """A client trainer whose static `worker` runs clients in worker processes.
 
@@ -66,16 +66,6 @@ class ProcessPoolClientTrainer(
     def convert_buffer_to_uplink(self, buffer: BufferPackage) -> UplinkPackage:
         """Turn a rebuilt result buffer into the package the server loads."""
 
-    def get_client_device(self, cid: int) -> str:
-        """The device for ``cid``: GPUs round-robin by id when ``device == "cuda"``."""
-        if self.device == "cuda":
-            return f"cuda:{cid % self.device_count}"
-        return self.device
-
-    def progress_fn(self, it: Iterable[Any]) -> Iterable[Any]:
-        """Wrap client completions (e.g. in a tqdm bar); identity by default."""
-        return it
-
     def local_process(self, payload: DownlinkPackage, cid_list: list[int]) -> None:
         """Run ``cid_list`` on the worker processes; results to ``cache`` in order."""
         from blazefl.sim import ProcessExecutor
@@ -88,11 +78,6 @@ class ProcessPoolClientTrainer(
             keep_executor=True,
         )
         self.cache = list(results)
-
-    def uplink_package(self) -> list[UplinkPackage]:
-        """The last round's packages in ``cid_list`` order; clears the cache."""
-        packages, self.cache = list(self.cache), []
-        return packages
 
     def shutdown(self) -> None:
         """Stop the worker processes (and a ``manager`` the subclass kept)."""

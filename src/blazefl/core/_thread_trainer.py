@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import threading
 from abc import abstractmethod
-from collections.abc import Iterable
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
-from blazefl.core._face import run_local_process
+from blazefl.core._face import PoolTrainer, run_local_process
 
 __all__ = ["ThreadPoolClientTrainer"]
 
@@ -15,7 +14,9 @@ UplinkPackage = TypeVar("UplinkPackage")
 DownlinkPackage = TypeVar("DownlinkPackage")
 
 
-class ThreadPoolClientTrainer(Generic[UplinkPackage, DownlinkPackage]):
+class ThreadPoolClientTrainer(
+    PoolTrainer[UplinkPackage], Generic[UplinkPackage, DownlinkPackage]
+):
     """A client trainer whose user writes one client's work; clients run on threads.
 
     Subclass it, set the attributes below in ``__init__`` and implement
@@ -50,16 +51,6 @@ class ThreadPoolClientTrainer(Generic[UplinkPackage, DownlinkPackage]):
     ) -> UplinkPackage:
         """Train client ``cid`` on ``device`` from ``payload``; return its upload."""
 
-    def get_client_device(self, cid: int) -> str:
-        """The device for ``cid``: GPUs round-robin by id when ``device == "cuda"``."""
-        if self.device == "cuda":
-            return f"cuda:{cid % self.device_count}"
-        return self.device
-
-    def progress_fn(self, it: Iterable[Any]) -> Iterable[Any]:
-        """Wrap client completions (e.g. in a tqdm bar); identity by default."""
-        return it
-
     def local_process(self, payload: DownlinkPackage, cid_list: list[int]) -> None:
         """Run ``cid_list`` on the thread pool; results go to ``cache`` in order."""
         from blazefl.sim import ThreadExecutor
@@ -72,8 +63,3 @@ class ThreadPoolClientTrainer(Generic[UplinkPackage, DownlinkPackage]):
             keep_executor=False,
         )
         self.cache = list(results)
-
-    def uplink_package(self) -> list[UplinkPackage]:
-        """The last round's packages in ``cid_list`` order; clears the cache."""
-        packages, self.cache = list(self.cache), []
-        return packages

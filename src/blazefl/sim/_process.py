@@ -28,7 +28,8 @@ import torch
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from blazefl._exceptions import ConfigurationError
-from blazefl._tree import iter_tensors, map_leaves
+from blazefl._tree import map_leaves
+from blazefl.core._tensors import process_tensors_in_object
 from blazefl.sim._context import ClientState
 from blazefl.sim._executor import Executor, RoundSession
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
@@ -187,8 +188,7 @@ class ProcessExecutor(Executor):
     async def _round(
         self, work: JobWork, index: int, payload: Any
     ) -> AsyncIterator[RoundSession]:
-        for tensor in iter_tensors(payload):
-            tensor.share_memory_()  # type: ignore[no-untyped-call]
+        process_tensors_in_object(payload, "move")
         if self._slot_capacity == 0:
             # A first guess that is exact for "send back a model like the one
             # you got" algorithms; grown after any result that does not fit.
