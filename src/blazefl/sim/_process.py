@@ -33,7 +33,7 @@ from blazefl.core._tensors import process_tensors_in_object
 from blazefl.sim._context import ClientState
 from blazefl.sim._executor import Executor, RoundSession
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
-from blazefl.sim._process_worker import worker_main
+from blazefl.sim._process_worker import torch_settings, worker_main
 from blazefl.sim._slots import allocate_slot, tensor_bytes, unpack_result
 
 __all__ = ["ProcessExecutor"]
@@ -131,7 +131,14 @@ class ProcessExecutor(Executor):
         self._next_index += 1
         process = ctx.Process(  # type: ignore[attr-defined]
             target=worker_main,
-            args=(index, work_bytes, child_conn, stop, self.torch_threads),
+            args=(
+                index,
+                work_bytes,
+                child_conn,
+                stop,
+                self.torch_threads,
+                torch_settings(),
+            ),
             name=f"blazefl-worker-{index}",
             daemon=True,
         )

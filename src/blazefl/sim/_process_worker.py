@@ -23,6 +23,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import structlog
+import torch
 
 from blazefl.reproducibility import set_torch_threads
 from blazefl.sim._context import StopFlag
@@ -45,17 +46,47 @@ def _capturing_logger(sink: list[dict[str, Any]], job: ClientJob) -> Any:
     ).bind(round=job.round, cid=job.cid)
 
 
+def torch_settings() -> dict[str, Any]:
+    """The parent's numerics settings that a spawned child would not inherit."""
+    return {
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+        "deterministic_warn_only": (
+            torch.is_deterministic_algorithms_warn_only_enabled()
+        ),
+        "cudnn_deterministic": torch.backends.cudnn.deterministic,
+        "cudnn_benchmark": torch.backends.cudnn.benchmark,
+        "cudnn_allow_tf32": torch.backends.cudnn.allow_tf32,
+        "matmul_allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+        "float32_matmul_precision": torch.get_float32_matmul_precision(),
+    }
+
+
+def _apply_torch_settings(settings: dict[str, Any]) -> None:
+    torch.use_deterministic_algorithms(
+        settings["deterministic_algorithms"],
+        warn_only=settings["deterministic_warn_only"],
+    )
+    torch.backends.cudnn.deterministic = settings["cudnn_deterministic"]
+    torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
+    torch.backends.cudnn.allow_tf32 = settings["cudnn_allow_tf32"]
+    torch.backends.cuda.matmul.allow_tf32 = settings["matmul_allow_tf32"]
+    torch.set_float32_matmul_precision(settings["float32_matmul_precision"])
+
+
 def worker_main(
     index: int,
     work_bytes: bytes,
     conn: Connection,
     stop_event: StopFlag,
     torch_threads: int,
+    settings: dict[str, Any],
 ) -> None:
     """Entry point of a process worker; returns when told to stop or orphaned."""
     # Ctrl-C reaches the whole process group; the parent decides how workers end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     set_torch_threads(torch_threads)
+    # A worker computes exactly like the parent would: same determinism flags.
+    _apply_torch_settings(settings)
     import torch.multiprocessing  # noqa: F401  (registers shared-memory reductions)
 
     try:
