@@ -117,6 +117,11 @@ class FedAvgClientWork:
     batch_size: int
     lr: float
 
+    def __post_init__(self) -> None:
+        _check_int("epochs", self.epochs)
+        _check_int("batch_size", self.batch_size)
+        _check_lr(self.lr)
+
     def __call__(
         self, ctx: ClientContext, payload: FedAvgDownlinkPackage
     ) -> FedAvgUplinkPackage:

@@ -40,6 +40,14 @@ class _EventBase:
         """The event's fields, as logged."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}  # type: ignore[arg-type]
 
+    def to_json(self) -> dict[str, Any]:
+        """The fields as plain JSON data, plus ``"event": name``.
+
+        Tuples become lists, mappings dicts, non-finite floats ``None`` (a
+        diverged loss must not break a JSON consumer), anything else its repr.
+        """
+        return {"event": self.name, **_jsonable(self.fields())}
+
 
 @dataclass(frozen=True, slots=True)
 class RoundStarted(_EventBase):
@@ -166,6 +174,18 @@ def aggregate_metrics(reports: Sequence[Mapping[str, float]]) -> dict[str, float
     if reports and all("num_samples" in r for r in reports):
         out["num_samples"] = math.fsum(r["num_samples"] for r in reports)
     return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return repr(value)
 
 
 def _is_number(value: object) -> bool:

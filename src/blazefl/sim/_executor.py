@@ -14,6 +14,7 @@ work, opens one *round session* per round with that round's payload, and awaits
 from __future__ import annotations
 
 import sys
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -36,6 +37,39 @@ def check_positive_int(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
     return value
+
+
+class _ThreadPin:
+    """torch's intra-op thread count is process-wide: several simulations in one
+    process (a service) share one pin, restored when the last one closes."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._count = 0
+        self._saved = 0
+
+    def acquire(self, count: int) -> None:
+        with self._lock:
+            if self._users and count != self._count:
+                raise ConfigurationError(
+                    f"torch_threads={count} conflicts with torch_threads="
+                    f"{self._count} of another running in-process executor; "
+                    "torch's intra-op thread count is per process"
+                )
+            if not self._users:
+                self._saved = set_torch_threads(count)
+                self._count = count
+            self._users += 1
+
+    def release(self) -> None:
+        with self._lock:
+            self._users -= 1
+            if not self._users:
+                set_torch_threads(self._saved)
+
+
+_THREAD_PIN = _ThreadPin()
 
 
 class RoundSession(ABC):
@@ -114,11 +148,12 @@ class Executor(ABC):
 
     def _pin_torch_threads(self) -> None:
         """Fix the intra-op thread count in this process for in-process workers."""
-        self._saved_threads = set_torch_threads(self._torch_threads)
+        _THREAD_PIN.acquire(self._torch_threads)
+        self._saved_threads = self._torch_threads
 
     def _unpin_torch_threads(self) -> None:
         if self._saved_threads is not None:
-            set_torch_threads(self._saved_threads)
+            _THREAD_PIN.release()
             self._saved_threads = None
 
     @abstractmethod

@@ -124,36 +124,74 @@ class _ThreadSession(RoundSession):
         owner = self._owner
         async with self._idle:
             wid = owner._idle.pop(0)
-            stop = threading.Event()
-            done = threading.Event()
+            attempt = _Attempt()
             cache = owner._caches[wid]
 
-            def call() -> JobOutcome:
+            def call() -> JobOutcome | None:
+                if not attempt.begin():
+                    return None  # cancelled before the thread picked it up
                 try:
                     return execute_job(
                         self._work,
                         job,
                         self._payload,
-                        stop_event=stop,
+                        stop_event=attempt.stop,
                         cache=cache,
                         worker=f"thread-{wid}",
                     )
                 finally:
-                    done.set()
+                    attempt.done.set()
 
             try:
-                return await anyio.to_thread.run_sync(
+                outcome = await anyio.to_thread.run_sync(
                     call, limiter=self._limiter, abandon_on_cancel=True
                 )
+                assert outcome is not None  # only None once abandoned
+                return outcome
             finally:
-                if not done.is_set():
-                    stop.set()
+                if attempt.abandon():
+                    # The thread is running the client: ask it to stop and
+                    # give it a grace period before giving up on it.
                     with anyio.CancelScope(shield=True):
                         with anyio.move_on_after(_STOP_GRACE_SECONDS):
                             # `done` is a threading.Event set off the loop;
                             # polling is the portable way to await it here.
-                            while not done.is_set():  # noqa: ASYNC110
+                            while not attempt.done.is_set():  # noqa: ASYNC110
                                 await anyio.sleep(0.005)
-                    if not done.is_set():
+                    if not attempt.done.is_set():
                         wid = owner._retire(wid)
                 owner._idle.append(wid)
+
+
+class _Attempt:
+    """One client's hand-over to a worker thread, safe against a racing cancel.
+
+    anyio may drop a job that was cancelled before its thread started it; the
+    lock makes "started" and "abandoned" mutually exclusive, so a cancel never
+    waits for a client that will never run.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._started = False
+        self._abandoned = False
+        self.stop = threading.Event()
+        self.done = threading.Event()
+
+    def begin(self) -> bool:
+        """Called by the thread: False if the job was abandoned first."""
+        with self._lock:
+            if self._abandoned:
+                return False
+            self._started = True
+            return True
+
+    def abandon(self) -> bool:
+        """Called on the loop after the call: True if a running client must stop."""
+        with self._lock:
+            if self.done.is_set():
+                return False
+            self._abandoned = True
+            if self._started:
+                self.stop.set()
+            return self._started

@@ -1,0 +1,501 @@
+"""A small HTTP service that runs FedAvg simulations and streams their progress.
+
+Run it with ``python app.py`` (or, from this folder, ``uvicorn app:app
+--timeout-graceful-shutdown 10``: see README.md on shutdown); it
+listens on 127.0.0.1:8000 only.
+
+- ``POST /simulations``           start one (JSON body, see `SimConfig`) -> 202 + id
+- ``GET /simulations/{id}``       status, rounds done, last accuracy
+- ``GET /simulations/{id}/events``  progress as server-sent events, replayed
+  from the start for late subscribers, ending with ``event: done``
+- ``DELETE /simulations/{id}``    cancel it
+- ``GET /health``                 answers at once, even while clients train
+
+The simulations run as tasks of one anyio task group that the app's lifespan
+owns; there is no thread of the service's own. The coordinator
+(`blazefl.sim.Simulation`) awaits its clients on a `ThreadExecutor`, so local
+training runs on worker threads and the event loop stays free to answer
+requests. On shutdown the lifespan cancels every running simulation and waits
+until each has closed its executor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import uuid
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass
+from types import FrameType
+from typing import Any
+
+import anyio
+import anyio.abc
+import anyio.to_thread
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.routing import Route
+
+from blazefl.contrib import FedAvgBaseServerHandler, FedAvgClientWork
+from blazefl.data import SyntheticPartitionedDataset
+from blazefl.models import ModelZoo
+from blazefl.sim import Event, EventStream, InlineExecutor, Simulation, ThreadExecutor
+
+HOST = "127.0.0.1"
+PORT = 8000
+# Running simulations at once; more are refused with 429 (each one trains on
+# `workers` threads of this process).
+MAX_RUNNING = 4
+# How long DELETE waits for a cancelled simulation to stop its clients (a
+# thread client gets 5 s to notice its stop flag).
+CANCEL_WAIT_SECONDS = 10.0
+# An SSE comment this often keeps idle connections (and proxies) alive.
+HEARTBEAT_SECONDS = 15.0
+
+# -- configuration -------------------------------------------------------------
+
+
+class ValidationError(ValueError):
+    """A bad request body; ``field`` names the offending key."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
+    def check(name: str, value: Any) -> int:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int)
+            or not (lo <= value <= hi)
+        ):
+            raise ValidationError(
+                name, f"must be an integer in [{lo}, {hi}], got {value!r}"
+            )
+        return value
+
+    return check
+
+
+def _float(lo: float, hi: float, *, lo_open: bool) -> Callable[[str, Any], float]:
+    interval = f"{'(' if lo_open else '['}{lo}, {hi}]"
+
+    def check(name: str, value: Any) -> float:
+        ok = (
+            not isinstance(value, bool)
+            and isinstance(value, int | float)
+            and math.isfinite(value)
+            and (lo < value if lo_open else lo <= value)
+            and value <= hi
+        )
+        if not ok:
+            raise ValidationError(
+                name, f"must be a number in {interval}, got {value!r}"
+            )
+        return float(value)
+
+    return check
+
+
+def _choice(*allowed: str) -> Callable[[str, Any], str]:
+    def check(name: str, value: Any) -> str:
+        if not isinstance(value, str) or value not in allowed:
+            raise ValidationError(
+                name, f"must be one of {', '.join(allowed)}; got {value!r}"
+            )
+        return value
+
+    return check
+
+
+@dataclass(frozen=True)
+class SimConfig:
+    """One simulation's settings: the JSON body of ``POST /simulations``."""
+
+    clients: int = 10
+    rounds: int = 5
+    sample_ratio: float = 0.5
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 0.1
+    seed: int = 0
+    executor: str = "threads"
+    workers: int = 2
+    model: str = "cnn"
+    samples_per_client: int = 128
+
+
+# field -> check; the check's message states the allowed range.
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "clients": _int(1, 1000),
+    "rounds": _int(1, 1000),
+    "sample_ratio": _float(0.0, 1.0, lo_open=True),
+    "epochs": _int(1, 50),
+    "batch_size": _int(1, 4096),
+    "lr": _float(0.0, 10.0, lo_open=True),
+    "seed": _int(0, 2**32 - 1),
+    "executor": _choice("threads", "inline"),
+    "workers": _int(1, 64),
+    "model": _choice("cnn", "mlp"),
+    "samples_per_client": _int(1, 10_000),
+}
+
+
+def parse_config(body: Any) -> SimConfig:
+    """Validate a request body; raise `ValidationError` naming the bad field."""
+    if not isinstance(body, dict):
+        raise ValidationError("body", "must be a JSON object")
+    unknown = sorted(set(body) - set(_CHECKS))
+    if unknown:
+        raise ValidationError(
+            unknown[0],
+            f"unknown field; allowed fields are {', '.join(_CHECKS)}",
+        )
+    values = {name: _CHECKS[name](name, value) for name, value in body.items()}
+    config = SimConfig(**values)
+    if int(config.clients * config.sample_ratio) < 1:
+        raise ValidationError(
+            "sample_ratio",
+            f"samples no client per round: clients * sample_ratio = "
+            f"{config.clients} * {config.sample_ratio} < 1; must be >= "
+            f"{1 / config.clients:g} for {config.clients} clients",
+        )
+    return config
+
+
+def build_simulation(config: SimConfig) -> Simulation[Any, Any]:
+    """FedAvg on the built-in synthetic data (CPU work: call it off the loop)."""
+    dataset = SyntheticPartitionedDataset(
+        num_clients=config.clients,
+        seed=config.seed,
+        samples_per_client=config.samples_per_client,
+    )
+    zoo = ModelZoo(input_shape=(1, 12, 12), num_classes=10)
+    handler = FedAvgBaseServerHandler(
+        model_selector=zoo,
+        model_name=config.model,
+        dataset=dataset,
+        global_round=config.rounds,
+        num_clients=config.clients,
+        sample_ratio=config.sample_ratio,
+        device="cpu",
+        batch_size=config.batch_size,
+        seed=config.seed,
+    )
+    work = FedAvgClientWork(
+        zoo, config.model, dataset, config.epochs, config.batch_size, config.lr
+    )
+    executor = (
+        ThreadExecutor(config.workers)
+        if config.executor == "threads"
+        else InlineExecutor()
+    )
+    return Simulation(handler, work, executor=executor, seed=config.seed)
+
+
+# -- events as JSON -------------------------------------------------------------
+
+
+def event_data(event: Event) -> dict[str, Any]:
+    data = event.to_json()
+    del data["event"]  # the SSE frame names it
+    data.pop("traceback", None)  # ClientFailed's: server internals, logged only
+    return data
+
+
+def _describe_error(exc: BaseException) -> str:
+    # A task group wraps what escaped it: report the error inside.
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return f"{type(exc).__name__}: {exc}"
+
+
+# -- one simulation -------------------------------------------------------------
+
+
+class Run:
+    """A simulation's bookkeeping: status, the event history, the cancel scope."""
+
+    def __init__(self, run_id: str, config: SimConfig) -> None:
+        self.id = run_id
+        self.config = config
+        self.status = "running"
+        self.rounds_done = 0
+        self.last_accuracy: float | None = None
+        self.error: str | None = None
+        # Every event so far as (name, JSON text); SSE subscribers replay it.
+        self.history: list[tuple[str, str]] = []
+        self.scope = anyio.CancelScope()
+        self.ended = anyio.Event()
+        self._changed = anyio.Event()
+
+    @property
+    def active(self) -> bool:
+        return not self.ended.is_set()
+
+    def publish(self, name: str, data: Mapping[str, Any]) -> None:
+        self.history.append((name, json.dumps(data, allow_nan=False)))
+        changed, self._changed = self._changed, anyio.Event()
+        changed.set()
+
+    def record(self, event: Event) -> None:
+        data = event_data(event)
+        if event.name == "round_finished":
+            self.rounds_done = data["round"] + 1
+            acc = data["summary"].get("server_acc")
+            if acc is not None:
+                self.last_accuracy = acc
+        self.publish(event.name, data)
+
+    def cancel(self) -> None:
+        self.scope.cancel()
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "status": self.status,
+            "rounds_done": self.rounds_done,
+            "rounds": self.config.rounds,
+            "last_accuracy": self.last_accuracy,
+            "error": self.error,
+            "config": asdict(self.config),
+        }
+
+    async def execute(self) -> None:
+        """The simulation task: build, run every round, then say ``done``.
+
+        The event pump lives in a task group *outside* ``self.scope``, and
+        errors are caught before they reach that group, so a cancelled or
+        failed round still lets the pump collect its ``round_aborted`` event;
+        the pump ends when the simulation closes its event streams.
+        """
+        failure: Exception | None = None
+        try:
+            async with anyio.create_task_group() as pumps:
+                with self.scope:
+                    try:
+                        sim = await anyio.to_thread.run_sync(
+                            build_simulation, self.config
+                        )
+                        pumps.start_soon(self._pump, sim.events())
+                        async with sim:  # closes the executor on every way out
+                            await sim.run()
+                    except Exception as exc:  # e.g. RoundFailedError
+                        failure = exc
+            if failure is not None:
+                self.status = "failed"
+                self.error = _describe_error(failure)
+            elif self.scope.cancelled_caught:
+                self.status = "cancelled"
+            else:
+                self.status = "finished"
+        except anyio.get_cancelled_exc_class():
+            self.status = "cancelled"  # the service is shutting down
+            raise
+        except Exception as exc:  # reported to the client, never re-raised
+            self.status = "failed"
+            self.error = _describe_error(exc)
+        finally:
+            self.publish(
+                "done",
+                {
+                    "status": self.status,
+                    "rounds_done": self.rounds_done,
+                    "last_accuracy": self.last_accuracy,
+                    "error": self.error,
+                },
+            )
+            self.ended.set()
+
+    async def _pump(self, events: EventStream) -> None:
+        async with events:
+            async for event in events:
+                self.record(event)
+
+    async def sse(self, start: int = 0) -> AsyncIterator[str]:
+        """The history from ``start`` on, then live events, as SSE frames."""
+        index = start
+        while True:
+            while index < len(self.history):
+                name, data = self.history[index]
+                yield f"id: {index}\nevent: {name}\ndata: {data}\n\n"
+                index += 1
+            if not self.active and index >= len(self.history):
+                return
+            changed = self._changed  # no await since the check: no lost wake-up
+            with anyio.move_on_after(HEARTBEAT_SECONDS) as timer:
+                await changed.wait()
+            if timer.cancelled_caught:
+                yield ": keep-alive\n\n"
+
+
+# -- the service ----------------------------------------------------------------
+
+
+class Service:
+    def __init__(self) -> None:
+        self.runs: dict[str, Run] = {}
+        self.tasks: anyio.abc.TaskGroup | None = None
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    @asynccontextmanager
+    async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
+        self.loop = asyncio.get_running_loop()  # uvicorn runs asyncio
+        async with anyio.create_task_group() as tasks:
+            self.tasks = tasks
+            try:
+                yield
+            finally:
+                self.stop()
+        # The task group waited for every simulation to close its executor.
+
+    def stop(self) -> None:
+        """Refuse new simulations and cancel the running ones (idempotent)."""
+        self.tasks = None
+        for run in self.runs.values():
+            run.cancel()
+
+    def stop_threadsafe(self) -> None:
+        if self.loop is not None and not self.loop.is_closed():
+            self.loop.call_soon_threadsafe(self.stop)
+
+    def lookup(self, request: Request) -> Run | None:
+        return self.runs.get(request.path_params["sim_id"])
+
+    async def health(self, request: Request) -> Response:
+        running = sum(run.active for run in self.runs.values())
+        return JSONResponse({"status": "ok", "running": running})
+
+    async def create(self, request: Request) -> Response:
+        if self.tasks is None:
+            return _error(503, "the service is shutting down")
+        try:
+            body = json.loads(await request.body() or b"{}")
+        except ValueError as exc:
+            return _error(400, f"the body is not valid JSON: {exc}", field="body")
+        try:
+            config = parse_config(body)
+        except ValidationError as exc:
+            return _error(400, str(exc), field=exc.field)
+        if sum(run.active for run in self.runs.values()) >= MAX_RUNNING:
+            return _error(429, f"{MAX_RUNNING} simulations are already running")
+        run = Run(uuid.uuid4().hex[:12], config)
+        self.runs[run.id] = run
+        self.tasks.start_soon(run.execute, name=f"simulation {run.id}")
+        return JSONResponse(
+            {"id": run.id, "status": run.status, "config": asdict(config)},
+            status_code=202,
+            headers={"Location": f"/simulations/{run.id}"},
+        )
+
+    async def status(self, request: Request) -> Response:
+        run = self.lookup(request)
+        if run is None:
+            return _not_found(request)
+        return JSONResponse(run.describe())
+
+    async def delete(self, request: Request) -> Response:
+        run = self.lookup(request)
+        if run is None:
+            return _not_found(request)
+        if run.active:
+            run.cancel()
+            with anyio.move_on_after(CANCEL_WAIT_SECONDS):
+                await run.ended.wait()
+        elif run.status != "cancelled":
+            return _error(409, f"simulation {run.id} already {run.status}")
+        return JSONResponse(run.describe())
+
+    async def events(self, request: Request) -> Response:
+        run = self.lookup(request)
+        if run is None:
+            return _not_found(request)
+        # A reconnecting EventSource sends the last id it saw: resume after it.
+        last = request.headers.get("last-event-id", "")
+        start = int(last) + 1 if last.isdigit() else 0
+        return StreamingResponse(
+            run.sse(start),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+
+def _error(status: int, message: str, *, field: str | None = None) -> Response:
+    body: dict[str, Any] = {"error": message}
+    if field is not None:
+        body["field"] = field
+    return JSONResponse(body, status_code=status)
+
+
+def _not_found(request: Request) -> Response:
+    return _error(404, f"no simulation {request.path_params['sim_id']!r}")
+
+
+def create_app() -> Starlette:
+    service = Service()
+    app = Starlette(
+        routes=[
+            Route("/health", service.health, methods=["GET"]),
+            Route("/simulations", service.create, methods=["POST"]),
+            Route("/simulations/{sim_id}", service.status, methods=["GET"]),
+            Route("/simulations/{sim_id}", service.delete, methods=["DELETE"]),
+            Route("/simulations/{sim_id}/events", service.events, methods=["GET"]),
+        ],
+        lifespan=service.lifespan,
+    )
+    app.state.service = service
+    return app
+
+
+app = create_app()
+
+
+class Server(uvicorn.Server):
+    """uvicorn, but Ctrl-C / SIGTERM cancels the simulations right away.
+
+    uvicorn waits for open connections to finish *before* it runs the
+    lifespan's shutdown, and an event stream stays open until its simulation
+    ends: without this the server would wait for every simulation to train to
+    the end. Cancelling first makes each stream end with ``event: done``
+    (status ``cancelled``), so the connections close and shutdown proceeds.
+    """
+
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+        super().__init__(config)
+        self.service = service
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        super().handle_exit(sig, frame)
+        self.service.stop_threadsafe()
+
+
+def make_server(app: Starlette, port: int = PORT, **options: Any) -> Server:
+    """A uvicorn server for ``app`` on 127.0.0.1 (``options``: `uvicorn.Config`'s)."""
+    # Loopback only: the service starts CPU-heavy work for any caller.
+    options.setdefault("timeout_graceful_shutdown", CANCEL_WAIT_SECONDS)
+    config = uvicorn.Config(app, host=HOST, port=port, **options)
+    return Server(config, app.state.service)
+
+
+def main() -> None:
+    from blazefl.sim import configure_logging
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=PORT)
+    args = parser.parse_args()
+    configure_logging("console", level="info")
+    # uvicorn re-raises the Ctrl-C it shut down for; the shutdown was clean.
+    with contextlib.suppress(KeyboardInterrupt):
+        make_server(app, args.port).run()
+
+
+if __name__ == "__main__":
+    main()
