@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import torch
 
 from blazefl._exceptions import ConfigurationError
+from blazefl.algorithms import Broadcast, FedAvg, FederatedClient, weighted_average
 from blazefl.core import (
     ModelSelector,
     PartitionedDataset,
@@ -29,13 +30,14 @@ from blazefl.core import (
     serialize_model,
 )
 from blazefl.core._face import run_local_process
+from blazefl.models import build_model
 from blazefl.reproducibility import (
     RNGSuiteState,
     create_client_rng_suite,
     create_rng_suite,
 )
 from blazefl.sim._context import ClientContext
-from blazefl.training import evaluate, train
+from blazefl.training import evaluate
 
 __all__ = [
     "FedAvgBaseClientTrainer",
@@ -91,16 +93,6 @@ def _check_lr(lr: object) -> float:
     return float(lr)
 
 
-def _build_model(
-    selector: ModelSelector[Any], name: Any, seed: int | None
-) -> torch.nn.Module:
-    """Build a model without touching the global torch RNG."""
-    with torch.random.fork_rng(devices=[]):
-        if seed is not None:
-            torch.manual_seed(seed)
-        return selector.select_model(name)
-
-
 @dataclass(frozen=True)
 class FedAvgClientWork:
     """One FedAvg client: load the global model, train locally, upload.
@@ -125,32 +117,21 @@ class FedAvgClientWork:
     def __call__(
         self, ctx: ClientContext, payload: FedAvgDownlinkPackage
     ) -> FedAvgUplinkPackage:
-        key = ("fedavg-model", str(self.model_name), ctx.device)
-        model = ctx.cache.get(key)  # type: ignore[call-overload]
-        if model is None:
-            model = _build_model(self.model_selector, self.model_name, None).to(
-                ctx.device
-            )
-            ctx.cache[key] = model  # type: ignore[index]
-        deserialize_model(model, payload.model_parameters)
-        loader = self.dataset.get_dataloader(
-            FedAvgPartitionType.TRAIN, ctx.cid, self.batch_size, ctx.rng.torch_cpu
+        client = FederatedClient(
+            FedAvg(),
+            self.model_selector,
+            self.model_name,
+            self.dataset,
+            self.epochs,
+            self.batch_size,
+            self.lr,
         )
-        result = train(
-            model,
-            loader,
-            epochs=self.epochs,
-            lr=self.lr,
-            device=ctx.device,
-            stop_event=ctx.stop_event,
-        )
-        data_size = len(self.dataset.get_dataset(FedAvgPartitionType.TRAIN, ctx.cid))  # type: ignore[arg-type]
-        ctx.metrics.update(loss=result.loss, num_samples=float(data_size))
+        update = client(ctx, Broadcast(ctx.round, payload.model_parameters))
         return FedAvgUplinkPackage(
             ctx.cid,
-            serialize_model(model),
-            data_size,
-            {"loss": result.loss, "num_samples": data_size},
+            update.params,
+            update.num_samples,
+            {"loss": update.metrics["loss"], "num_samples": update.num_samples},
         )
 
 
@@ -195,7 +176,7 @@ class FedAvgBaseServerHandler:
         self.dataset = dataset
         self.sample_ratio = sample_ratio
         self.device = device
-        self.model = _build_model(model_selector, model_name, seed).to(device)
+        self.model = build_model(model_selector, model_name, seed).to(device)
         self.rng_suite = create_rng_suite(seed)
         self.client_buffer_cache: list[FedAvgUplinkPackage] = []
         self.round = 0
@@ -229,18 +210,10 @@ class FedAvgBaseServerHandler:
 
     def global_update(self, buffer: list[FedAvgUplinkPackage]) -> None:
         """Average the uploads weighted by data size, in buffer order."""
-        if not buffer:
-            raise ConfigurationError("global_update needs at least one upload")
-        total = sum(p.data_size for p in buffer)
-        if total <= 0:
-            raise ConfigurationError(f"uploads report a total data_size of {total}")
-        acc = torch.zeros_like(buffer[0].model_parameters, dtype=torch.float64)
-        for package in buffer:
-            acc.add_(
-                package.model_parameters.to(torch.float64),
-                alpha=package.data_size / total,
-            )
-        deserialize_model(self.model, acc.to(buffer[0].model_parameters.dtype))
+        averaged = weighted_average(
+            [p.model_parameters for p in buffer], [p.data_size for p in buffer]
+        )
+        deserialize_model(self.model, averaged)
 
     @staticmethod
     def evaluate(
@@ -486,7 +459,7 @@ class FedAvgProcessPoolClientTrainer(
         return light
 
     def prepare_uplink_package_buffer(self) -> FedAvgUplinkPackage:
-        model = _build_model(self.model_selector, self.model_name, 0)
+        model = build_model(self.model_selector, self.model_name, 0)
         return FedAvgUplinkPackage(-1, torch.zeros_like(serialize_model(model)), 0)
 
     def convert_buffer_to_uplink(

@@ -1,0 +1,49 @@
+"""Federated algorithms on the coordinator: each a client update plus a server
+aggregation, run by the generic `FederatedServer` (a BlazeFL server handler)
+and `FederatedClient` (native client work)::
+
+    server = FederatedServer(FedProx(mu=0.01), ModelZoo(), "cnn", dataset=data,
+                             num_clients=20, rounds=10, sample_ratio=0.5, seed=0)
+    client = FederatedClient(FedProx(mu=0.01), ModelZoo(), "cnn", data,
+                             epochs=2, batch_size=16, lr=0.1)
+    Simulation(server, client, executor=ThreadExecutor(2), seed=0).run_sync()
+"""
+
+from blazefl.algorithms._base import (
+    Algorithm,
+    Broadcast,
+    ClientUpdate,
+    LocalTraining,
+    weighted_average,
+)
+from blazefl.algorithms._client import FederatedClient
+from blazefl.algorithms._fedavg import FedAvg
+from blazefl.algorithms._fedavgm import FedAvgM
+from blazefl.algorithms._fedopt import FedAdagrad, FedAdam, FedYogi
+from blazefl.algorithms._fedprox import FedProx
+from blazefl.algorithms._scaffold import Scaffold
+from blazefl.algorithms._server import FederatedServer
+
+ALGORITHMS: dict[str, type[Algorithm]] = {
+    cls.name: cls
+    for cls in (FedAvg, FedAvgM, FedProx, Scaffold, FedAdam, FedYogi, FedAdagrad)
+}
+"""Every built-in algorithm by name (what the command line's --algorithm takes)."""
+
+__all__ = [
+    "ALGORITHMS",
+    "Algorithm",
+    "Broadcast",
+    "ClientUpdate",
+    "FedAdagrad",
+    "FedAdam",
+    "FedAvg",
+    "FedAvgM",
+    "FedProx",
+    "FedYogi",
+    "FederatedClient",
+    "FederatedServer",
+    "LocalTraining",
+    "Scaffold",
+    "weighted_average",
+]

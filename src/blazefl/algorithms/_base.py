@@ -1,0 +1,179 @@
+"""What an algorithm is: a client update and a server aggregation, nothing else.
+
+Loops, sampling, scheduling, logging and checkpoints belong to the coordinator
+and to the generic `FederatedServer` / `FederatedClient` pair; an algorithm
+only says how one client turns the broadcast into an update, and how the
+server turns a round's updates into the next global model.
+
+Models travel as flat vectors (`blazefl.core.serialize_model`: every
+``state_dict`` tensor, buffers included). Algorithm tensors that travel too
+(SCAFFOLD's control variates) live in the ``extra`` mappings.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from blazefl._exceptions import ConfigurationError
+from blazefl.core import serialize_model
+from blazefl.sim import ClientContext
+from blazefl.training import TrainResult, train
+
+__all__ = [
+    "Algorithm",
+    "Broadcast",
+    "ClientUpdate",
+    "LocalTraining",
+    "check_fraction",
+    "check_positive",
+    "weighted_average",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Broadcast:
+    """What the server sends every sampled client in a round."""
+
+    round: int
+    params: torch.Tensor
+    extra: Mapping[str, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientUpdate:
+    """What one client sends back: its new model and how much data made it."""
+
+    cid: int
+    params: torch.Tensor
+    num_samples: int
+    extra: Mapping[str, torch.Tensor] = field(default_factory=dict)
+    metrics: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class LocalTraining:
+    """One client's local training, ready to run: the model already holds the
+    broadcast parameters. Algorithms call `run` (with a gradient hook if they
+    need one) and read the result back with `params`."""
+
+    model: nn.Module
+    loader: Any
+    epochs: int
+    lr: float
+    device: str
+    stop_event: Any
+    num_samples: int
+
+    def run(
+        self, before_step: Callable[[nn.Module], None] | None = None
+    ) -> TrainResult:
+        """The shared SGD loop (`blazefl.training.train`)."""
+        return train(
+            self.model,
+            self.loader,
+            epochs=self.epochs,
+            lr=self.lr,
+            device=self.device,
+            stop_event=self.stop_event,
+            before_step=before_step,
+        )
+
+    def params(self) -> torch.Tensor:
+        """The model's parameters as a flat CPU vector."""
+        return serialize_model(self.model)
+
+
+class Algorithm(ABC):
+    """Subclass this to write a federated algorithm.
+
+    Override `aggregate` (server) and, when the client does more than plain
+    local SGD, `client_update`. Keep server state in the ``state`` dict
+    `init_state` returns (it is checkpointed with the server) and client state
+    in ``ctx.state`` (kept per client by the coordinator). Algorithms are
+    frozen dataclasses in practice: picklable, validated at construction.
+    """
+
+    name: ClassVar[str]
+
+    def init_state(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Server-side algorithm state, created once from the initial model."""
+        return {}
+
+    def broadcast_extra(
+        self, state: Mapping[str, torch.Tensor]
+    ) -> dict[str, torch.Tensor]:
+        """Server state every client needs besides the model (default: none)."""
+        return {}
+
+    def client_update(
+        self, ctx: ClientContext, local: LocalTraining, broadcast: Broadcast
+    ) -> ClientUpdate:
+        """Plain local SGD from the broadcast model."""
+        result = local.run()
+        ctx.metrics["loss"] = result.loss
+        return ClientUpdate(ctx.cid, local.params(), local.num_samples)
+
+    @abstractmethod
+    def aggregate(
+        self,
+        params: torch.Tensor,
+        updates: Sequence[ClientUpdate],
+        state: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        """The next global model from this round's updates (slot order).
+
+        ``state`` may be updated in place (momentum buffers, control variates).
+        """
+
+
+def weighted_average(
+    tensors: Sequence[torch.Tensor], weights: Sequence[float]
+) -> torch.Tensor:
+    """Σ wᵢ·tᵢ / Σ wᵢ, accumulated in float64 in the given order.
+
+    Elementwise, so the result does not depend on torch's thread count.
+    """
+    if not tensors:
+        raise ConfigurationError("cannot average zero tensors")
+    total = math.fsum(weights)
+    if not total > 0:
+        raise ConfigurationError(f"weights must sum to a positive number, got {total}")
+    acc = torch.zeros_like(tensors[0], dtype=torch.float64)
+    for tensor, weight in zip(tensors, weights, strict=True):
+        acc.add_(tensor.to(torch.float64), alpha=weight / total)
+    return acc.to(tensors[0].dtype)
+
+
+def check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """A finite number > 0 (or >= 0), else `ConfigurationError` naming it."""
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value >= 0 if allow_zero else value > 0)
+    )
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(
+            f"{name} must be a finite number {bound}, got {value!r}"
+        )
+    return float(value)  # type: ignore[arg-type]
+
+
+def check_fraction(name: str, value: object) -> float:
+    """A number in [0, 1), else `ConfigurationError` naming it."""
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and 0 <= value < 1
+    )
+    if not ok:
+        raise ConfigurationError(f"{name} must be in [0, 1), got {value!r}")
+    return float(value)  # type: ignore[arg-type]

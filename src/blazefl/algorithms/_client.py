@@ -1,0 +1,77 @@
+"""`FederatedClient`: the one client work every algorithm runs as."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from typing import Any
+
+from blazefl._exceptions import ConfigurationError
+from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate, LocalTraining
+from blazefl.core import deserialize_model
+from blazefl.models import build_model
+from blazefl.sim import ClientContext
+
+__all__ = ["FederatedClient"]
+
+
+@dataclass(frozen=True)
+class FederatedClient:
+    """Native client work: load the broadcast model, then the algorithm's update.
+
+    Each worker builds the model once (in ``ctx.cache``) and overwrites it from
+    the broadcast, so the update depends only on the broadcast and the client's
+    own RNG suite and state. Pass it to `blazefl.sim.Simulation` as the work.
+    """
+
+    algorithm: Algorithm
+    model_selector: Any
+    model_name: Any
+    dataset: Any
+    epochs: int = 1
+    batch_size: int = 32
+    lr: float = 0.05
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.algorithm, Algorithm):
+            raise ConfigurationError(
+                f"algorithm must be a blazefl.algorithms.Algorithm, got "
+                f"{self.algorithm!r}"
+            )
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(
+                    f"{name} must be an integer >= 1, got {value!r}"
+                )
+        lr = self.lr
+        if (
+            isinstance(lr, bool)
+            or not isinstance(lr, int | float)
+            or not (math.isfinite(lr) and lr > 0)
+        ):
+            raise ConfigurationError(f"lr must be a finite number > 0, got {lr!r}")
+
+    def __call__(self, ctx: ClientContext, broadcast: Broadcast) -> ClientUpdate:
+        key = ("blazefl-model", str(self.model_name), ctx.device)
+        model = ctx.cache.get(key)  # type: ignore[call-overload]
+        if model is None:
+            model = build_model(self.model_selector, self.model_name).to(ctx.device)
+            ctx.cache[key] = model  # type: ignore[index]
+        deserialize_model(model, broadcast.params)
+        loader = self.dataset.get_dataloader(
+            "train", ctx.cid, self.batch_size, ctx.rng.torch_cpu
+        )
+        num_samples = len(self.dataset.get_dataset("train", ctx.cid))
+        local = LocalTraining(
+            model=model,
+            loader=loader,
+            epochs=self.epochs,
+            lr=self.lr,
+            device=ctx.device,
+            stop_event=ctx.stop_event,
+            num_samples=num_samples,
+        )
+        update = self.algorithm.client_update(ctx, local, broadcast)
+        ctx.metrics.setdefault("num_samples", float(update.num_samples))
+        return replace(update, metrics={**update.metrics, **ctx.metrics})

@@ -1,0 +1,35 @@
+"""FedAvg (McMahan et al., 2017): local SGD, average weighted by data size."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from blazefl.algorithms._base import Algorithm, ClientUpdate, weighted_average
+
+__all__ = ["FedAvg", "mean_update"]
+
+
+def mean_update(updates: Sequence[ClientUpdate]) -> torch.Tensor:
+    """The data-size-weighted mean of a round's client models (slot order)."""
+    return weighted_average(
+        [u.params for u in updates], [u.num_samples for u in updates]
+    )
+
+
+@dataclass(frozen=True)
+class FedAvg(Algorithm):
+    """x ← Σₖ nₖ·xₖ / Σₖ nₖ over the round's clients."""
+
+    name: ClassVar[str] = "fedavg"
+
+    def aggregate(
+        self,
+        params: torch.Tensor,
+        updates: Sequence[ClientUpdate],
+        state: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        return mean_update(updates)

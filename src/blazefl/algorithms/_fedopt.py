@@ -1,0 +1,97 @@
+"""The FedOpt family (Reddi et al., 2021): adaptive server optimizers.
+
+The server treats Δ = mean(xₖ) − x (data-size-weighted) as a pseudo-gradient
+and applies an adaptive step:
+
+    m ← β₁·m + (1 − β₁)·Δ
+    v ← v + Δ²                                   (FedAdagrad)
+    v ← β₂·v + (1 − β₂)·Δ²                        (FedAdam)
+    v ← v − (1 − β₂)·Δ²·sign(v − Δ²)              (FedYogi)
+    x ← x + η·m / (√v + τ)
+
+``τ`` (the paper's adaptivity knob, default 1e-3) keeps the step bounded; ``v``
+starts at τ² as in the paper. No bias correction, as in the paper.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from blazefl.algorithms._base import (
+    Algorithm,
+    ClientUpdate,
+    check_fraction,
+    check_positive,
+)
+from blazefl.algorithms._fedavg import mean_update
+
+__all__ = ["FedAdagrad", "FedAdam", "FedYogi"]
+
+
+@dataclass(frozen=True)
+class _FedOpt(Algorithm):
+    server_lr: float = 0.01
+    beta1: float = 0.9
+    beta2: float = 0.99
+    tau: float = 1e-3
+
+    def __post_init__(self) -> None:
+        check_positive("server_lr", self.server_lr)
+        check_fraction("beta1", self.beta1)
+        check_fraction("beta2", self.beta2)
+        check_positive("tau", self.tau)
+
+    def init_state(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {
+            "m": torch.zeros_like(params),
+            "v": torch.full_like(params, self.tau**2),
+        }
+
+    def _second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def aggregate(
+        self,
+        params: torch.Tensor,
+        updates: Sequence[ClientUpdate],
+        state: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        delta = mean_update(updates) - params
+        m = self.beta1 * state["m"] + (1 - self.beta1) * delta
+        v = self._second_moment(state["v"], delta * delta)
+        state["m"], state["v"] = m, v
+        return params + self.server_lr * m / (v.sqrt() + self.tau)
+
+
+@dataclass(frozen=True)
+class FedAdagrad(_FedOpt):
+    """Adagrad on the server: v accumulates Δ² (``beta2`` is unused)."""
+
+    name: ClassVar[str] = "fedadagrad"
+
+    def _second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
+        return v + delta_sq
+
+
+@dataclass(frozen=True)
+class FedAdam(_FedOpt):
+    """Adam on the server: v is an exponential average of Δ²."""
+
+    name: ClassVar[str] = "fedadam"
+
+    def _second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
+        return self.beta2 * v + (1 - self.beta2) * delta_sq
+
+
+@dataclass(frozen=True)
+class FedYogi(_FedOpt):
+    """Yogi on the server: v moves towards Δ² additively, by sign."""
+
+    name: ClassVar[str] = "fedyogi"
+
+    def _second_moment(self, v: torch.Tensor, delta_sq: torch.Tensor) -> torch.Tensor:
+        return v - (1 - self.beta2) * delta_sq * torch.sign(v - delta_sq)

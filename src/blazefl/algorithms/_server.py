@@ -1,0 +1,173 @@
+"""`FederatedServer`: the one server handler every algorithm runs under."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from blazefl._exceptions import ConfigurationError
+from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate
+from blazefl.core import deserialize_model, serialize_model
+from blazefl.models import build_model
+from blazefl.reproducibility import RNGSuiteState, create_rng_suite
+from blazefl.training import evaluate
+
+__all__ = ["FederatedServer"]
+
+
+def _check_int(name: str, value: object, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigurationError(
+            f"{name} must be an integer >= {minimum}, got {value!r}"
+        )
+    return value
+
+
+class FederatedServer:
+    """A BlazeFL server handler that runs any `Algorithm`.
+
+    Samples ``int(num_clients * sample_ratio)`` distinct clients per round
+    (sorted) from its own RNG suite seeded by ``seed``; builds the initial model
+    from ``seed``; aggregates with ``algorithm.aggregate``; evaluates the
+    global model on the data set's ``"test"`` partition for ``get_summary``.
+    Everything the next round reads is in `state_dict` (for checkpoints).
+    """
+
+    def __init__(
+        self,
+        algorithm: Algorithm,
+        model_selector: Any,
+        model_name: Any,
+        *,
+        dataset: Any,
+        num_clients: int,
+        rounds: int,
+        sample_ratio: float = 1.0,
+        seed: int = 0,
+        device: str = "cpu",
+        eval_batch_size: int = 256,
+    ) -> None:
+        if not isinstance(algorithm, Algorithm):
+            raise ConfigurationError(
+                f"algorithm must be a blazefl.algorithms.Algorithm, got {algorithm!r}"
+            )
+        self.num_clients = _check_int("num_clients", num_clients)
+        self.rounds = _check_int("rounds", rounds)
+        if isinstance(sample_ratio, bool) or not (
+            isinstance(sample_ratio, int | float) and 0 < sample_ratio <= 1
+        ):
+            raise ConfigurationError(
+                f"sample_ratio must be in (0, 1], got {sample_ratio!r}"
+            )
+        self.clients_per_round = int(num_clients * sample_ratio)
+        if self.clients_per_round < 1:
+            raise ConfigurationError(
+                f"sample_ratio={sample_ratio} of num_clients={num_clients} samples "
+                "no client per round; raise one of them"
+            )
+        self.seed = _check_int("seed", seed, minimum=0)
+        self.eval_batch_size = _check_int("eval_batch_size", eval_batch_size)
+        self.algorithm = algorithm
+        self.dataset = dataset
+        self.device = device
+        self.model = build_model(model_selector, model_name, seed).to(device)
+        self.params = serialize_model(self.model)
+        self.state = algorithm.init_state(self.params)
+        self.rng = create_rng_suite(seed)
+        self.round = 0
+        self._pending: list[ClientUpdate] = []
+
+    # -- the BlazeFL handler protocol ---------------------------------------
+
+    def sample_clients(self) -> list[int]:
+        return sorted(
+            self.rng.python.sample(range(self.num_clients), self.clients_per_round)
+        )
+
+    def downlink_package(self) -> Broadcast:
+        return Broadcast(
+            self.round, self.params, self.algorithm.broadcast_extra(self.state)
+        )
+
+    def is_stopped(self) -> bool:
+        return self.round >= self.rounds
+
+    def load(self, update: ClientUpdate) -> bool:
+        """Take one update; aggregate once the round's sampled count arrived."""
+        self._pending.append(update)
+        if len(self._pending) < self.clients_per_round:
+            return False
+        self.load_round(self._pending)
+        return True
+
+    def load_round(self, updates: list[ClientUpdate]) -> None:
+        """Aggregate a whole round (also one with dropped clients) and advance."""
+        self.global_update(updates)
+        self.round += 1
+        self._pending = []
+
+    def global_update(self, buffer: list[ClientUpdate]) -> None:
+        """Run the algorithm's aggregation on ``buffer`` (slot order)."""
+        if not buffer:
+            raise ConfigurationError("a round needs at least one client update")
+        for update in buffer:
+            self._check_update(update)
+        self.params = self.algorithm.aggregate(self.params, buffer, self.state)
+        deserialize_model(self.model, self.params)
+
+    def get_summary(self) -> dict[str, float]:
+        loader = self.dataset.get_dataloader("test", None, self.eval_batch_size, None)
+        loss, accuracy = evaluate(self.model, loader, self.device)
+        return {"server_acc": accuracy, "server_loss": loss}
+
+    # -- checkpoints ----------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next round reads: round, model, algorithm state, RNG."""
+        return {
+            "round": self.round,
+            "params": self.params.clone(),
+            "algorithm": self.algorithm.name,
+            "algorithm_state": {k: v.clone() for k, v in self.state.items()},
+            "rng": self.rng.get_state().to_dict(),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` captured (the round in flight is dropped)."""
+        if state.get("algorithm") != self.algorithm.name:
+            raise ConfigurationError(
+                f"state is for algorithm {state.get('algorithm')!r}, this server "
+                f"runs {self.algorithm.name!r}"
+            )
+        params = state["params"]
+        if params.shape != self.params.shape or params.dtype != self.params.dtype:
+            raise ConfigurationError(
+                f"state holds a model of shape {tuple(params.shape)} and dtype "
+                f"{params.dtype}; this server's model is {tuple(self.params.shape)}, "
+                f"{self.params.dtype}"
+            )
+        self.round = _check_int("round", state["round"], minimum=0)
+        self.params = params.clone()
+        deserialize_model(self.model, self.params)
+        self.state = {k: v.clone() for k, v in state["algorithm_state"].items()}
+        self.rng.set_state(RNGSuiteState.from_dict(state["rng"]))
+        self._pending = []
+
+    def _check_update(self, update: ClientUpdate) -> None:
+        params = update.params
+        if not isinstance(params, torch.Tensor):
+            raise ConfigurationError(
+                f"client {update.cid} sent {type(params).__name__} parameters, "
+                "expected a tensor"
+            )
+        if params.shape != self.params.shape or params.dtype != self.params.dtype:
+            raise ConfigurationError(
+                f"client {update.cid} sent parameters of shape {tuple(params.shape)} "
+                f"and dtype {params.dtype}; the global model has shape "
+                f"{tuple(self.params.shape)} and dtype {self.params.dtype}"
+            )
+        if update.num_samples < 0:
+            raise ConfigurationError(
+                f"client {update.cid} reported num_samples={update.num_samples}"
+            )
