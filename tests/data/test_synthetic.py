@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-import blazefl.data
 from blazefl import ConfigurationError
 from blazefl.data import SyntheticPartitionedDataset
 from blazefl.data._loader import TensorView, make_loader
@@ -30,11 +29,6 @@ def _batches(
     loader: DataLoader[tuple[torch.Tensor, torch.Tensor]],
 ) -> list[torch.Tensor]:
     return [x for x, _ in loader]
-
-
-def test_public_names() -> None:
-    """The package exports the synthetic data set."""
-    assert blazefl.data.__all__ == ["SyntheticPartitionedDataset"]
 
 
 def test_same_seed_same_data() -> None:

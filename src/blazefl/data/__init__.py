@@ -1,5 +1,40 @@
 """Built-in federated data sets that satisfy `blazefl.core.PartitionedDataset`."""
 
+from blazefl.data._cifar_like import SyntheticCIFAR10
+from blazefl.data._digits import load_digits_dataset
+from blazefl.data._files import FileImageDataset, ImageSplits, load_cifar10, load_mnist
+from blazefl.data._leaf import LeafSyntheticDataset
+from blazefl.data._partition import (
+    PartitionReport,
+    client_inner_dirichlet_partition,
+    dirichlet_partition,
+    iid_partition,
+    label_skew_partition,
+    partition_report,
+    shard_partition,
+    unbalanced_partition,
+    unbalanced_sizes,
+)
+from blazefl.data._partitioned import TensorPartitionedDataset
 from blazefl.data._synthetic import SyntheticPartitionedDataset
 
-__all__ = ["SyntheticPartitionedDataset"]
+__all__ = [
+    "SyntheticPartitionedDataset",
+    "PartitionReport",
+    "client_inner_dirichlet_partition",
+    "dirichlet_partition",
+    "iid_partition",
+    "label_skew_partition",
+    "partition_report",
+    "shard_partition",
+    "unbalanced_partition",
+    "unbalanced_sizes",
+    "TensorPartitionedDataset",
+    "LeafSyntheticDataset",
+    "SyntheticCIFAR10",
+    "FileImageDataset",
+    "ImageSplits",
+    "load_cifar10",
+    "load_mnist",
+    "load_digits_dataset",
+]

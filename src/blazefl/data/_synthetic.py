@@ -9,41 +9,20 @@ balanced, server-side partition, ``cid=None``).
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
 
 from blazefl._exceptions import ConfigurationError
-from blazefl.data._loader import TensorView, make_loader
+from blazefl.data._partitioned import TensorPartitionedDataset, check_int, check_seed
 
-__all__ = ["SyntheticPartitionedDataset"]
+__all__ = ["SyntheticPartitionedDataset", "make_prototypes", "sample_images"]
 
-_TRAIN = "train"
-_TEST = "test"
-_PARTITION_TYPES = (_TRAIN, _TEST)
 # Width of the Gaussian blur that makes class prototypes smooth images rather
 # than white noise, in pixels.
 _PROTOTYPE_SMOOTHING = 1.0
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(
-            f"{name} must be an integer >= {minimum}, got {value!r}"
-        )
-    return value
-
-
-def _partition_type(type_: object) -> str:
-    # str-equal values are accepted so FedAvgPartitionType.TRAIN works too.
-    for known in _PARTITION_TYPES:
-        if type_ == known:
-            return known
-    raise ConfigurationError(
-        f"unknown partition type {type_!r}; expected one of {_PARTITION_TYPES}"
-    )
+# Values drawn at a time when sampling images (8 MB of float64).
+_CHUNK_VALUES = 1 << 20
 
 
 def _blur(images: np.ndarray, sigma: float) -> np.ndarray:
@@ -68,7 +47,7 @@ def _blur(images: np.ndarray, sigma: float) -> np.ndarray:
     return out
 
 
-class SyntheticPartitionedDataset:
+class SyntheticPartitionedDataset(TensorPartitionedDataset):
     """Noisy images of `num_classes` smooth prototypes, split non-IID over clients.
 
     Each class has a random smooth prototype image, scaled to a mean square of
@@ -105,14 +84,11 @@ class SyntheticPartitionedDataset:
         test_samples: int = 1000,
         noise: float = 3.0,
     ) -> None:
-        _check_int("num_clients", num_clients, 1)
-        _check_int("num_classes", num_classes, 2)
-        _check_int("samples_per_client", samples_per_client, 1)
-        _check_int("test_samples", test_samples, 1)
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigurationError(
-                f"seed must be a non-negative integer, got {seed!r}"
-            )
+        check_int("num_clients", num_clients, 1)
+        check_int("num_classes", num_classes, 2)
+        check_int("samples_per_client", samples_per_client, 1)
+        check_int("test_samples", test_samples, 1)
+        check_seed(seed)
         if len(image_shape) != 3 or any(
             isinstance(d, bool) or not isinstance(d, int) or d < 1 for d in image_shape
         ):
@@ -129,162 +105,76 @@ class SyntheticPartitionedDataset:
             raise ConfigurationError(
                 f"noise must be a non-negative finite number, got {noise!r}"
             )
-        self._num_clients = num_clients
-        self._num_classes = num_classes
-        self._image_shape = tuple(image_shape)
 
         proto_seq, mix_seq, train_seq, test_seq = np.random.SeedSequence(seed).spawn(4)
-        prototypes = self._prototypes(np.random.default_rng(proto_seq))
+        prototypes = make_prototypes(
+            np.random.default_rng(proto_seq), num_classes, tuple(image_shape)
+        )
 
         mix_rng = np.random.default_rng(mix_seq)
         labels = np.concatenate(
             [
-                self._client_labels(mix_rng, samples_per_client, alpha)
+                _client_labels(mix_rng, num_classes, samples_per_client, alpha)
                 for _ in range(num_clients)
             ]
         )
-        self._train_data, self._train_targets = self._samples(
+        train_x, train_y = sample_images(
             np.random.default_rng(train_seq), prototypes, labels, noise
         )
-        self._client_indices = [
-            torch.arange(
-                cid * samples_per_client,
-                (cid + 1) * samples_per_client,
-                dtype=torch.int64,
-            )
+        # Client cid holds the consecutive rows generated for it.
+        client_indices = [
+            torch.arange(cid * samples_per_client, (cid + 1) * samples_per_client)
             for cid in range(num_clients)
         ]
 
         test_rng = np.random.default_rng(test_seq)
         test_labels = test_rng.permutation(np.arange(test_samples) % num_classes)
-        test_data, test_targets = self._samples(
-            test_rng, prototypes, test_labels, noise
+        test_x, test_y = sample_images(test_rng, prototypes, test_labels, noise)
+        super().__init__(
+            train_x,
+            train_y,
+            client_indices,
+            test_x,
+            test_y,
+            num_classes=num_classes,
         )
 
-        self._train_all = TensorView(self._train_data, self._train_targets)
-        self._datasets: dict[tuple[str, int | None], Dataset[Any]] = {
-            (_TRAIN, None): self._train_all,
-            (_TEST, None): TensorView(test_data, test_targets),
-        }
-        for cid, indices in enumerate(self._client_indices):
-            self._datasets[_TRAIN, cid] = TensorView(
-                self._train_data, self._train_targets, indices
-            )
 
-    def _prototypes(self, rng: np.random.Generator) -> np.ndarray:
-        raw = rng.standard_normal((self._num_classes, *self._image_shape))
-        smooth = _blur(raw, _PROTOTYPE_SMOOTHING)
-        # Unit mean square per pixel fixes the signal-to-noise ratio whatever
-        # the image size (and, unlike dividing by the std, works for 1 pixel).
-        rms = np.sqrt(np.mean(smooth**2, axis=(1, 2, 3), keepdims=True))
-        normalised: np.ndarray = smooth / rms
-        return normalised
+def make_prototypes(
+    rng: np.random.Generator, num_classes: int, image_shape: tuple[int, ...]
+) -> np.ndarray:
+    """One smooth random image per class, scaled to a mean square of one per pixel."""
+    raw = rng.standard_normal((num_classes, *image_shape))
+    smooth = _blur(raw, _PROTOTYPE_SMOOTHING)
+    # Unit mean square per pixel fixes the signal-to-noise ratio whatever
+    # the image size (and, unlike dividing by the std, works for 1 pixel).
+    rms = np.sqrt(np.mean(smooth**2, axis=(1, 2, 3), keepdims=True))
+    normalised: np.ndarray = smooth / rms
+    return normalised
 
-    def _client_labels(
-        self, rng: np.random.Generator, size: int, alpha: float
-    ) -> np.ndarray:
-        mix = rng.dirichlet(np.full(self._num_classes, alpha))
-        return rng.choice(self._num_classes, size=size, p=mix)
 
-    @staticmethod
-    def _samples(
-        rng: np.random.Generator,
-        prototypes: np.ndarray,
-        labels: np.ndarray,
-        noise: float,
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        images = prototypes[labels] + noise * rng.standard_normal(
-            (labels.size, *prototypes.shape[1:])
+def _client_labels(
+    rng: np.random.Generator, num_classes: int, size: int, alpha: float
+) -> np.ndarray:
+    mix = rng.dirichlet(np.full(num_classes, alpha))
+    return rng.choice(num_classes, size=size, p=mix)
+
+
+def sample_images(
+    rng: np.random.Generator,
+    prototypes: np.ndarray,
+    labels: np.ndarray,
+    noise: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The prototypes of `labels` plus Gaussian noise, as float32 and int64 tensors."""
+    shape = prototypes.shape[1:]
+    images = np.empty((labels.size, *shape), dtype=np.float32)
+    # Chunks bound the float64 temporaries; drawing the noise chunk by chunk
+    # consumes the stream exactly as one big draw would.
+    step = max(1, _CHUNK_VALUES // max(1, math.prod(shape)))
+    for start in range(0, labels.size, step):
+        rows = labels[start : start + step]
+        images[start : start + rows.size] = prototypes[rows] + (
+            noise * rng.standard_normal((rows.size, *shape))
         )
-        return (
-            torch.from_numpy(images.astype(np.float32)),
-            torch.from_numpy(labels.astype(np.int64)),
-        )
-
-    @property
-    def num_clients(self) -> int:
-        """How many training partitions (clients) there are."""
-        return self._num_clients
-
-    @property
-    def num_classes(self) -> int:
-        """How many labels there are (targets are ``0 .. num_classes - 1``)."""
-        return self._num_classes
-
-    @property
-    def input_shape(self) -> tuple[int, ...]:
-        """The shape of one sample, ``(channels, height, width)``."""
-        return self._image_shape
-
-    def _check_cid(self, type_: str, cid: int | None) -> int | None:
-        if type_ == _TEST:
-            if cid is not None:
-                raise ConfigurationError(
-                    f"the test partition is server-side; pass cid=None, got {cid!r}"
-                )
-            return None
-        if cid is None:
-            return None
-        if (
-            isinstance(cid, bool)
-            or not isinstance(cid, int)
-            or not 0 <= cid < self._num_clients
-        ):
-            raise ConfigurationError(
-                f"cid must be an integer in range(0, {self._num_clients}) or None, "
-                f"got {cid!r}"
-            )
-        return cid
-
-    def _client_dataset(self, cid: int) -> Dataset[Any]:
-        if cid is None:
-            raise ConfigurationError(
-                f"cid must be an integer in range(0, {self._num_clients}), got None"
-            )
-        return self._datasets[_TRAIN, self._check_cid(_TRAIN, cid)]
-
-    def client_size(self, cid: int) -> int:
-        """How many training samples client `cid` holds now."""
-        return len(self._client_dataset(cid))  # type: ignore[arg-type]
-
-    def label_histogram(self, cid: int) -> list[int]:
-        """Client `cid`'s count of training samples per class."""
-        dataset = self._client_dataset(cid)
-        if isinstance(dataset, TensorView):
-            targets = dataset.targets[dataset.indices]
-        else:
-            n = len(dataset)  # type: ignore[arg-type]
-            targets = torch.as_tensor([int(dataset[i][1]) for i in range(n)])
-        return torch.bincount(targets, minlength=self._num_classes).tolist()
-
-    def get_dataset(self, type_: str, cid: int | None) -> Dataset[Any]:
-        """The partition `type_` of client `cid` (``cid=None``: server side).
-
-        Train partitions index the shared tensors; no data are copied.
-        """
-        kind = _partition_type(type_)
-        return self._datasets[kind, self._check_cid(kind, cid)]
-
-    def set_dataset(self, type_: str, cid: int | None, dataset: Dataset[Any]) -> None:
-        """Replace the partition `type_` of client `cid` with `dataset`."""
-        kind = _partition_type(type_)
-        self._datasets[kind, self._check_cid(kind, cid)] = dataset
-
-    def get_dataloader(
-        self,
-        type_: str,
-        cid: int | None,
-        batch_size: int | None = None,
-        generator: torch.Generator | None = None,
-    ) -> DataLoader[Any]:
-        """A loader over `get_dataset(type_, cid)` yielding `(x, y)` batches.
-
-        Train batches are shuffled by `generator` alone (sequential without
-        one); test batches are always sequential. ``batch_size=None`` yields
-        the whole partition as one batch.
-        """
-        kind = _partition_type(type_)
-        dataset = self._datasets[kind, self._check_cid(kind, cid)]
-        return make_loader(
-            dataset, batch_size, generator=generator, shuffle=kind == _TRAIN
-        )
+    return torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64))

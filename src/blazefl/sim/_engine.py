@@ -139,7 +139,19 @@ class RoundRunner:
         async with admit:
             start = time.perf_counter()
             with anyio.move_on_after(self.client_timeout or math.inf) as scope:
-                outcome = await session.run(job)
+                try:
+                    outcome = await session.run(job)
+                except Exception as exc:
+                    # The executor itself failed for this client (e.g. a
+                    # replacement worker could not start): that is a failed
+                    # slot too, reported with its traceback, not a crash.
+                    outcome = JobOutcome(
+                        slot=job.slot,
+                        cid=job.cid,
+                        worker="",
+                        seconds=time.perf_counter() - start,
+                        error=error_info(exc),
+                    )
         if scope.cancelled_caught:
             outcome = JobOutcome(
                 slot=job.slot,
