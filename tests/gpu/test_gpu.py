@@ -28,7 +28,9 @@ def test_client_suite_has_cuda_generator_that_resumes() -> None:
     state = suite.get_state()
     expected = torch.rand(4, device="cuda", generator=suite.torch_cuda)
     suite.set_state(state)
-    assert torch.equal(torch.rand(4, device="cuda", generator=suite.torch_cuda), expected)
+    assert torch.equal(
+        torch.rand(4, device="cuda", generator=suite.torch_cuda), expected
+    )
 
 
 def _fedavg(executor: object) -> torch.Tensor:

@@ -12,31 +12,44 @@ from blazefl.models import CNN, MLP, MODEL_NAMES, ModelZoo
 
 def test_public_names() -> None:
     """The package exports exactly its documented names."""
-    assert set(blazefl.models.__all__) == {"CNN", "MLP", "MODEL_NAMES", "ModelZoo"}
+    assert set(blazefl.models.__all__) == {
+        "CNN",
+        "CifarCNN",
+        "MLP",
+        "MODEL_NAMES",
+        "ModelZoo",
+        "ResNet18",
+        "build_model",
+    }
     for name in blazefl.models.__all__:
         assert hasattr(blazefl.models, name)
 
 
 def test_model_names() -> None:
-    """The zoo offers a CNN and an MLP."""
-    assert MODEL_NAMES == ("cnn", "mlp")
+    """The zoo offers a CNN, an MLP and the two CIFAR models."""
+    assert MODEL_NAMES == ("cnn", "mlp", "cifar_cnn", "resnet18")
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+# The small models, sized for the default 1x12x12 input (the CIFAR models have
+# their own tests in test_cifar_models.py).
+SMALL_MODELS = ("cnn", "mlp")
+
+
+@pytest.mark.parametrize("name", SMALL_MODELS)
 def test_select_model_output_shape(name: str) -> None:
     """Every model maps a batch of default-shaped inputs to one logit per class."""
     model = ModelZoo().select_model(name)
     assert model(torch.zeros(5, 1, 12, 12)).shape == (5, 10)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", SMALL_MODELS)
 def test_select_model_custom_shape(name: str) -> None:
     """The zoo sizes its models for the input shape and class count given."""
     model = ModelZoo(input_shape=(3, 28, 20), num_classes=7).select_model(name)
     assert model(torch.zeros(2, 3, 28, 20)).shape == (2, 7)
 
 
-@pytest.mark.parametrize("name", MODEL_NAMES)
+@pytest.mark.parametrize("name", SMALL_MODELS)
 def test_select_model_deterministic_under_seed(name: str) -> None:
     """The same global torch seed gives the same initial weights."""
     zoo = ModelZoo()
@@ -55,7 +68,9 @@ def test_select_model_returns_fresh_models() -> None:
 
 def test_unknown_model_name_rejected() -> None:
     """An unknown name is rejected, naming it and the allowed names."""
-    with pytest.raises(ConfigurationError, match=r"'resnet'.*\('cnn', 'mlp'\)"):
+    with pytest.raises(
+        ConfigurationError, match=r"'resnet'.*\('cnn', 'mlp', 'cifar_cnn', 'resnet18'\)"
+    ):
         ModelZoo().select_model("resnet")
 
 

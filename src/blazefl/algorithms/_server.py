@@ -60,11 +60,18 @@ class FederatedServer:
             raise ConfigurationError(
                 f"sample_ratio must be in (0, 1], got {sample_ratio!r}"
             )
-        self.clients_per_round = int(num_clients * sample_ratio)
+        # The epsilon keeps 100 * 0.29 = 28.999... from sampling 28 clients.
+        self.clients_per_round = int(num_clients * sample_ratio + 1e-9)
         if self.clients_per_round < 1:
             raise ConfigurationError(
                 f"sample_ratio={sample_ratio} of num_clients={num_clients} samples "
                 "no client per round; raise one of them"
+            )
+        federation = getattr(algorithm, "num_clients", None)
+        if federation is not None and federation != num_clients:
+            raise ConfigurationError(
+                f"{type(algorithm).__name__}(num_clients={federation}) does not "
+                f"match the server's num_clients={num_clients}"
             )
         self.seed = _check_int("seed", seed, minimum=0)
         self.eval_batch_size = _check_int("eval_batch_size", eval_batch_size)
@@ -95,6 +102,11 @@ class FederatedServer:
 
     def load(self, update: ClientUpdate) -> bool:
         """Take one update; aggregate once the round's sampled count arrived."""
+        try:
+            self._check_update(update)
+        except ConfigurationError:
+            self._pending = []  # a rejected round leaves nothing behind
+            raise
         self._pending.append(update)
         if len(self._pending) < self.clients_per_round:
             return False
@@ -103,9 +115,11 @@ class FederatedServer:
 
     def load_round(self, updates: list[ClientUpdate]) -> None:
         """Aggregate a whole round (also one with dropped clients) and advance."""
-        self.global_update(updates)
+        try:
+            self.global_update(updates)
+        finally:
+            self._pending = []
         self.round += 1
-        self._pending = []
 
     def global_update(self, buffer: list[ClientUpdate]) -> None:
         """Run the algorithm's aggregation on ``buffer`` (slot order)."""

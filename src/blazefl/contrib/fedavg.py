@@ -163,7 +163,8 @@ class FedAvgBaseServerHandler:
             raise ConfigurationError(
                 f"sample_ratio must be in (0, 1], got {sample_ratio!r}"
             )
-        self.num_clients_per_round = int(num_clients * sample_ratio)
+        # The epsilon keeps 100 * 0.29 = 28.999... from sampling 28 clients.
+        self.num_clients_per_round = int(num_clients * sample_ratio + 1e-9)
         if self.num_clients_per_round < 1:
             raise ConfigurationError(
                 f"sample_ratio={sample_ratio} of num_clients={num_clients} samples "
@@ -204,9 +205,11 @@ class FedAvgBaseServerHandler:
 
     def load_round(self, packages: list[FedAvgUplinkPackage]) -> None:
         """Aggregate a whole round at once (also one with dropped clients)."""
-        self.global_update(packages)
+        try:
+            self.global_update(packages)
+        finally:
+            self.client_buffer_cache = []
         self.round += 1
-        self.client_buffer_cache = []
 
     def global_update(self, buffer: list[FedAvgUplinkPackage]) -> None:
         """Average the uploads weighted by data size, in buffer order."""

@@ -16,10 +16,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from blazefl._exceptions import ConfigurationError
+from blazefl.models._cifar import CifarCNN, ResNet18
 
 __all__ = ["CNN", "MLP", "MODEL_NAMES", "ModelZoo"]
 
-MODEL_NAMES: Final = ("cnn", "mlp")
+MODEL_NAMES: Final = ("cnn", "mlp", "cifar_cnn", "resnet18")
 
 
 def _positive_int(name: str, value: object, minimum: int = 1) -> int:
@@ -112,16 +113,25 @@ class ModelZoo:
         self.num_classes = num_classes
 
     def select_model(self, model_name: str) -> nn.Module:
-        """A freshly initialised model `model_name` ("cnn" or "mlp")."""
+        """A freshly initialised model `model_name` (one of `MODEL_NAMES`).
+
+        "cnn" and "mlp" are small models for the built-in synthetic data;
+        "cifar_cnn" (`CifarCNN`, sides >= 16) and "resnet18" (`ResNet18`) are
+        sized for 3x32x32 CIFAR images.
+        """
         if model_name == "mlp":
             return MLP(math.prod(self.input_shape), self.num_classes)
-        if model_name == "cnn":
+        if model_name in ("cnn", "cifar_cnn", "resnet18"):
             if len(self.input_shape) != 3:
                 raise ConfigurationError(
-                    "the 'cnn' model needs input_shape (channels, height, width), "
-                    f"got {self.input_shape!r}; use 'mlp' for flat inputs"
+                    f"the {model_name!r} model needs input_shape (channels, height, "
+                    f"width), got {self.input_shape!r}; use 'mlp' for flat inputs"
                 )
             channels, height, width = self.input_shape
+            if model_name == "cifar_cnn":
+                return CifarCNN(self.num_classes, channels, (height, width))
+            if model_name == "resnet18":
+                return ResNet18(self.num_classes, channels)
             return CNN(channels, self.num_classes, (height, width))
         raise ConfigurationError(
             f"unknown model name {model_name!r}; expected one of {MODEL_NAMES}"

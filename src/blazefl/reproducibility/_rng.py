@@ -221,9 +221,11 @@ class RNGSuite:
                     "available here"
                 )
             torch_cuda = torch.Generator(device="cuda")
+        # Fixed seeds: the states are overwritten next, so reading OS entropy
+        # to seed them first would be wasted (it is per client per round).
         suite = cls(
-            python=random.Random(),
-            numpy=np.random.Generator(bit_generator_type()),
+            python=random.Random(0),
+            numpy=np.random.Generator(bit_generator_type(0)),
             torch_cpu=torch.Generator(device="cpu"),
             torch_cuda=torch_cuda,
         )

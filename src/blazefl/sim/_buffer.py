@@ -8,11 +8,13 @@ slot order, so aggregation is the same whatever the completion order.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 __all__ = ["ResultBuffer"]
 
 T = TypeVar("T")
+
+_EMPTY: Any = object()  # an empty slot (None is a legitimate result)
 
 
 class ResultBuffer(Generic[T]):
@@ -22,7 +24,7 @@ class ResultBuffer(Generic[T]):
 
     def __init__(self, cids: list[int]) -> None:
         self._cids = tuple(cids)
-        self._items: list[T | None] = [None] * len(cids)
+        self._items: list[Any] = [_EMPTY] * len(cids)
 
     def put(self, slot: int, cid: int, item: T) -> None:
         """File ``item`` for client ``cid`` under ``slot``; refuse mismatches."""
@@ -32,13 +34,13 @@ class ResultBuffer(Generic[T]):
             raise ValueError(
                 f"slot {slot} belongs to client {self._cids[slot]}, not client {cid}"
             )
-        if self._items[slot] is not None:
+        if self._items[slot] is not _EMPTY:
             raise ValueError(f"slot {slot} (client {cid}) was already filled")
         self._items[slot] = item
 
     @property
     def complete(self) -> bool:
-        return all(item is not None for item in self._items)
+        return all(item is not _EMPTY for item in self._items)
 
     def __len__(self) -> int:
         return len(self._items)
@@ -46,6 +48,6 @@ class ResultBuffer(Generic[T]):
     def __iter__(self) -> Iterator[T]:
         """The items in slot order; raises if any slot is still empty."""
         for slot, item in enumerate(self._items):
-            if item is None:
+            if item is _EMPTY:
                 raise ValueError(f"slot {slot} (client {self._cids[slot]}) is empty")
             yield item

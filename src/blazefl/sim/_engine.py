@@ -16,7 +16,7 @@ import anyio
 
 from blazefl._exceptions import ConfigurationError
 from blazefl.sim._buffer import ResultBuffer
-from blazefl.sim._executor import Executor, RoundSession
+from blazefl.sim._executor import Executor, RoundSession, check_seconds
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, error_info
 from blazefl.sim._states import ClientStateStore
 from blazefl.sim._work import Adapter, metrics_of
@@ -67,11 +67,8 @@ class RoundRunner:
         *,
         client_timeout: float | None = None,
     ) -> None:
-        if client_timeout is not None and not client_timeout > 0:
-            raise ConfigurationError(
-                f"client_timeout must be a positive number of seconds or None, "
-                f"got {client_timeout!r}"
-            )
+        if client_timeout is not None:
+            client_timeout = check_seconds("client_timeout", client_timeout)
         if adapter.serial and executor.max_workers != 1:
             raise ConfigurationError(
                 f"this trainer only provides local_process/uplink_package, which "

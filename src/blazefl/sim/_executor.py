@@ -13,6 +13,7 @@ work, opens one *round session* per round with that round's payload, and awaits
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from abc import ABC, abstractmethod
@@ -31,6 +32,22 @@ def gil_enabled() -> bool:
     """Whether the GIL is on right now (always True on a GIL build)."""
     probe = getattr(sys, "_is_gil_enabled", None)
     return True if probe is None else bool(probe())
+
+
+def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
+    """A number of seconds (> 0, or >= 0), else `ConfigurationError` naming it."""
+    ok = (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and (value >= 0 if allow_zero else value > 0)
+    )
+    if not ok:
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ConfigurationError(
+            f"{name} must be a finite number of seconds {bound}, got {value!r}"
+        )
+    return float(value)  # type: ignore[arg-type]
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -84,8 +101,10 @@ class Executor(ABC):
     """Runs client work for the coordinator. Subclasses differ only in *where*.
 
     :param max_workers: how many clients run at the same time.
-    :param torch_threads: torch intra-op threads per worker. Keep it equal across
-        executors you compare: it changes float results as well as speed.
+    :param torch_threads: torch intra-op threads per worker, and in the
+        coordinator's process while the executor runs (where the handler
+        aggregates and evaluates). Keep it equal across executors you compare:
+        it changes float results as well as speed.
     """
 
     kind: ClassVar[str]
@@ -119,11 +138,15 @@ class Executor(ABC):
                 f"{type(self).__name__} is already running; one executor serves "
                 "one simulation at a time"
             )
+        # The coordinator's own process computes too (in-process workers, the
+        # handler's aggregation and evaluation): same thread count everywhere.
+        self._pin_torch_threads()
         self._work = work
         try:
             await self._start(work)
         except BaseException:
             self._work = None
+            self._unpin_torch_threads()
             raise
 
     async def aclose(self) -> None:
@@ -134,6 +157,7 @@ class Executor(ABC):
             await self._close()
         finally:
             self._work = None
+            self._unpin_torch_threads()
 
     @asynccontextmanager
     async def round(self, index: int, payload: Any) -> AsyncIterator[RoundSession]:

@@ -38,10 +38,9 @@ class InlineExecutor(Executor):
         self._cache: dict[str, Any] = {}
 
     async def _start(self, work: JobWork) -> None:
-        self._pin_torch_threads()
+        pass
 
     async def _close(self) -> None:
-        self._unpin_torch_threads()
         self._cache.clear()
 
     @asynccontextmanager
@@ -89,12 +88,10 @@ class ThreadExecutor(Executor):
         self._ids = itertools.count()
 
     async def _start(self, work: JobWork) -> None:
-        self._pin_torch_threads()
         self._idle = [next(self._ids) for _ in range(self.max_workers)]
         self._caches = {wid: {} for wid in self._idle}
 
     async def _close(self) -> None:
-        self._unpin_torch_threads()
         self._caches.clear()
         self._idle.clear()
 

@@ -31,7 +31,7 @@ from blazefl._exceptions import ConfigurationError
 from blazefl._tree import map_leaves
 from blazefl.core._tensors import process_tensors_in_object
 from blazefl.sim._context import ClientState
-from blazefl.sim._executor import Executor, RoundSession
+from blazefl.sim._executor import Executor, RoundSession, check_seconds
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
 from blazefl.sim._process_worker import torch_settings, worker_main
 from blazefl.sim._slots import allocate_slot, tensor_bytes, unpack_result
@@ -87,10 +87,8 @@ class ProcessExecutor(Executor):
             raise ConfigurationError(
                 f"start_method must be one of {_START_METHODS}, got {start_method!r}"
             )
-        if not stop_grace >= 0:
-            raise ConfigurationError(f"stop_grace must be >= 0, got {stop_grace!r}")
         self._start_method = start_method
-        self._stop_grace = float(stop_grace)
+        self._stop_grace = check_seconds("stop_grace", stop_grace, allow_zero=True)
         self._workers: list[_Worker] = []
         self._slot_buffers: dict[int, tuple[torch.Tensor, int]] = {}
         self._generation = 0
@@ -161,7 +159,9 @@ class ProcessExecutor(Executor):
             info: ClientFailure = message[1]
             raise ConfigurationError(
                 f"worker process {worker.label} could not load the client work: "
-                f"{info}\n{info.traceback}"
+                f"{info}. A spawned worker imports the work's module afresh: define "
+                "it in an importable module (not in __main__ of an interactive "
+                f"session, not in a file off sys.path).\n{info.traceback}"
             )
         worker.ready, worker.pid = True, message[1]
 

@@ -62,10 +62,15 @@ def torch_settings() -> dict[str, Any]:
 
 
 def _apply_torch_settings(settings: dict[str, Any]) -> None:
-    torch.use_deterministic_algorithms(
-        settings["deterministic_algorithms"],
-        warn_only=settings["deterministic_warn_only"],
+    wanted = (settings["deterministic_algorithms"], settings["deterministic_warn_only"])
+    current = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
     )
+    if wanted != current:
+        # Only when it changes anything: the first call imports torch._dynamo
+        # and sympy, about 1.4 s per worker start.
+        torch.use_deterministic_algorithms(wanted[0], warn_only=wanted[1])
     torch.backends.cudnn.deterministic = settings["cudnn_deterministic"]
     torch.backends.cudnn.benchmark = settings["cudnn_benchmark"]
     torch.backends.cudnn.allow_tf32 = settings["cudnn_allow_tf32"]

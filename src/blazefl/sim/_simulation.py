@@ -28,6 +28,7 @@ from blazefl._exceptions import (
     RoundFailedError,
     SimulationFinishedError,
 )
+from blazefl.sim._context import ClientState
 from blazefl.sim._engine import RoundRunner, check_cids
 from blazefl.sim._events import (
     ClientFailed,
@@ -42,7 +43,7 @@ from blazefl.sim._events import (
     RoundStarted,
     aggregate_metrics,
 )
-from blazefl.sim._executor import Executor, gil_enabled
+from blazefl.sim._executor import Executor, check_seconds, gil_enabled
 from blazefl.sim._jobs import JobOutcome
 from blazefl.sim._local import InlineExecutor, ThreadExecutor
 from blazefl.sim._logging import get_logger, replay
@@ -140,13 +141,21 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             raise ConfigurationError(
                 f"min_clients must be an integer >= 1, got {min_clients!r}"
             )
-        if round_timeout is not None and not round_timeout > 0:
+        if round_timeout is not None:
+            round_timeout = check_seconds("round_timeout", round_timeout)
+        if (
+            isinstance(seed, bool)
+            or not isinstance(seed, int)
+            or not 0 <= seed < 2**128
+        ):
             raise ConfigurationError(
-                f"round_timeout must be a positive number of seconds or None, "
-                f"got {round_timeout!r}"
+                f"seed must be an integer in [0, 2**128), got {seed!r}"
             )
-        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-            raise ConfigurationError(f"seed must be an integer >= 0, got {seed!r}")
+        if executor is not None and not isinstance(executor, Executor):
+            raise ConfigurationError(
+                f"executor must be a blazefl.sim executor (InlineExecutor, "
+                f"ThreadExecutor, ProcessExecutor), got {executor!r}"
+            )
         self.handler = handler
         self.trainer = trainer
         self.executor = executor if executor is not None else _default_executor(trainer)
@@ -177,6 +186,14 @@ class Simulation(Generic[UplinkT, DownlinkT]):
     @property
     def running(self) -> bool:
         return self.executor.running
+
+    def client_state(self, cid: int) -> ClientState | None:
+        """A copy of client ``cid``'s committed state, or None if never sampled.
+
+        Read-only by construction: mutating the copy changes nothing.
+        """
+        states = self._runner.states
+        return states.get(cid).copy() if cid in states else None
 
     async def start(self) -> None:
         """Start the executor's workers (what ``async with`` does on entry)."""

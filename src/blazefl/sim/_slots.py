@@ -81,10 +81,15 @@ def unpack_result(skeleton: Any, buffer: torch.Tensor | None) -> Any:
     if buffer is None:
         return skeleton
 
+    taken: dict[SlotRef, torch.Tensor] = {}
+
     def take(ref: SlotRef) -> torch.Tensor:
-        nbytes = _numel(ref.shape) * _itemsize(ref.dtype)
-        raw = buffer[ref.offset : ref.offset + nbytes]
-        return raw.view(ref.dtype).reshape(ref.shape).clone()
+        # One tensor under two names was packed once; rebuild it once too.
+        if ref not in taken:
+            nbytes = _numel(ref.shape) * _itemsize(ref.dtype)
+            raw = buffer[ref.offset : ref.offset + nbytes]
+            taken[ref] = raw.view(ref.dtype).reshape(ref.shape).clone()
+        return taken[ref]
 
     return map_leaves(skeleton, take, is_leaf=lambda x: isinstance(x, SlotRef))
 
@@ -97,4 +102,4 @@ def _numel(shape: tuple[int, ...]) -> int:
 
 
 def _itemsize(dtype: torch.dtype) -> int:
-    return torch.empty((), dtype=dtype).element_size()
+    return dtype.itemsize

@@ -1,0 +1,211 @@
+"""Cancelling run_round(): clients stop, nothing is applied, nothing leaks."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import torch
+from sim_fakes import (
+    SEED,
+    FedAvgHandler,
+    ScriptedWork,
+    active_clients,
+    pid_alive,
+    quick_processes,
+    shm_left,
+    shm_mapped_by,
+    wait_for,
+)
+
+from blazefl.sim import Executor, ProcessExecutor, Simulation, ThreadExecutor
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _cids(control: Path, prefix: str) -> set[str]:
+    return {p.name.rsplit("-c", 1)[1] for p in control.glob(f"{prefix}-*")}
+
+
+async def _cancel_mid_round(sim: Simulation[Any, Any], control: Path) -> None:
+    """Start a round whose clients block, wait until they run, cancel it."""
+    index = sim.round
+    (control / "hang-all").touch()
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sim.run_round)
+        await wait_for(lambda: bool(_cids(control, f"started-r{index}")))
+        tg.cancel_scope.cancel()
+    (control / "hang-all").unlink()
+
+
+class _Snapshot:
+    """The simulation and handler state a cancelled round must not touch."""
+
+    def __init__(self, sim: Simulation[Any, Any], handler: FedAvgHandler) -> None:
+        self.params = handler.params.clone()
+        self.counts = (sim.round, handler.round, handler.load_calls)
+
+    def assert_unchanged(
+        self, sim: Simulation[Any, Any], handler: FedAvgHandler
+    ) -> None:
+        assert torch.equal(handler.params, self.params)
+        assert (sim.round, handler.round, handler.load_calls) == self.counts
+
+
+async def _disturbed_run(
+    executor: Executor, control: Path, reference: dict[str, Any]
+) -> None:
+    handler = FedAvgHandler()
+    sim = Simulation(
+        handler, ScriptedWork(control=str(control)), executor=executor, seed=SEED
+    )
+    async with sim:
+        await sim.run_round()
+        snapshot = _Snapshot(sim, handler)
+        await _cancel_mid_round(sim, control)
+        snapshot.assert_unchanged(sim, handler)
+        # Every client that started saw its stop flag and returned.
+        assert _cids(control, "started-r1") == _cids(control, "stopped-r1")
+        await sim.run()
+    # The rerun sampled nothing new and used the clients' uncommitted RNG states.
+    assert handler.sample_calls == 3
+    assert torch.equal(handler.params, reference["params"])
+
+
+async def test_cancelled_round_on_threads_changes_nothing(
+    reference: dict[str, Any], tmp_path: Path
+) -> None:
+    """A cancelled threaded round stops its clients and leaves no trace in the run."""
+    await _disturbed_run(ThreadExecutor(2), tmp_path, reference)
+
+
+async def test_cancelled_threaded_clients_are_not_left_running(
+    tmp_path: Path,
+) -> None:
+    """When cancellation returns, no thread is still running client work."""
+    handler = FedAvgHandler()
+    sim = Simulation(
+        handler, ScriptedWork(control=str(tmp_path)), executor=ThreadExecutor(3)
+    )
+    baseline = threading.active_count()
+    async with sim:
+        await _cancel_mid_round(sim, tmp_path)
+        assert active_clients() == 0
+    assert active_clients() == 0
+    # Idle pool threads of the event loop may linger, but no more than one per
+    # worker: the executor starts no threads of its own.
+    assert threading.active_count() <= baseline + 3
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_cancelled_round_on_processes_changes_nothing(
+    reference: dict[str, Any], tmp_path: Path
+) -> None:
+    """A cancelled round on spawned processes is undone; the workers survive it."""
+    executor = ProcessExecutor(1)
+    handler = FedAvgHandler()
+    sim = Simulation(
+        handler, ScriptedWork(control=str(tmp_path)), executor=executor, seed=SEED
+    )
+    async with sim:
+        await sim.run_round()
+        pids = executor.pids
+        snapshot = _Snapshot(sim, handler)
+        await _cancel_mid_round(sim, tmp_path)
+        snapshot.assert_unchanged(sim, handler)
+        assert executor.pids == pids  # the client honoured its stop flag
+        shm = shm_mapped_by(pids)
+        await sim.run()
+    assert torch.equal(handler.params, reference["params"])
+    await wait_for(lambda: not any(pid_alive(p) for p in pids), 10)
+    await wait_for(lambda: not shm_left(shm), 5)
+
+
+async def test_cancelled_round_on_forkserver_processes_changes_nothing(
+    reference: dict[str, Any], tmp_path: Path
+) -> None:
+    """The same on forkserver workers, under asyncio and trio."""
+    await _disturbed_run(quick_processes(2), tmp_path, reference)
+
+
+async def test_cancel_kills_and_replaces_a_worker_that_ignores_its_stop_flag(
+    reference: dict[str, Any], tmp_path: Path
+) -> None:
+    """A process client stuck past stop_grace is killed; a new worker takes over."""
+    executor = quick_processes(1, stop_grace=0.2)
+    handler = FedAvgHandler()
+    sim = Simulation(
+        handler, ScriptedWork(control=str(tmp_path)), executor=executor, seed=SEED
+    )
+    async with sim:
+        await sim.run_round()
+        (old,) = executor.pids
+        shm = shm_mapped_by([old])
+        snapshot = _Snapshot(sim, handler)
+        (tmp_path / "stuck-all").touch()
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(sim.run_round)
+            await wait_for(lambda: bool(_cids(tmp_path, "started-r1")))
+            tg.cancel_scope.cancel()
+        (tmp_path / "stuck-all").unlink()
+        snapshot.assert_unchanged(sim, handler)
+        (new,) = executor.pids
+        assert new != old
+        assert not pid_alive(old)
+        shm |= shm_mapped_by([new])
+        await sim.run()
+    assert torch.equal(handler.params, reference["params"])
+    await wait_for(lambda: not pid_alive(new), 10)
+    await wait_for(lambda: not shm_left(shm), 5)
+
+
+async def test_move_on_after_around_run_round_cancels_it(tmp_path: Path) -> None:
+    """A cancel scope deadline around run_round cancels it cleanly (threads)."""
+    handler = FedAvgHandler()
+    sim = Simulation(
+        handler, ScriptedWork(control=str(tmp_path)), executor=ThreadExecutor(2)
+    )
+    (tmp_path / "hang-all").touch()
+    async with sim:
+        with anyio.move_on_after(0.3) as scope:
+            await sim.run_round()
+        assert scope.cancelled_caught
+        assert active_clients() == 0
+        assert (sim.round, handler.load_calls) == (0, 0)
+        (tmp_path / "hang-all").unlink()
+        result = await sim.run_round()
+    assert result.round == 0
+    assert handler.round == 1
+
+
+class _SlowDownlink(FedAvgHandler):
+    """A handler whose downlink takes a while to build (a big model, say)."""
+
+    def downlink_package(self) -> torch.Tensor:
+        time.sleep(0.4)
+        return super().downlink_package()
+
+
+async def test_cancel_while_the_handler_samples_keeps_the_sample(
+    reference: dict[str, Any],
+) -> None:
+    """A cancel during sample_clients/downlink_package loses nothing of the run."""
+    handler = _SlowDownlink()
+    sim = Simulation(handler, ScriptedWork(), executor=ThreadExecutor(2), seed=SEED)
+    async with sim:
+        with anyio.move_on_after(0.1) as scope:
+            await sim.run_round()
+        assert scope.cancelled_caught
+        assert (sim.round, handler.load_calls) == (0, 0)
+        await sim.run()
+    assert handler.sample_calls == 3
+    assert torch.equal(handler.params, reference["params"])

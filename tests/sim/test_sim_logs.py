@@ -1,0 +1,114 @@
+"""Structured logs: one entry per client, one per round, and the work's own lines."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import structlog.testing
+from sim_fakes import FedAvgHandler, ScriptedWork, quick_processes
+
+from blazefl.sim import Executor, Simulation, ThreadExecutor, gil_enabled
+
+pytestmark = pytest.mark.anyio
+
+EXECUTORS: dict[str, Callable[[], Executor]] = {
+    "threads": lambda: ThreadExecutor(2),
+    "processes": lambda: quick_processes(2),
+}
+WORKER_PREFIX = {"threads": "thread-", "processes": "process-"}
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+async def _logged_round(
+    kind: str, work: ScriptedWork, **kwargs: Any
+) -> tuple[Any, list[dict[str, Any]]]:
+    handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
+    sim = Simulation(handler, work, executor=EXECUTORS[kind](), **kwargs)
+    with structlog.testing.capture_logs() as logs:
+        async with sim:
+            result = await sim.run_round()
+    return result, logs
+
+
+def _named(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
+    return [entry for entry in logs if entry["event"] == event]
+
+
+@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+async def test_each_client_gets_a_client_finished_entry(kind: str) -> None:
+    """client_finished carries round, cid, slot, worker, seconds and metrics."""
+    result, logs = await _logged_round(kind, ScriptedWork())
+    entries = _named(logs, "client_finished")
+    assert sorted((e["slot"], e["cid"]) for e in entries) == list(
+        enumerate(result.cids)
+    )
+    for entry in entries:
+        report = result.clients[entry["slot"]]
+        assert entry["log_level"] == "info"
+        assert entry["round"] == 0
+        assert entry["worker"] == report.worker
+        assert entry["worker"].startswith(WORKER_PREFIX[kind])
+        assert entry["seconds"] == report.seconds > 0
+        assert entry["metrics"] == report.metrics
+        assert set(entry["metrics"]) == {"loss", "num_samples"}
+
+
+@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+async def test_each_round_gets_a_round_finished_entry(kind: str) -> None:
+    """round_finished: round, clients, seconds, metrics, executor, workers, GIL."""
+    result, logs = await _logged_round(kind, ScriptedWork())
+    (entry,) = _named(logs, "round_finished")
+    assert entry["log_level"] == "info"
+    assert entry["round"] == 0
+    assert (entry["clients"], entry["failed"]) == (3, 0)
+    assert entry["seconds"] == result.seconds > 0
+    assert entry["metrics"] == result.metrics
+    assert entry["summary"] == result.summary
+    assert (entry["executor"], entry["workers"]) == (kind, 2)
+    assert entry["gil_enabled"] is gil_enabled()
+    names = [e["event"] for e in logs]
+    assert names[0] == "simulation_started"
+    assert names.index("round_started") < names.index("round_finished")
+    assert names[-1] == "round_finished"
+
+
+@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+async def test_work_log_lines_carry_round_and_cid(kind: str) -> None:
+    """ctx.log lines (replayed from process workers) are bound to round and cid."""
+    result, logs = await _logged_round(kind, ScriptedWork(log=True))
+    lines = _named(logs, "client_step")
+    assert sorted(e["cid"] for e in lines) == sorted(result.cids)
+    for line in lines:
+        assert line["round"] == 0
+        assert line["step"] == 1
+        assert line["log_level"] == "info"
+        assert (
+            line["worker_label"]
+            == result.clients[result.cids.index(line["cid"])].worker
+        )
+    # Each client's own line comes out before the coordinator's entry about it.
+    names = [(e["event"], e.get("cid")) for e in logs]
+    for cid in result.cids:
+        assert names.index(("client_step", cid)) < names.index(("client_finished", cid))
+
+
+async def test_failed_client_is_logged_as_a_warning(tmp_path: Path) -> None:
+    """client_failed is a warning with kind and error, its traceback left out."""
+    (tmp_path / "raise-1").touch()
+    work = ScriptedWork(control=str(tmp_path))
+    result, logs = await _logged_round("threads", work, on_client_failure="drop")
+    (entry,) = _named(logs, "client_failed")
+    assert entry["log_level"] == "warning"
+    assert (entry["round"], entry["cid"], entry["kind"]) == (0, 1, "error")
+    assert entry["slot"] == result.cids.index(1)
+    assert entry["error"] == "ScriptedError: scripted failure of client 1"
+    assert "traceback" not in entry
+    (finished,) = _named(logs, "round_finished")
+    assert finished["failed"] == 1

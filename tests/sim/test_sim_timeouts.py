@@ -1,0 +1,159 @@
+"""Round and client timeouts: a timed-out round applies nothing, a client fails."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import torch
+from sim_fakes import (
+    SEED,
+    FedAvgHandler,
+    ScriptedWork,
+    active_clients,
+    drain,
+    quick_processes,
+)
+
+from blazefl import RoundFailedError
+from blazefl.sim import (
+    ClientFailure,
+    Executor,
+    RoundAborted,
+    Simulation,
+    ThreadExecutor,
+)
+
+pytestmark = pytest.mark.anyio
+
+EXECUTORS: dict[str, Callable[[], Executor]] = {
+    "threads": lambda: ThreadExecutor(2),
+    "processes": lambda: quick_processes(2),
+}
+
+
+@pytest.fixture(params=["asyncio", "trio"])
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _sim(
+    handler: FedAvgHandler, control: Path, kind: str, **kwargs: Any
+) -> Simulation[Any, Any]:
+    work = ScriptedWork(control=str(control))
+    return Simulation(handler, work, executor=EXECUTORS[kind](), seed=SEED, **kwargs)
+
+
+async def test_fail_after_around_run_round_applies_nothing(tmp_path: Path) -> None:
+    """anyio.fail_after around run_round raises TimeoutError; the rerun commits."""
+    handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
+    start = handler.params.clone()
+    sim = _sim(handler, tmp_path, "threads")
+    (tmp_path / "hang-all").touch()
+    async with sim:
+        with pytest.raises(TimeoutError), anyio.fail_after(0.3):
+            await sim.run_round()
+        assert active_clients() == 0
+        assert torch.equal(handler.params, start)
+        assert (sim.round, handler.load_calls) == (0, 0)
+        (tmp_path / "hang-all").unlink()
+        result = await sim.run_round()
+    assert result.round == 0
+    assert handler.round == 1
+
+
+@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+async def test_round_timeout_raises_and_applies_nothing(
+    kind: str, tmp_path: Path
+) -> None:
+    """round_timeout aborts the whole round with TimeoutError, nothing applied."""
+    handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
+    start = handler.params.clone()
+    sim = _sim(handler, tmp_path, kind, round_timeout=0.4)
+    (tmp_path / "hang-all").touch()
+    async with sim:
+        stream = sim.events()
+        with anyio.fail_after(10):
+            with pytest.raises(TimeoutError):
+                await sim.run_round()
+        assert torch.equal(handler.params, start)
+        assert (sim.round, handler.load_calls) == (0, 0)
+        (tmp_path / "hang-all").unlink()
+        result = await sim.run_round()
+    assert result.round == 0
+    assert handler.sample_calls == 1
+    (aborted,) = [e for e in await drain(stream) if isinstance(e, RoundAborted)]
+    assert aborted.round == 0
+    assert aborted.reason == "round timeout (0.4s)"
+
+
+@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+async def test_client_timeout_fails_the_round_under_fail_round(
+    kind: str, tmp_path: Path
+) -> None:
+    """A client past client_timeout is a 'timeout' failure that aborts the round."""
+    handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
+    start = handler.params.clone()
+    sim = _sim(handler, tmp_path, kind, client_timeout=0.3)
+    (tmp_path / "hang-1").touch()
+    async with sim:
+        with pytest.raises(
+            RoundFailedError, match=r"^round 0: 1 of 3 clients failed \(first: client 1"
+        ) as info:
+            await sim.run_round()
+        (failure,) = info.value.failures
+        assert isinstance(failure, ClientFailure)
+        assert failure.kind == "timeout"
+        assert failure.type == "ClientTimeoutError"
+        assert "client 1 ran past its 0.3s timeout" in failure.message
+        assert (tmp_path / "stopped-r0-c1").exists()  # its stop flag was set
+        assert torch.equal(handler.params, start)
+        assert (sim.round, handler.load_calls) == (0, 0)
+        (tmp_path / "hang-1").unlink()
+        result = await sim.run_round()
+    assert result.failures == ()
+    assert handler.round == 1
+
+
+@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+async def test_client_timeout_drops_the_client_under_drop(
+    kind: str, tmp_path: Path
+) -> None:
+    """Under drop, a timed-out client is a failed slot and the rest are aggregated."""
+    handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
+    sim = _sim(
+        handler,
+        tmp_path,
+        kind,
+        client_timeout=0.3,
+        on_client_failure="drop",
+        min_clients=2,
+    )
+    (tmp_path / "hang-1").touch()
+    async with sim:
+        result = await sim.run_round()
+    (failed,) = result.failures
+    assert failed.cid == 1
+    assert failed is result.clients[result.cids.index(1)]
+    assert failed.failure is not None
+    assert failed.failure.kind == "timeout"
+    assert result.metrics["num_samples"] == 2 * 24
+    assert (handler.round, handler.load_calls) == (1, 1)  # one load_round call
+
+
+async def test_client_timeout_does_not_count_the_wait_for_a_worker() -> None:
+    """client_timeout measures a client's own run, not its queueing for a worker."""
+    handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
+    sim = Simulation(
+        handler,
+        ScriptedWork(busy=0.15),
+        executor=ThreadExecutor(1),
+        client_timeout=0.4,
+    )
+    async with sim:
+        result = await sim.run_round()
+    assert result.failures == ()
+    assert result.seconds > 0.4
