@@ -10,6 +10,11 @@
 `ClientContext`. BlazeFL client trainers are accepted in its place.
 """
 
+from blazefl.sim._checkpoint import (
+    CHECKPOINT_FORMAT,
+    load_checkpoint,
+    save_checkpoint,
+)
 from blazefl.sim._context import ClientContext, ClientState, ClientWork, StopFlag
 from blazefl.sim._events import (
     ClientFailed,
@@ -53,6 +58,10 @@ __all__ = [
     "RoundAborted",
     "RoundFinished",
     "RoundStarted",
+    # checkpoints
+    "CHECKPOINT_FORMAT",
+    "load_checkpoint",
+    "save_checkpoint",
     # utilities
     "configure_logging",
     "gil_enabled",

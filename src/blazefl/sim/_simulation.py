@@ -230,6 +230,55 @@ class Simulation(Generic[UplinkT, DownlinkT]):
     ) -> None:
         await self.aclose()
 
+    # -- checkpoints ---------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything the next round reads, as plain data and tensors.
+
+        The handler's ``state_dict()`` (model, algorithm state, server RNG,
+        round), every client's state (RNG suite and state dict), the round
+        counter, and the sampled clients of a round that was attempted but
+        not committed. Write it with `save_checkpoint`; a simulation restored
+        from it continues bit for bit as if it had never stopped. Call it
+        between rounds.
+        """
+        if self._lock is not None and self._lock.locked():
+            raise ConfigurationError("state_dict() was called while a round runs")
+        handler_state = getattr(self.handler, "state_dict", None)
+        if not callable(handler_state):
+            raise ConfigurationError(
+                f"{type(self.handler).__name__} has no state_dict(); checkpoints "
+                "need the handler's state (FederatedServer has one)"
+            )
+        return {
+            "format": 1,
+            "round": self._round,
+            "handler": handler_state(),
+            "clients": self._runner.states.state_dict(),
+            "pending_cids": None if self._pending is None else list(self._pending[0]),
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore a `state_dict`; the next round is the one after it."""
+        if state.get("format") != 1:
+            raise ConfigurationError(
+                f"unsupported simulation state format {state.get('format')!r}"
+            )
+        load_handler = getattr(self.handler, "load_state_dict", None)
+        if not callable(load_handler):
+            raise ConfigurationError(
+                f"{type(self.handler).__name__} has no load_state_dict()"
+            )
+        load_handler(state["handler"])
+        self._runner.states.load_state_dict(state["clients"])
+        self._round = int(state["round"])
+        pending = state.get("pending_cids")
+        self._pending = (
+            None
+            if pending is None
+            else (check_cids(pending), self.handler.downlink_package())
+        )
+
     def events(self) -> EventStream:
         """Subscribe to this simulation's events from now on."""
         return self._hub.subscribe()

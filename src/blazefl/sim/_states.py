@@ -7,7 +7,10 @@ the clients that actually took part.
 
 from __future__ import annotations
 
-from blazefl.reproducibility import create_client_rng_suite
+from typing import Any
+
+from blazefl._exceptions import ConfigurationError
+from blazefl.reproducibility import RNGSuiteState, create_client_rng_suite
 from blazefl.sim._context import ClientState
 
 __all__ = ["ClientStateStore"]
@@ -41,3 +44,25 @@ class ClientStateStore:
 
     def __contains__(self, cid: object) -> bool:
         return cid in self._states
+
+    def state_dict(self) -> dict[str, Any]:
+        """Every client's state as plain data and tensors (for checkpoints)."""
+        return {
+            "seed": self._seed,
+            "clients": {
+                str(cid): {"rng": state.rng.to_dict(), "data": state.data}
+                for cid, state in sorted(self._states.items())
+            },
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Replace every client's state with what `state_dict` captured."""
+        if state.get("seed") != self._seed:
+            raise ConfigurationError(
+                f"the checkpoint's client states derive from seed "
+                f"{state.get('seed')!r}, this run's seed is {self._seed}"
+            )
+        self._states = {
+            int(cid): ClientState(RNGSuiteState.from_dict(entry["rng"]), entry["data"])
+            for cid, entry in state["clients"].items()
+        }

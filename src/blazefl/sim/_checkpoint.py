@@ -1,0 +1,120 @@
+"""Checkpoint files: atomic to write, safe and tamper-evident to read.
+
+Layout: a magic line, one JSON header line (format version, byte size and
+SHA-256 of the body), then the body: a `torch.save` of plain data (dicts,
+lists, numbers, strings, tensors). Reading checks the magic, the format
+version, the size (a truncated file) and the digest (a corrupted or edited
+file) *before* deserialising anything, and then deserialises with
+``torch.load(weights_only=True)``, which refuses arbitrary pickled objects.
+
+Writing goes to a temporary file in the same folder, is flushed and fsynced,
+then renamed over the old checkpoint: a crash at any moment leaves either the
+old checkpoint or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from blazefl._exceptions import ConfigurationError
+
+__all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "save_checkpoint"]
+
+CHECKPOINT_FORMAT = 1
+_MAGIC = b"BLAZEFL-CHECKPOINT\n"
+
+
+def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically (temp file, fsync, rename).
+
+    Raises `OSError` (disk full, read-only folder, ...) with the previous
+    checkpoint at ``path`` left intact.
+    """
+    target = Path(path)
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    body = buffer.getvalue()
+    header = json.dumps(
+        {
+            "format": CHECKPOINT_FORMAT,
+            "size": len(body),
+            "sha256": hashlib.sha256(body).hexdigest(),
+        }
+    ).encode("ascii")
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+    )
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(_MAGIC + header + b"\n" + body)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    _fsync_dir(target.parent)
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """Read a checkpoint written by `save_checkpoint`, verifying it first.
+
+    Raises `ConfigurationError` naming the problem for a file that is not a
+    blazefl checkpoint, has a newer format, is truncated, or fails its digest.
+    """
+    source = Path(path)
+    raw = source.read_bytes()
+    if not raw.startswith(_MAGIC):
+        raise ConfigurationError(f"{source} is not a blazefl checkpoint")
+    header_line, sep, body = raw[len(_MAGIC) :].partition(b"\n")
+    try:
+        header = json.loads(header_line) if sep else None
+    except ValueError:
+        header = None
+    if not isinstance(header, dict):
+        raise ConfigurationError(f"{source}: damaged checkpoint header")
+    version = header.get("format")
+    if version != CHECKPOINT_FORMAT:
+        raise ConfigurationError(
+            f"{source} has checkpoint format {version!r}; this blazefl reads "
+            f"format {CHECKPOINT_FORMAT} (written by a newer version?)"
+        )
+    if len(body) != header.get("size"):
+        raise ConfigurationError(
+            f"{source} is truncated: {len(body)} of {header.get('size')} bytes"
+        )
+    if hashlib.sha256(body).hexdigest() != header.get("sha256"):
+        raise ConfigurationError(f"{source} fails its SHA-256 check: it was altered")
+    try:
+        state = torch.load(io.BytesIO(body), weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ConfigurationError(
+            f"{source} holds objects other than plain data and tensors; refusing "
+            f"to unpickle them ({exc})"
+        ) from exc
+    if not isinstance(state, dict):
+        raise ConfigurationError(f"{source} does not hold a state dict")
+    return state
+
+
+def _fsync_dir(folder: Path) -> None:
+    """Make the rename itself durable (POSIX); a no-op where unsupported."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
