@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._validate import check_fraction, check_number
 from blazefl.core import serialize_model
 from blazefl.sim import ClientContext
 from blazefl.training import TrainResult, train
@@ -32,7 +33,7 @@ __all__ = [
     "ClientUpdate",
     "LocalTraining",
     "check_fraction",
-    "check_positive",
+    "check_number",
     "weighted_average",
 ]
 
@@ -149,31 +150,3 @@ def weighted_average(
     for tensor, weight in zip(tensors, weights, strict=True):
         acc.add_(tensor.to(torch.float64), alpha=weight / total)
     return acc.to(tensors[0].dtype)
-
-
-def check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """A finite number > 0 (or >= 0), else `ConfigurationError` naming it."""
-    ok = (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value >= 0 if allow_zero else value > 0)
-    )
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(
-            f"{name} must be a finite number {bound}, got {value!r}"
-        )
-    return float(value)  # type: ignore[arg-type]
-
-
-def check_fraction(name: str, value: object) -> float:
-    """A number in [0, 1), else `ConfigurationError` naming it."""
-    ok = (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and 0 <= value < 1
-    )
-    if not ok:
-        raise ConfigurationError(f"{name} must be in [0, 1), got {value!r}")
-    return float(value)  # type: ignore[arg-type]

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
 from typing import Any
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._validate import check_int, check_number
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate, LocalTraining
 from blazefl.core import deserialize_model
 from blazefl.models import build_model
@@ -38,19 +38,9 @@ class FederatedClient:
                 f"algorithm must be a blazefl.algorithms.Algorithm, got "
                 f"{self.algorithm!r}"
             )
-        for name in ("epochs", "batch_size"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(
-                    f"{name} must be an integer >= 1, got {value!r}"
-                )
-        lr = self.lr
-        if (
-            isinstance(lr, bool)
-            or not isinstance(lr, int | float)
-            or not (math.isfinite(lr) and lr > 0)
-        ):
-            raise ConfigurationError(f"lr must be a finite number > 0, got {lr!r}")
+        check_int("epochs", self.epochs)
+        check_int("batch_size", self.batch_size)
+        check_number("lr", self.lr)
 
     def __call__(self, ctx: ClientContext, broadcast: Broadcast) -> ClientUpdate:
         key = ("blazefl-model", str(self.model_name), ctx.device)

@@ -12,7 +12,7 @@ from blazefl.algorithms._base import (
     Algorithm,
     ClientUpdate,
     check_fraction,
-    check_positive,
+    check_number,
 )
 from blazefl.algorithms._fedavg import mean_update
 
@@ -34,7 +34,7 @@ class FedAvgM(Algorithm):
     momentum: float = 0.9
 
     def __post_init__(self) -> None:
-        check_positive("server_lr", self.server_lr)
+        check_number("server_lr", self.server_lr)
         check_fraction("momentum", self.momentum)
 
     def init_state(self, params: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -25,7 +25,7 @@ from blazefl.algorithms._base import (
     Algorithm,
     ClientUpdate,
     check_fraction,
-    check_positive,
+    check_number,
 )
 from blazefl.algorithms._fedavg import mean_update
 
@@ -40,10 +40,10 @@ class _FedOpt(Algorithm):
     tau: float = 1e-3
 
     def __post_init__(self) -> None:
-        check_positive("server_lr", self.server_lr)
+        check_number("server_lr", self.server_lr)
         check_fraction("beta1", self.beta1)
         check_fraction("beta2", self.beta2)
-        check_positive("tau", self.tau)
+        check_number("tau", self.tau)
 
     def init_state(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
         return {

@@ -14,7 +14,7 @@ from blazefl.algorithms._base import (
     Broadcast,
     ClientUpdate,
     LocalTraining,
-    check_positive,
+    check_number,
 )
 from blazefl.algorithms._fedavg import mean_update
 from blazefl.sim import ClientContext
@@ -49,7 +49,7 @@ class FedProx(Algorithm):
     mu: float = 0.01
 
     def __post_init__(self) -> None:
-        check_positive("mu", self.mu, allow_zero=True)
+        check_number("mu", self.mu, allow_zero=True)
 
     def client_update(
         self, ctx: ClientContext, local: LocalTraining, broadcast: Broadcast

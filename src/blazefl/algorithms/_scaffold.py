@@ -10,12 +10,13 @@ import torch
 from torch import nn
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._validate import check_int
 from blazefl.algorithms._base import (
     Algorithm,
     Broadcast,
     ClientUpdate,
     LocalTraining,
-    check_positive,
+    check_number,
 )
 from blazefl.sim import ClientContext
 
@@ -65,10 +66,8 @@ class Scaffold(Algorithm):
     server_lr: float = 1.0
 
     def __post_init__(self) -> None:
-        n = self.num_clients
-        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-            raise ConfigurationError(f"num_clients must be an integer >= 1, got {n!r}")
-        check_positive("server_lr", self.server_lr)
+        check_int("num_clients", self.num_clients)
+        check_number("server_lr", self.server_lr)
 
     def init_state(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"c": torch.zeros_like(params)}

@@ -7,6 +7,7 @@ from typing import Any
 import torch
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._validate import check_int
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate
 from blazefl.core import deserialize_model, serialize_model
 from blazefl.models import build_model
@@ -14,14 +15,6 @@ from blazefl.reproducibility import RNGSuiteState, create_rng_suite
 from blazefl.training import evaluate
 
 __all__ = ["FederatedServer"]
-
-
-def _check_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(
-            f"{name} must be an integer >= {minimum}, got {value!r}"
-        )
-    return value
 
 
 class FederatedServer:
@@ -52,8 +45,8 @@ class FederatedServer:
             raise ConfigurationError(
                 f"algorithm must be a blazefl.algorithms.Algorithm, got {algorithm!r}"
             )
-        self.num_clients = _check_int("num_clients", num_clients)
-        self.rounds = _check_int("rounds", rounds)
+        self.num_clients = check_int("num_clients", num_clients)
+        self.rounds = check_int("rounds", rounds)
         if isinstance(sample_ratio, bool) or not (
             isinstance(sample_ratio, int | float) and 0 < sample_ratio <= 1
         ):
@@ -73,8 +66,8 @@ class FederatedServer:
                 f"{type(algorithm).__name__}(num_clients={federation}) does not "
                 f"match the server's num_clients={num_clients}"
             )
-        self.seed = _check_int("seed", seed, minimum=0)
-        self.eval_batch_size = _check_int("eval_batch_size", eval_batch_size)
+        self.seed = check_int("seed", seed, minimum=0)
+        self.eval_batch_size = check_int("eval_batch_size", eval_batch_size)
         self.algorithm = algorithm
         self.dataset = dataset
         self.device = device
@@ -161,7 +154,7 @@ class FederatedServer:
                 f"{params.dtype}; this server's model is {tuple(self.params.shape)}, "
                 f"{self.params.dtype}"
             )
-        self.round = _check_int("round", state["round"], minimum=0)
+        self.round = check_int("round", state["round"], minimum=0)
         self.params = params.clone()
         deserialize_model(self.model, self.params)
         self.state = {k: v.clone() for k, v in state["algorithm_state"].items()}

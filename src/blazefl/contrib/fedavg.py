@@ -9,7 +9,6 @@ local training is `blazefl.training.train`, the one loop every algorithm uses.
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -19,6 +18,7 @@ from typing import Any, Protocol
 import torch
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._validate import check_int, check_number
 from blazefl.algorithms import Broadcast, FedAvg, FederatedClient, weighted_average
 from blazefl.core import (
     ModelSelector,
@@ -75,24 +75,6 @@ class FedAvgDownlinkPackage:
     model_parameters: torch.Tensor
 
 
-def _check_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(
-            f"{name} must be an integer >= {minimum}, got {value!r}"
-        )
-    return value
-
-
-def _check_lr(lr: object) -> float:
-    if (
-        isinstance(lr, bool)
-        or not isinstance(lr, int | float)
-        or not (math.isfinite(lr) and lr > 0)
-    ):
-        raise ConfigurationError(f"lr must be a finite number > 0, got {lr!r}")
-    return float(lr)
-
-
 @dataclass(frozen=True)
 class FedAvgClientWork:
     """One FedAvg client: load the global model, train locally, upload.
@@ -110,9 +92,9 @@ class FedAvgClientWork:
     lr: float
 
     def __post_init__(self) -> None:
-        _check_int("epochs", self.epochs)
-        _check_int("batch_size", self.batch_size)
-        _check_lr(self.lr)
+        check_int("epochs", self.epochs)
+        check_int("batch_size", self.batch_size)
+        check_number("lr", self.lr)
 
     def __call__(
         self, ctx: ClientContext, payload: FedAvgDownlinkPackage
@@ -155,8 +137,8 @@ class FedAvgBaseServerHandler:
         batch_size: int,
         seed: int,
     ) -> None:
-        self.global_round = _check_int("global_round", global_round)
-        self.num_clients = _check_int("num_clients", num_clients)
+        self.global_round = check_int("global_round", global_round)
+        self.num_clients = check_int("num_clients", num_clients)
         if isinstance(sample_ratio, bool) or not (
             isinstance(sample_ratio, int | float) and 0 < sample_ratio <= 1
         ):
@@ -170,8 +152,8 @@ class FedAvgBaseServerHandler:
                 f"sample_ratio={sample_ratio} of num_clients={num_clients} samples "
                 "no client per round; raise one of them"
             )
-        self.batch_size = _check_int("batch_size", batch_size)
-        self.seed = _check_int("seed", seed, minimum=0)
+        self.batch_size = check_int("batch_size", batch_size)
+        self.seed = check_int("seed", seed, minimum=0)
         self.model_selector = model_selector
         self.model_name = model_name
         self.dataset = dataset
@@ -252,11 +234,11 @@ class _FedAvgTrainerMixin:
         self.dataset = dataset
         self.device = device
         self.device_count = torch.cuda.device_count() if device == "cuda" else 0
-        self.num_clients = _check_int("num_clients", num_clients)
-        self.epochs = _check_int("epochs", epochs)
-        self.batch_size = _check_int("batch_size", batch_size)
-        self.lr = _check_lr(lr)
-        self.seed = _check_int("seed", seed, minimum=0)
+        self.num_clients = check_int("num_clients", num_clients)
+        self.epochs = check_int("epochs", epochs)
+        self.batch_size = check_int("batch_size", batch_size)
+        self.lr = check_number("lr", lr)
+        self.seed = check_int("seed", seed, minimum=0)
         self.cache: list[FedAvgUplinkPackage] = []
 
     def as_client_work(self) -> FedAvgClientWork:
@@ -353,7 +335,7 @@ class FedAvgThreadPoolClientTrainer(
             lr,
             seed,
         )
-        self.num_parallels = _check_int("num_parallels", num_parallels)
+        self.num_parallels = check_int("num_parallels", num_parallels)
         import threading
 
         self.stop_event = threading.Event()
@@ -427,7 +409,7 @@ class FedAvgProcessPoolClientTrainer(
             lr,
             seed,
         )
-        self.num_parallels = _check_int("num_parallels", num_parallels)
+        self.num_parallels = check_int("num_parallels", num_parallels)
         self.state_dir = Path(state_dir)
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.stop_event = None

@@ -12,7 +12,6 @@ integers, one per sample.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -22,6 +21,7 @@ import numpy.typing as npt
 import torch
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._validate import check_int, check_number
 
 __all__ = [
     "PartitionReport",
@@ -40,38 +40,12 @@ LabelsLike = npt.ArrayLike | torch.Tensor
 SizeDistribution = Literal["lognormal", "powerlaw"]
 
 
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if (
-        isinstance(value, bool)
-        or not isinstance(value, int | np.integer)
-        or value < minimum
-    ):
-        raise ConfigurationError(
-            f"{name} must be an integer >= {minimum}, got {value!r}"
-        )
-    return int(value)
-
-
-def _check_positive(name: str, value: object, *, allow_zero: bool = False) -> float:
-    number = math.nan
-    if isinstance(value, int | float | np.integer | np.floating) and not isinstance(
-        value, bool
-    ):
-        number = float(value)
-    if not (math.isfinite(number) and (number > 0 or (allow_zero and number == 0))):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(
-            f"{name} must be a finite number {bound}, got {value!r}"
-        )
-    return number
-
-
 def _rng(seed: object) -> np.random.Generator:
-    return np.random.default_rng(_check_int("seed", seed, 0))
+    return np.random.default_rng(check_int("seed", seed, 0))
 
 
 def _check_clients(num_clients: object, num_samples: int) -> int:
-    k = _check_int("num_clients", num_clients, 1)
+    k = check_int("num_clients", num_clients, 1)
     if k > num_samples:
         raise ConfigurationError(
             f"num_clients={k} is more than the {num_samples} samples; every "
@@ -117,7 +91,7 @@ def _by_class(y: npt.NDArray[np.int64]) -> list[npt.NDArray[np.int64]]:
 
 def iid_partition(num_samples: int, num_clients: int, *, seed: int) -> list[Indices]:
     """Shuffle ``range(num_samples)`` and deal it out; sizes differ by at most 1."""
-    n = _check_int("num_samples", num_samples, 1)
+    n = check_int("num_samples", num_samples, 1)
     k = _check_clients(num_clients, n)
     perm = _rng(seed).permutation(n)
     return _finish([[part] for part in np.array_split(perm, k)])
@@ -144,9 +118,9 @@ def dirichlet_partition(
     """
     y = _as_labels(labels)
     k = _check_clients(num_clients, y.size)
-    a = _check_positive("alpha", alpha)
-    min_size = _check_int("min_size", min_size, 0)
-    max_retries = _check_int("max_retries", max_retries, 0)
+    a = check_number("alpha", alpha)
+    min_size = check_int("min_size", min_size, 0)
+    max_retries = check_int("max_retries", max_retries, 0)
     if min_size * k > y.size:
         raise ConfigurationError(
             f"min_size={min_size} for {k} clients needs {min_size * k} samples "
@@ -198,7 +172,7 @@ def shard_partition(
     """
     y = _as_labels(labels)
     k = _check_clients(num_clients, y.size)
-    s = _check_int("shards_per_client", shards_per_client, 1)
+    s = check_int("shards_per_client", shards_per_client, 1)
     if k * s > y.size:
         raise ConfigurationError(
             f"{k} clients x shards_per_client={s} needs {k * s} shards of at "
@@ -228,7 +202,7 @@ def label_skew_partition(
     """
     y = _as_labels(labels)
     k = _check_clients(num_clients, y.size)
-    per = _check_int("classes_per_client", classes_per_client, 1)
+    per = check_int("classes_per_client", classes_per_client, 1)
     classes = _by_class(y)
     num_classes = len(classes)
     if per > num_classes:
@@ -285,13 +259,13 @@ def client_inner_dirichlet_partition(
         raise ConfigurationError(
             f"client_sizes must be a non-empty 1-D sequence, got {client_sizes!r}"
         )
-    sizes = np.array([_check_int("each client size", v, 1) for v in sizes_in.tolist()])
+    sizes = np.array([check_int("each client size", v, 1) for v in sizes_in.tolist()])
     if sizes.sum() > y.size:
         raise ConfigurationError(
             f"client_sizes sum to {int(sizes.sum())} but there are only {y.size} "
             "samples"
         )
-    a = _check_positive("alpha", alpha)
+    a = check_number("alpha", alpha)
     rng = _rng(seed)
     classes = [rng.permutation(idx) for idx in _by_class(y)]
     left = np.array([idx.size for idx in classes], dtype=np.int64)
@@ -350,7 +324,7 @@ def _check_sizes_args(
     sigma: object,
     exponent: object,
 ) -> tuple[int, int, str, float, float]:
-    n = _check_int("num_samples", num_samples, 1)
+    n = check_int("num_samples", num_samples, 1)
     k = _check_clients(num_clients, n)
     if distribution not in ("lognormal", "powerlaw"):
         raise ConfigurationError(
@@ -360,8 +334,8 @@ def _check_sizes_args(
         n,
         k,
         str(distribution),
-        _check_positive("sigma", sigma, allow_zero=True),
-        _check_positive("exponent", exponent),
+        check_number("sigma", sigma, allow_zero=True),
+        check_number("exponent", exponent),
     )
 
 
@@ -477,7 +451,7 @@ def partition_report(
     """Count each client's samples per class; `num_classes` defaults to max + 1."""
     y = _as_labels(labels)
     top = int(y.max()) + 1
-    width = top if num_classes is None else _check_int("num_classes", num_classes, 1)
+    width = top if num_classes is None else check_int("num_classes", num_classes, 1)
     if width < top:
         raise ConfigurationError(
             f"num_classes={width} but labels contain the label {top - 1}"

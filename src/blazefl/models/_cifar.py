@@ -17,17 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from blazefl._exceptions import ConfigurationError
+from blazefl._validate import check_int
 
 __all__ = ["BasicBlock", "CifarCNN", "ResNet18"]
-
-
-def _check_int(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(
-            f"{name} must be an integer >= {minimum}, got {value!r}"
-        )
-    return value
 
 
 class CifarCNN(nn.Module):
@@ -46,13 +38,13 @@ class CifarCNN(nn.Module):
         image_size: int | tuple[int, int] = 32,
     ) -> None:
         super().__init__()
-        _check_int("num_classes", num_classes, 2)
-        _check_int("in_channels", in_channels, 1)
+        check_int("num_classes", num_classes, 2)
+        check_int("in_channels", in_channels, 1)
         height, width = (
             (image_size, image_size) if isinstance(image_size, int) else image_size
         )
-        _check_int("image height", height, 16)
-        _check_int("image width", width, 16)
+        check_int("image height", height, 16)
+        check_int("image width", width, 16)
         self.conv1 = nn.Conv2d(in_channels, 6, kernel_size=5)
         self.conv2 = nn.Conv2d(6, 16, kernel_size=5)
         out_h = ((height - 4) // 2 - 4) // 2
@@ -106,8 +98,8 @@ class ResNet18(nn.Module):
 
     def __init__(self, num_classes: int = 10, in_channels: int = 3) -> None:
         super().__init__()
-        _check_int("num_classes", num_classes, 2)
-        _check_int("in_channels", in_channels, 1)
+        check_int("num_classes", num_classes, 2)
+        check_int("in_channels", in_channels, 1)
         self.conv1 = nn.Conv2d(
             in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False
         )

@@ -16,19 +16,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._validate import check_int
 from blazefl.models._cifar import CifarCNN, ResNet18
 
 __all__ = ["CNN", "MLP", "MODEL_NAMES", "ModelZoo"]
 
 MODEL_NAMES: Final = ("cnn", "mlp", "cifar_cnn", "resnet18")
-
-
-def _positive_int(name: str, value: object, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(
-            f"{name} must be an integer >= {minimum}, got {value!r}"
-        )
-    return value
 
 
 class CNN(nn.Module):
@@ -45,13 +38,13 @@ class CNN(nn.Module):
         image_size: int | tuple[int, int] = 12,
     ) -> None:
         super().__init__()
-        _positive_int("in_channels", in_channels)
-        _positive_int("num_classes", num_classes, 2)
+        check_int("in_channels", in_channels)
+        check_int("num_classes", num_classes, 2)
         height, width = (
             (image_size, image_size) if isinstance(image_size, int) else image_size
         )
-        _positive_int("image height", height, 4)
-        _positive_int("image width", width, 4)
+        check_int("image height", height, 4)
+        check_int("image width", width, 4)
         self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, padding=1)
         self.conv2 = nn.Conv2d(16, 32, kernel_size=3, padding=1)
         self.fc1 = nn.Linear(32 * (height // 4) * (width // 4), 64)
@@ -77,10 +70,10 @@ class MLP(nn.Module):
         hidden: tuple[int, ...] = (64,),
     ) -> None:
         super().__init__()
-        _positive_int("in_features", in_features)
-        _positive_int("num_classes", num_classes, 2)
+        check_int("in_features", in_features)
+        check_int("num_classes", num_classes, 2)
         for width in hidden:
-            _positive_int("hidden layer width", width)
+            check_int("hidden layer width", width)
         widths = (in_features, *hidden, num_classes)
         layers: list[nn.Module] = [nn.Flatten()]
         for i, (fan_in, fan_out) in enumerate(itertools.pairwise(widths)):
@@ -107,8 +100,8 @@ class ModelZoo:
         if not input_shape:
             raise ConfigurationError("input_shape must not be empty")
         for dim in input_shape:
-            _positive_int("every input_shape dimension", dim)
-        _positive_int("num_classes", num_classes, 2)
+            check_int("every input_shape dimension", dim)
+        check_int("num_classes", num_classes, 2)
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
 

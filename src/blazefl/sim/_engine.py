@@ -15,8 +15,9 @@ from typing import Any
 import anyio
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._validate import check_number
 from blazefl.sim._buffer import ResultBuffer
-from blazefl.sim._executor import Executor, RoundSession, check_seconds
+from blazefl.sim._executor import Executor, RoundSession
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, error_info
 from blazefl.sim._states import ClientStateStore
 from blazefl.sim._work import Adapter, metrics_of
@@ -68,7 +69,9 @@ class RoundRunner:
         client_timeout: float | None = None,
     ) -> None:
         if client_timeout is not None:
-            client_timeout = check_seconds("client_timeout", client_timeout)
+            client_timeout = check_number(
+                "client_timeout", client_timeout, unit="seconds"
+            )
         if adapter.serial and executor.max_workers != 1:
             raise ConfigurationError(
                 f"this trainer only provides local_process/uplink_package, which "

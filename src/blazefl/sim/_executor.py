@@ -13,7 +13,6 @@ work, opens one *round session* per round with that round's payload, and awaits
 
 from __future__ import annotations
 
-import math
 import sys
 import threading
 from abc import ABC, abstractmethod
@@ -22,6 +21,7 @@ from contextlib import asynccontextmanager
 from typing import Any, ClassVar
 
 from blazefl._exceptions import ConfigurationError, ExecutorClosedError
+from blazefl._validate import check_int
 from blazefl.reproducibility import set_torch_threads
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork
 
@@ -32,28 +32,6 @@ def gil_enabled() -> bool:
     """Whether the GIL is on right now (always True on a GIL build)."""
     probe = getattr(sys, "_is_gil_enabled", None)
     return True if probe is None else bool(probe())
-
-
-def check_seconds(name: str, value: object, *, allow_zero: bool = False) -> float:
-    """A number of seconds (> 0, or >= 0), else `ConfigurationError` naming it."""
-    ok = (
-        isinstance(value, int | float)
-        and not isinstance(value, bool)
-        and math.isfinite(value)
-        and (value >= 0 if allow_zero else value > 0)
-    )
-    if not ok:
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ConfigurationError(
-            f"{name} must be a finite number of seconds {bound}, got {value!r}"
-        )
-    return float(value)  # type: ignore[arg-type]
-
-
-def check_positive_int(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
 
 
 class _ThreadPin:
@@ -110,8 +88,8 @@ class Executor(ABC):
     kind: ClassVar[str]
 
     def __init__(self, max_workers: int = 1, *, torch_threads: int = 1) -> None:
-        self._max_workers = check_positive_int("max_workers", max_workers)
-        self._torch_threads = check_positive_int("torch_threads", torch_threads)
+        self._max_workers = check_int("max_workers", max_workers)
+        self._torch_threads = check_int("torch_threads", torch_threads)
         self._work: JobWork | None = None
         self._saved_threads: int | None = None
 

@@ -29,9 +29,10 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from blazefl._exceptions import ConfigurationError
 from blazefl._tree import map_leaves
+from blazefl._validate import check_number
 from blazefl.core._tensors import process_tensors_in_object
 from blazefl.sim._context import ClientState
-from blazefl.sim._executor import Executor, RoundSession, check_seconds
+from blazefl.sim._executor import Executor, RoundSession
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
 from blazefl.sim._process_worker import torch_settings, worker_main
 from blazefl.sim._slots import allocate_slot, tensor_bytes, unpack_result
@@ -88,7 +89,9 @@ class ProcessExecutor(Executor):
                 f"start_method must be one of {_START_METHODS}, got {start_method!r}"
             )
         self._start_method = start_method
-        self._stop_grace = check_seconds("stop_grace", stop_grace, allow_zero=True)
+        self._stop_grace = check_number(
+            "stop_grace", stop_grace, allow_zero=True, unit="seconds"
+        )
         self._workers: list[_Worker] = []
         self._slot_buffers: dict[int, tuple[torch.Tensor, int]] = {}
         self._generation = 0

@@ -28,6 +28,7 @@ from blazefl._exceptions import (
     RoundFailedError,
     SimulationFinishedError,
 )
+from blazefl._validate import check_number
 from blazefl.sim._context import ClientState
 from blazefl.sim._engine import RoundRunner, check_cids
 from blazefl.sim._events import (
@@ -43,7 +44,7 @@ from blazefl.sim._events import (
     RoundStarted,
     aggregate_metrics,
 )
-from blazefl.sim._executor import Executor, check_seconds, gil_enabled
+from blazefl.sim._executor import Executor, gil_enabled
 from blazefl.sim._jobs import JobOutcome
 from blazefl.sim._local import InlineExecutor, ThreadExecutor
 from blazefl.sim._logging import get_logger, replay
@@ -142,7 +143,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 f"min_clients must be an integer >= 1, got {min_clients!r}"
             )
         if round_timeout is not None:
-            round_timeout = check_seconds("round_timeout", round_timeout)
+            round_timeout = check_number("round_timeout", round_timeout, unit="seconds")
         if (
             isinstance(seed, bool)
             or not isinstance(seed, int)
