@@ -167,3 +167,57 @@ async def test_client_state_of_a_failed_round_is_not_committed(
         first, second = await sim.run()
     assert [c.metrics["visits"] for c in first.clients] == [1, 1, 1]
     assert [c.metrics["visits"] for c in second.clients] == [2, 2, 2]
+
+
+class _DivergingWork:
+    """Client 1 returns NaNs; everyone else returns the payload plus one."""
+
+    def __call__(self, ctx: Any, payload: torch.Tensor) -> torch.Tensor:
+        if ctx.cid == 1:
+            return torch.full_like(payload, float("nan"))
+        return payload + 1
+
+
+class _SumHandler:
+    """Samples clients 0-2 once; keeps the slot-ordered sum of what it loads."""
+
+    def __init__(self) -> None:
+        self.loaded: list[torch.Tensor] = []
+        self.done = False
+
+    def sample_clients(self) -> list[int]:
+        return [0, 1, 2]
+
+    def downlink_package(self) -> torch.Tensor:
+        return torch.zeros(3)
+
+    def is_stopped(self) -> bool:
+        return self.done
+
+    def load(self, package: torch.Tensor) -> bool:
+        self.loaded.append(package)
+        return False
+
+    def load_round(self, packages: list[torch.Tensor]) -> None:
+        self.loaded = list(packages)
+        self.done = True
+
+
+async def test_nonfinite_update_is_a_failed_slot() -> None:
+    """An update with NaN is rejected as a failed slot and never reaches the handler."""
+    handler = _SumHandler()
+    sim = Simulation(
+        handler,
+        _DivergingWork(),
+        executor=ThreadExecutor(2),
+        on_client_failure="drop",
+        min_clients=2,
+    )
+    async with sim:
+        result = await sim.run_round()
+    (failed,) = result.failures
+    assert failed.cid == 1
+    assert failed.failure is not None
+    assert failed.failure.type == "NonFiniteUpdateError"
+    assert "NaN or infinite" in failed.failure.message
+    assert [p.tolist() for p in handler.loaded] == [[1.0] * 3, [1.0] * 3]

@@ -13,8 +13,10 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import anyio
+import torch
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._tree import iter_tensors
 from blazefl._validate import check_number
 from blazefl.sim._buffer import ResultBuffer
 from blazefl.sim._executor import Executor, RoundSession
@@ -50,6 +52,14 @@ def check_cids(cids: Any) -> list[int]:
             "client must be distinct within a round"
         )
     return out
+
+
+def _nonfinite(result: Any) -> str | None:
+    """Describe the first floating tensor in ``result`` with NaN/inf, if any."""
+    for index, tensor in enumerate(iter_tensors(result)):
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            return f"tensor #{index} (shape {tuple(tensor.shape)})"
+    return None
 
 
 class RoundRunner:
@@ -172,6 +182,16 @@ class RoundRunner:
                 except Exception as exc:
                     outcome.result, outcome.state = None, None
                     outcome.error = error_info(exc)
+            if outcome.ok and (bad := _nonfinite(outcome.result)) is not None:
+                # A diverged client must not poison the global model: reject
+                # its update like any other failure (the policy decides).
+                outcome.result, outcome.state = None, None
+                outcome.error = ClientFailure(
+                    "error",
+                    "NonFiniteUpdateError",
+                    f"client {job.cid} sent an update with NaN or infinite values "
+                    f"in {bad}",
+                )
             if not outcome.metrics and outcome.ok:
                 outcome.metrics = metrics_of(outcome.result)
         buffer.put(job.slot, job.cid, outcome)
