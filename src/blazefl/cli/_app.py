@@ -1,0 +1,240 @@
+"""The click commands: `blazefl run`, `blazefl info`, `blazefl plot`.
+
+Options only collect what was typed (every option defaults to None, meaning
+"not given"); `blazefl.cli._config.resolve` applies the defaults, the config
+file and the checks, so the command line and the file are validated alike.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+import blazefl
+from blazefl._exceptions import ConfigurationError
+from blazefl.cli._checks import (
+    ALGORITHM_NAMES,
+    DATASETS,
+    EXECUTORS,
+    LOG_FORMATS,
+    MODELS,
+    PARTITIONS,
+)
+from blazefl.cli._config import (
+    INVOCATION_KEYS,
+    OPERATIONAL_KEYS,
+    RunConfig,
+    option_name,
+    read_config_file,
+    resolve,
+)
+
+__all__ = ["cli"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+_D = RunConfig()
+
+# (option, click type, help); the default comes from RunConfig.
+_RUN_OPTIONS: list[tuple[str, Any, str]] = [
+    ("algorithm", click.Choice(ALGORITHM_NAMES), "Federated algorithm."),
+    (
+        "dataset",
+        click.Choice(DATASETS),
+        "Data set (mnist and cifar10 need --data-dir).",
+    ),
+    ("model", click.Choice(MODELS), "Model [default: the data set's own]."),
+    ("partition", click.Choice(PARTITIONS), "How training data is split over clients."),
+    (
+        "alpha",
+        float,
+        "Dirichlet concentration (--partition dirichlet, synthetic mixes).",
+    ),
+    ("shards_per_client", int, "Label shards per client (--partition shards)."),
+    ("classes_per_client", int, "Classes per client (--partition label-skew)."),
+    ("unbalance_sigma", float, "Log-normal size spread (--partition unbalanced)."),
+    ("clients", int, "Clients in the federation."),
+    ("rounds", int, "Communication rounds."),
+    ("sample_ratio", float, "Fraction of clients sampled each round, in (0, 1]."),
+    ("epochs", int, "Local epochs per client per round."),
+    ("batch_size", int, "Local batch size."),
+    ("lr", float, "Client learning rate."),
+    ("seed", int, "Run seed: data, sampling, model and client RNGs."),
+    ("mu", float, "FedProx proximal strength μ >= 0."),
+    (
+        "server_lr",
+        float,
+        "Server learning rate (fedavgm, scaffold, fedadam/yogi/adagrad).",
+    ),
+    ("momentum", float, "FedAvgM server momentum in [0, 1)."),
+    ("beta1", float, "FedOpt first-moment decay in [0, 1)."),
+    ("beta2", float, "FedOpt second-moment decay in [0, 1)."),
+    ("tau", float, "FedOpt adaptivity τ > 0."),
+    ("executor", click.Choice(EXECUTORS), "Where clients run."),
+    ("workers", int, "Worker threads or processes."),
+    ("checkpoint_every", int, "Checkpoint every K rounds (and after the last)."),
+    ("data_dir", str, "Folder with the official MNIST / CIFAR-10 files."),
+    ("out", str, "Run folder [default: runs/<timestamp>-<algorithm>]."),
+    (
+        "log_format",
+        click.Choice(LOG_FORMATS),
+        "Logs on stderr: console (warnings) or json (all events).",
+    ),
+]
+
+
+def _help(key: str, text: str) -> str:
+    default = getattr(_D, key)
+    if default is None or "[default:" in text:
+        return text
+    return f"{text} [default: {default}]"
+
+
+def _run_options(func: F) -> F:
+    for key, kind, text in reversed(_RUN_OPTIONS):
+        func = click.option(
+            option_name(key),
+            key,
+            type=kind,
+            default=None,
+            metavar="DIR" if key in ("data_dir", "out") else None,
+            help=_help(key, text),
+        )(func)
+    return func
+
+
+def _usage(exc: ConfigurationError) -> click.UsageError:
+    return click.UsageError(str(exc))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(blazefl.__version__, prog_name="blazefl")
+def cli() -> None:
+    """blazefl: fast, deterministic federated-learning simulation.
+
+    Start with `blazefl run`: FedAvg on a built-in data set, in seconds.
+    """
+
+
+@cli.command()
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file of options (keys as below, snake_case or dashed); "
+    "command-line options override it.",
+)
+@click.option(
+    "--resume",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Continue the run in this folder from its checkpoint. Other options "
+    "must match its config.toml, except --executor, --workers, "
+    "--checkpoint-every, --data-dir, --quiet and --log-format.",
+)
+@_run_options
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    default=None,
+    help="Print only the final summary line.",
+)
+def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
+    """Train a federation and write its run folder.
+
+    With no options: FedAvg over 20 clients of the built-in synthetic data
+    set, 20 rounds, on two worker threads. The run folder gets config.toml,
+    metrics.jsonl, events.jsonl, checkpoint.ckpt, summary.json and
+    metrics.png. Ctrl-C stops after saving a checkpoint; continue with
+    --resume.
+    """
+    from blazefl.cli._execute import execute  # torch is imported from here on
+
+    given = {k: v for k, v in options.items() if v is not None}
+    try:
+        file_values = read_config_file(config_file) if config_file else {}
+        if resume is None:
+            config = resolve(given, file_values, str(config_file))
+            folder = Path(config.out) if config.out else None
+        else:
+            config = _resume_config(resume, {**file_values, **given})
+            folder = resume
+        code = execute(config, folder, resume=resume is not None)
+    except ConfigurationError as exc:
+        raise _usage(exc) from exc
+    raise SystemExit(code)
+
+
+def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
+    """The stored configuration, with the changes --resume allows.
+
+    Options that change the numbers must repeat the stored values; the
+    executor, workers, checkpoint cadence, data folder and output settings
+    may change (the executors give bitwise equal results).
+    """
+    stored_file = folder / "config.toml"
+    if not stored_file.is_file():
+        raise ConfigurationError(
+            f"Invalid value for '--resume': {folder} holds no config.toml; it is "
+            "not a blazefl run folder"
+        )
+    stored_values = read_config_file(stored_file)
+    stored = resolve({}, stored_values, str(stored_file))
+    out = requested.pop("out", None)
+    if out is not None and Path(str(out)).resolve() != folder.resolve():
+        raise ConfigurationError(
+            f"--out cannot be used with --resume: the run folder is {folder}"
+        )
+    merged = resolve(requested, stored_values, str(stored_file))
+    for key in requested:
+        if key in OPERATIONAL_KEYS or key in INVOCATION_KEYS:
+            continue
+        if getattr(merged, key) != getattr(stored, key):
+            raise ConfigurationError(
+                f"{option_name(key)} {getattr(merged, key)!r} does not match "
+                f"{key} = {getattr(stored, key)!r} in {stored_file}; --resume "
+                f"continues a run with its own configuration: leave "
+                f"{option_name(key)} out"
+            )
+    return merged
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def info(as_json: bool) -> None:
+    """Versions, the Python build, threads, devices and executors."""
+    from blazefl.cli._info import machine_info
+
+    data = machine_info()
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    width = max(len(k) for k in data)
+    for key, value in data.items():
+        shown = ", ".join(value) if isinstance(value, list) else value
+        click.echo(f"{key:<{width}}  {shown}")
+
+
+@cli.command()
+@click.argument("folder", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where to write the PNG [default: FOLDER/metrics.png].",
+)
+def plot(folder: Path, output: Path | None) -> None:
+    """Draw FOLDER/metrics.jsonl (loss and accuracy per round) as a PNG."""
+    from blazefl._exceptions import MissingDependencyError
+    from blazefl.cli._plot import plot_metrics
+
+    try:
+        target = plot_metrics(folder, output)
+    except ConfigurationError as exc:
+        raise click.ClickException(str(exc)) from exc
+    except MissingDependencyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {target}")

@@ -1,0 +1,153 @@
+"""From a `RunConfig` to the objects of a run: data, model, algorithm, simulation.
+
+Nothing here runs a round; building may still be slow (reading MNIST or
+CIFAR-10 from disk, generating data), which is why it happens once, before
+the coordinator starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from blazefl.algorithms import ALGORITHMS, FederatedClient, FederatedServer
+from blazefl.cli._config import RunConfig
+from blazefl.data import (
+    FileImageDataset,
+    LeafSyntheticDataset,
+    SyntheticCIFAR10,
+    SyntheticPartitionedDataset,
+    TensorPartitionedDataset,
+    dirichlet_partition,
+    iid_partition,
+    label_skew_partition,
+    load_digits_dataset,
+    shard_partition,
+    unbalanced_partition,
+)
+from blazefl.models import ModelZoo
+from blazefl.sim import (
+    Executor,
+    InlineExecutor,
+    ProcessExecutor,
+    Simulation,
+    ThreadExecutor,
+)
+
+__all__ = ["Built", "build", "build_dataset", "build_partitioner"]
+
+Partitioner = Callable[[torch.Tensor], Sequence[Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """The run's objects; `simulation` owns the executor (``async with``)."""
+
+    dataset: TensorPartitionedDataset
+    server: FederatedServer
+    client: FederatedClient
+    simulation: Simulation[Any, Any]
+
+
+def build_partitioner(config: RunConfig) -> Partitioner | None:
+    """The `--partition` split of training labels, or None for the natural one."""
+    k, seed = config.clients, config.seed
+    kind = config.partition
+    if kind == "natural":
+        return None
+    if kind == "iid":
+        return lambda y: iid_partition(int(y.shape[0]), k, seed=seed)
+    if kind == "dirichlet":
+        return lambda y: dirichlet_partition(y, k, alpha=config.alpha, seed=seed)
+    if kind == "shards":
+        return lambda y: shard_partition(
+            y, k, shards_per_client=config.shards_per_client, seed=seed
+        )
+    if kind == "label-skew":
+        return lambda y: label_skew_partition(
+            y, k, classes_per_client=config.classes_per_client, seed=seed
+        )
+    if kind == "unbalanced":
+        return lambda y: unbalanced_partition(
+            int(y.shape[0]), k, seed=seed, sigma=config.unbalance_sigma
+        )
+    raise AssertionError(f"unhandled partition {kind!r}")  # _config validated it
+
+
+def _repartition(
+    base: TensorPartitionedDataset, partitioner: Partitioner
+) -> TensorPartitionedDataset:
+    """Pool a generated data set's training rows and split them anew."""
+    train = base.get_dataset("train", None)
+    test = base.get_dataset("test", None)
+    train_x, train_y = train.data[train.indices], train.targets[train.indices]  # type: ignore[attr-defined]
+    test_x, test_y = test.data[test.indices], test.targets[test.indices]  # type: ignore[attr-defined]
+    parts = [np.asarray(p) for p in partitioner(train_y)]
+    return TensorPartitionedDataset(
+        train_x, train_y, parts, test_x, test_y, num_classes=base.num_classes
+    )
+
+
+def build_dataset(config: RunConfig) -> TensorPartitionedDataset:
+    """The federated data set of `--dataset`, split by `--partition`."""
+    k, seed = config.clients, config.seed
+    partitioner = build_partitioner(config)
+    name = config.dataset
+    if name in ("digits", "mnist", "cifar10"):
+        if name == "digits":
+            return load_digits_dataset(k, seed=seed, partition=partitioner)
+        assert config.data_dir is not None  # _config requires it
+        load = FileImageDataset.mnist if name == "mnist" else FileImageDataset.cifar10
+        return load(config.data_dir, k, partition=partitioner, seed=seed)
+    base: TensorPartitionedDataset
+    if name == "synthetic":
+        base = SyntheticPartitionedDataset(k, seed=seed, alpha=config.alpha)
+    elif name == "synthetic-cifar10":
+        base = SyntheticCIFAR10(k, seed=seed, alpha=config.alpha)
+    else:
+        base = LeafSyntheticDataset(k, seed=seed)
+    return base if partitioner is None else _repartition(base, partitioner)
+
+
+def _executor(config: RunConfig) -> Executor:
+    if config.executor == "inline":
+        return InlineExecutor()
+    if config.executor == "threads":
+        return ThreadExecutor(config.workers)
+    return ProcessExecutor(config.workers)
+
+
+def build(config: RunConfig) -> Built:
+    """Every object of the run; raises `ConfigurationError` for a bad combination."""
+    dataset = build_dataset(config)
+    zoo = ModelZoo(input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+    cls: Any = ALGORITHMS[config.algorithm]
+    extra = {"num_clients": config.clients} if config.algorithm == "scaffold" else {}
+    algorithm = cls(**config.knobs(), **extra)
+    server = FederatedServer(
+        algorithm,
+        zoo,
+        config.model,
+        dataset=dataset,
+        num_clients=config.clients,
+        rounds=config.rounds,
+        sample_ratio=config.sample_ratio,
+        seed=config.seed,
+    )
+    client = FederatedClient(
+        algorithm,
+        zoo,
+        config.model,
+        dataset,
+        epochs=config.epochs,
+        batch_size=config.batch_size,
+        lr=config.lr,
+    )
+    simulation: Simulation[Any, Any] = Simulation(
+        server, client, executor=_executor(config), seed=config.seed
+    )
+    return Built(dataset, server, client, simulation)

@@ -1,0 +1,159 @@
+"""From a resolved configuration to an exit code: the run folder, the build,
+the display, the async `Runner`, and the summary at the end.
+
+Exit codes: 0 when the run completed (or already had), 1 when a round failed
+(the checkpoint of the last committed round is kept), 128 + the signal
+number after SIGINT (130) or SIGTERM (143).
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from pathlib import Path
+
+import anyio
+
+from blazefl._exceptions import MissingDependencyError
+from blazefl.cli._build import build
+from blazefl.cli._config import RunConfig, config_digest
+from blazefl.cli._files import (
+    METRICS,
+    PLOT,
+    SUMMARY,
+    create_folder,
+    default_out,
+    load_resume_state,
+    truncate_logs,
+    write_config,
+    write_json,
+)
+from blazefl.cli._info import versions
+from blazefl.cli._plot import plot_metrics, read_metrics
+from blazefl.cli._progress import Display, make_display
+from blazefl.cli._run import Runner, RunOutcome
+from blazefl.sim import configure_logging
+
+__all__ = ["execute"]
+
+
+def _interrupt_message(outcome: RunOutcome, folder: Path) -> str:
+    name = signal.Signals(outcome.signal or signal.SIGINT).name
+    k = outcome.checkpoint_round
+    if k is None:
+        return (
+            f"{name}: interrupted before any checkpoint was written; continue "
+            f"with: blazefl run --resume {folder}"
+        )
+    return (
+        f"{name}: interrupted after round {k}; the run folder holds the checkpoint "
+        f"of round {k}; continue with: blazefl run --resume {folder}"
+    )
+
+
+def _finish(
+    config: RunConfig,
+    folder: Path,
+    display: Display,
+    wall: float,
+    resumed_from: int | None,
+) -> None:
+    display.close()
+    rows = read_metrics(folder / METRICS)
+    last = rows[-1] if rows else {}
+    summary = {
+        "status": "complete",
+        "rounds": config.rounds,
+        "final": {k: last.get(k) for k in ("train_loss", "test_loss", "test_acc")},
+        "best_test_acc": max(
+            (r["test_acc"] for r in rows if r.get("test_acc") is not None),
+            default=None,
+        ),
+        "wall_seconds": round(wall, 3),
+        "round_seconds": round(sum(r.get("seconds", 0.0) for r in rows), 3),
+        "resumed_from_round": resumed_from,
+        "algorithm": config.algorithm,
+        "dataset": config.dataset,
+        "model": config.model,
+        "seed": config.seed,
+        "executor": config.executor,
+        "workers": config.workers,
+        "config_digest": config_digest(config),
+        "versions": versions(),
+        "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    write_json(folder / SUMMARY, summary)
+    try:
+        plot_metrics(folder)
+    except MissingDependencyError as exc:
+        display.note(f"blazefl: {PLOT} not drawn: {exc}")
+    acc, loss = last.get("test_acc"), last.get("test_loss")
+    scores = (
+        f"test accuracy {acc:.3f}, test loss {loss:.4f}"
+        if isinstance(acc, float) and isinstance(loss, float)
+        else "no test metrics"
+    )
+    display.summary(
+        f"done: {scores} after {config.rounds} rounds in {wall:.1f}s; "
+        f"run folder: {folder}"
+    )
+
+
+def _header(config: RunConfig, folder: Path, done: int) -> str:
+    workers = "" if config.executor == "inline" else f" x{config.workers}"
+    text = (
+        f"{config.algorithm} on {config.dataset} ({config.model}, {config.partition} "
+        f"partition): {config.clients} clients, {config.clients_per_round} per "
+        f"round, {config.rounds} rounds, {config.epochs} local epochs; "
+        f"{config.executor}{workers}; seed {config.seed}\nrun folder: {folder}"
+    )
+    return text + (f"\nresuming after round {done}" if done else "")
+
+
+def execute(config: RunConfig, folder: Path | None, *, resume: bool) -> int:
+    """Run (or resume) a federation into its run folder; return the exit code.
+
+    Raises `ConfigurationError` for a bad configuration, folder or checkpoint,
+    before any round runs.
+    """
+    started = time.perf_counter()
+    if config.log_format == "json":
+        configure_logging("json", level="info")
+    else:
+        configure_logging("console", level="warning")
+    resumed_from: int | None = None
+    if resume:
+        assert folder is not None
+        state = load_resume_state(folder, config)
+        built = build(config)
+        if state is not None:
+            built.simulation.load_state_dict(state)
+        resumed_from = built.simulation.round
+        truncate_logs(folder, resumed_from)
+        write_config(folder, config)  # records a changed executor or workers
+    else:
+        built = build(config)
+        folder = folder or default_out(config.algorithm)
+        create_folder(folder)
+        write_config(folder, config)
+    done = built.simulation.round
+    with make_display(config.rounds, quiet=config.quiet) as display:
+        if done >= config.rounds:
+            display.note(f"the run in {folder} is complete ({done} rounds)")
+            _finish(config, folder, display, 0.0, resumed_from)
+            return 0
+        display.header(_header(config, folder, done), done)
+        outcome = anyio.run(Runner(config, built, folder, display).run)
+        if outcome.signal is not None:
+            display.note(_interrupt_message(outcome, folder))
+            return 128 + outcome.signal
+        if outcome.error is not None:
+            k = outcome.checkpoint_round
+            display.note(
+                f"error: {outcome.error}\nthe run stopped after round {k}; the run "
+                f"folder holds its checkpoint; continue with: blazefl run --resume "
+                f"{folder}"
+            )
+            return 1
+        _finish(config, folder, display, time.perf_counter() - started, resumed_from)
+    return 0

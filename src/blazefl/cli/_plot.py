@@ -1,0 +1,81 @@
+"""``metrics.png``: loss and accuracy per round, drawn from ``metrics.jsonl``.
+
+matplotlib is imported only here, with the Agg backend (no display needed),
+and only when a plot is drawn: at the end of a run and by `blazefl plot`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from blazefl._exceptions import ConfigurationError, MissingDependencyError
+
+__all__ = ["plot_metrics", "read_metrics"]
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """The rows of a ``metrics.jsonl`` (a torn last line is skipped)."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            row = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(row, dict) and "round" in row:
+            rows.append(row)
+    return rows
+
+
+def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
+    pairs = [(r["round"], r[key]) for r in rows if isinstance(r.get(key), int | float)]
+    return [p[0] for p in pairs], [float(p[1]) for p in pairs]
+
+
+def plot_metrics(folder: Path, output: Path | None = None) -> Path:
+    """Draw ``folder/metrics.jsonl`` into ``output`` (default ``folder/metrics.png``).
+
+    Raises `ConfigurationError` when the folder has no metrics yet and
+    `MissingDependencyError` without matplotlib.
+    """
+    source = folder / "metrics.jsonl"
+    if not source.is_file():
+        raise ConfigurationError(
+            f"{folder} holds no metrics.jsonl; is it a blazefl run folder?"
+        )
+    rows = read_metrics(source)
+    if not rows:
+        raise ConfigurationError(f"{source} holds no finished round yet")
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "plots", extra="cli", package="matplotlib"
+        ) from exc
+
+    target = output or folder / "metrics.png"
+    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    try:
+        for key, label in (("train_loss", "train loss"), ("test_loss", "test loss")):
+            x, y = _series(rows, key)
+            loss_ax.plot(x, y, marker="o", markersize=3, label=label)
+        loss_ax.set(xlabel="round", ylabel="loss", title="Loss")
+        loss_ax.legend()
+        x, y = _series(rows, "test_acc")
+        acc_ax.plot(x, y, marker="o", markersize=3, color="tab:green")
+        acc_ax.set(xlabel="round", ylabel="test accuracy", title="Test accuracy")
+        acc_ax.set_ylim(0, 1)
+        for ax in (loss_ax, acc_ax):
+            ax.grid(alpha=0.3)
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        fig.suptitle(folder.resolve().name)
+        tmp = target.with_name(f".{target.name}.tmp")
+        fig.savefig(tmp, dpi=100, format="png")
+        tmp.replace(target)
+    finally:
+        plt.close(fig)
+    return target

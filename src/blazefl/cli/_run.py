@@ -1,0 +1,207 @@
+"""The async run behind `blazefl run`: events to files and display, checkpoints,
+signals, resume.
+
+One task group holds three things: the simulation driven round by round (in
+a cancel scope), a consumer of ``sim.events()`` that appends every event to
+``events.jsonl``, each finished round to ``metrics.jsonl`` and feeds the
+display, and a watcher of SIGINT/SIGTERM (`anyio.open_signal_receiver`) that
+cancels the simulation's scope. A cancelled round is not applied (the
+coordinator's guarantee), so after a signal the run saves the checkpoint of
+the last committed round, the executor is closed by `Simulation.aclose`, and
+the process exits with 128 + the signal number.
+
+After each round the driver waits until the consumer has written that
+round's lines, then checkpoints every ``checkpoint_every`` rounds and after
+the last. Lines past the checkpoint (a SIGKILL between two checkpoints) are
+cut on ``--resume``: those rounds run again.
+
+Test hook: with the environment variable ``BLAZEFL_TEST_PAUSE_AFTER_ROUND=k``
+the run prints ``paused after round k`` to stderr after committing (and, if
+due, checkpointing) round k and sleeps until a signal arrives, so tests can
+interrupt or kill it at a known point.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import anyio
+import anyio.to_thread
+
+from blazefl._exceptions import BlazeFLError
+from blazefl.cli._build import Built
+from blazefl.cli._config import RunConfig, config_digest
+from blazefl.cli._files import (
+    CHECKPOINT,
+    EVENTS,
+    METRICS,
+)
+from blazefl.cli._progress import Display
+from blazefl.sim import (
+    ClientFailed,
+    ClientFinished,
+    EventStream,
+    RoundFinished,
+    RoundStarted,
+    save_checkpoint,
+)
+
+__all__ = ["PAUSE_ENV", "RunOutcome", "Runner", "metrics_row"]
+
+PAUSE_ENV = "BLAZEFL_TEST_PAUSE_AFTER_ROUND"
+
+
+def _finite(value: object) -> float | None:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value) if math.isfinite(value) else None
+    return None
+
+
+def metrics_row(event: RoundFinished) -> dict[str, Any]:
+    """A finished round as a ``metrics.jsonl`` line; rounds count from 1."""
+    return {
+        "round": event.round + 1,
+        "train_loss": _finite(event.metrics.get("loss")),
+        "test_loss": _finite(event.summary.get("server_loss")),
+        "test_acc": _finite(event.summary.get("server_acc")),
+        "seconds": round(event.seconds, 4),
+        "clients": event.clients,
+        "failed": event.failed,
+    }
+
+
+class _Recorder:
+    """Consumes the event stream: files, display, and how far it has got."""
+
+    def __init__(self, folder: Path, display: Display, rounds_done: int) -> None:
+        self.folder = folder
+        self.display = display
+        self.done = rounds_done
+        self.finished = anyio.Event()
+        self._changed = anyio.Event()
+
+    async def consume(self, stream: EventStream) -> None:
+        try:
+            async with stream:
+                await self._write(stream)
+        finally:
+            self.finished.set()
+
+    async def _write(self, stream: EventStream) -> None:
+        with (
+            (self.folder / EVENTS).open("a", encoding="utf-8") as events,
+            (self.folder / METRICS).open("a", encoding="utf-8") as metrics,
+        ):
+            async for event in stream:
+                events.write(json.dumps(event.to_json()) + "\n")
+                events.flush()
+                if isinstance(event, RoundStarted):
+                    self.display.round_started(event.round + 1, len(event.cids))
+                elif isinstance(event, ClientFinished | ClientFailed):
+                    self.display.client_done()
+                elif isinstance(event, RoundFinished):
+                    row = metrics_row(event)
+                    metrics.write(json.dumps(row) + "\n")
+                    metrics.flush()
+                    self.display.round_finished(row)
+                    self.done = event.round + 1
+                    self._changed.set()
+                    self._changed = anyio.Event()
+
+    async def wait_for(self, rounds: int) -> None:
+        """Until the lines of the first `rounds` rounds are written."""
+        while self.done < rounds:
+            await self._changed.wait()
+
+
+class RunOutcome:
+    """How the run ended: rounds committed, a signal, or an error."""
+
+    def __init__(self) -> None:
+        self.rounds_done = 0
+        self.checkpoint_round: int | None = None
+        self.signal: int | None = None
+        self.error: BaseException | None = None
+
+
+class Runner:
+    """Drives one run (fresh or resumed) of `built` into `folder`."""
+
+    def __init__(
+        self, config: RunConfig, built: Built, folder: Path, display: Display
+    ) -> None:
+        self.config = config
+        self.sim = built.simulation
+        self.folder = folder
+        self.display = display
+        self.digest = config_digest(config)
+        self.outcome = RunOutcome()
+        self.outcome.rounds_done = self.sim.round
+        pause = os.environ.get(PAUSE_ENV, "")
+        self._pause = int(pause) if pause.strip().isdigit() else None
+        self._saved: int | None = None
+
+    async def run(self) -> RunOutcome:
+        recorder = _Recorder(self.folder, self.display, self.sim.round)
+        work = anyio.CancelScope()
+        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(self._watch, signals, work)
+                stream = self.sim.events()
+                tg.start_soon(recorder.consume, stream)
+                try:
+                    with work:
+                        try:
+                            await self.sim.start()
+                            await self._drive(recorder)
+                        finally:
+                            await self.sim.aclose()  # ends the event stream too
+                except (BlazeFLError, OSError) as exc:
+                    self.outcome.error = exc
+                with anyio.CancelScope(shield=True):
+                    await recorder.finished.wait()
+                    self.outcome.rounds_done = self.sim.round
+                    if self._saved != self.sim.round:
+                        await self._checkpoint()
+                tg.cancel_scope.cancel()  # the signal watcher
+        return self.outcome
+
+    async def _watch(self, signals: Any, work: anyio.CancelScope) -> None:
+        async for signum in signals:
+            if self.outcome.signal is None:
+                self.outcome.signal = int(signum)
+                work.cancel()
+
+    async def _drive(self, recorder: _Recorder) -> None:
+        sim, every = self.sim, self.config.checkpoint_every
+        while sim.round < self.config.rounds:
+            await sim.run_round()
+            await recorder.wait_for(sim.round)
+            if sim.round % every == 0 or sim.round == self.config.rounds:
+                await self._checkpoint()
+            if sim.round == self._pause:
+                print(
+                    f"blazefl: test hook {PAUSE_ENV}: paused after round {sim.round}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                await anyio.sleep_forever()
+
+    async def _checkpoint(self) -> None:
+        state = {
+            "sim": self.sim.state_dict(),
+            "config": self.config.saved,
+            "config_digest": self.digest,
+        }
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(
+                save_checkpoint, self.folder / CHECKPOINT, state
+            )
+        self._saved = self.sim.round
+        self.outcome.checkpoint_round = self.sim.round

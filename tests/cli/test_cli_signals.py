@@ -1,0 +1,65 @@
+"""SIGINT and SIGTERM during `blazefl run`: a prompt, clean, resumable stop."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+from cli_helpers import (
+    SMALL,
+    Interrupted,
+    PausedRun,
+    checkpoint,
+    metrics,
+    pid_alive,
+    shm_entries,
+    wait_until,
+)
+
+
+def test_sigint_exits_promptly_with_130_and_the_message(
+    sigint_processes: Interrupted,
+) -> None:
+    """SIGINT ends the run within seconds, exit code 130, saying how to resume."""
+    run = sigint_processes.run
+    assert sigint_processes.returncode == 130, run.stderr
+    assert sigint_processes.seconds < 15
+    assert (
+        "interrupted after round 2; the run folder holds the checkpoint of round 2; "
+        f"continue with: blazefl run --resume {run.out}"
+    ) in run.stderr
+
+
+def test_sigint_saves_the_checkpoint_of_the_last_round(
+    sigint_processes: Interrupted,
+) -> None:
+    """The interrupt writes a valid checkpoint of round 2, though none was due."""
+    state = checkpoint(sigint_processes.run.out)
+    assert state["sim"]["round"] == 2
+    assert [row["round"] for row in metrics(sigint_processes.run.out)] == [1, 2]
+    assert not (sigint_processes.run.out / "summary.json").exists()
+
+
+def test_sigint_leaves_no_worker_process(sigint_processes: Interrupted) -> None:
+    """Every worker process (and the resource tracker) is gone after the exit."""
+    children = sigint_processes.run.children
+    assert len(children) >= 2  # the two workers, at least
+    assert wait_until(lambda: not any(map(pid_alive, children)), 10), [
+        pid for pid in children if pid_alive(pid)
+    ]
+
+
+def test_sigint_leaves_no_shared_memory(sigint_processes: Interrupted) -> None:
+    """No /dev/shm entry the run mapped, nor any new one, survives it."""
+    mapped = sigint_processes.run.shm
+    assert wait_until(lambda: not (mapped & shm_entries()), 10), mapped
+    assert wait_until(lambda: shm_entries() <= sigint_processes.shm_before, 10)
+
+
+def test_sigterm_exits_with_143(tmp_path: Path) -> None:
+    """SIGTERM stops the run like SIGINT, with exit code 143."""
+    run = PausedRun(tmp_path, tmp_path / "run", 1, *SMALL)
+    run.send(signal.SIGTERM)
+    assert run.process.returncode == 143, run.stderr
+    assert "SIGTERM: interrupted after round 1" in run.stderr
+    assert checkpoint(run.out)["sim"]["round"] == 1
