@@ -32,6 +32,7 @@ from blazefl.sim._jobs import ClientFailure
 from blazefl.sim._local import InlineExecutor, ThreadExecutor
 from blazefl.sim._logging import configure_logging
 from blazefl.sim._process import ProcessExecutor
+from blazefl.sim._ray import RayExecutor
 from blazefl.sim._simulation import Simulation
 
 __all__ = [
@@ -40,6 +41,7 @@ __all__ = [
     "Executor",
     "InlineExecutor",
     "ProcessExecutor",
+    "RayExecutor",
     "RoundSession",
     "ThreadExecutor",
     # client work
