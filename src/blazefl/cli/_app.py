@@ -77,6 +77,12 @@ _RUN_OPTIONS: list[tuple[str, Any, str]] = [
     ("workers", int, "Worker threads or processes."),
     ("checkpoint_every", int, "Checkpoint every K rounds (and after the last)."),
     ("data_dir", str, "Folder with the official MNIST / CIFAR-10 files."),
+    (
+        "ray_address",
+        str,
+        "With --executor ray: the cluster to join (e.g. 10.0.0.1:6379); "
+        "default: a private one-machine Ray instance.",
+    ),
     ("out", str, "Run folder [default: runs/<timestamp>-<algorithm>]."),
     (
         "log_format",
@@ -100,7 +106,9 @@ def _run_options(func: F) -> F:
             key,
             type=kind,
             default=None,
-            metavar="DIR" if key in ("data_dir", "out") else None,
+            metavar="DIR"
+            if key in ("data_dir", "out")
+            else ("ADDR" if key == "ray_address" else None),
             help=_help(key, text),
         )(func)
     return func

@@ -118,6 +118,10 @@ def _executor(config: RunConfig) -> Executor:
         return InlineExecutor()
     if config.executor == "threads":
         return ThreadExecutor(config.workers)
+    if config.executor == "ray":
+        from blazefl.sim import RayExecutor
+
+        return RayExecutor(config.workers, address=config.ray_address)
     return ProcessExecutor(config.workers)
 
 

@@ -47,7 +47,7 @@ DATASETS = (
     "cifar10",
 )
 PARTITIONS = ("natural", "iid", "dirichlet", "shards", "label-skew", "unbalanced")
-EXECUTORS = ("inline", "threads", "processes")
+EXECUTORS = ("inline", "threads", "processes", "ray")
 LOG_FORMATS = ("console", "json")
 
 # Models that fit each data set's inputs, the first being its default.
@@ -161,6 +161,7 @@ CHECKS: dict[str, Callable[[object], Any]] = {
     "workers": _integer(1),
     "checkpoint_every": _integer(1),
     "data_dir": _text,
+    "ray_address": _text,
     "out": _text,
     "quiet": _flag,
     "log_format": _choice(LOG_FORMATS),

@@ -68,6 +68,7 @@ class RunConfig:
     workers: int = 2
     checkpoint_every: int = 1
     data_dir: str | None = None
+    ray_address: str | None = None
     out: str | None = None
     quiet: bool = False
     log_format: str = "console"
@@ -95,7 +96,9 @@ KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
 INVOCATION_KEYS = frozenset({"out", "quiet", "log_format"})
 #: Saved, but they do not change the numbers (the executors are bitwise equal),
 #: so --resume may change them and the checkpoint digest leaves them out.
-OPERATIONAL_KEYS = frozenset({"executor", "workers", "checkpoint_every", "data_dir"})
+OPERATIONAL_KEYS = frozenset(
+    {"executor", "workers", "checkpoint_every", "data_dir", "ray_address"}
+)
 
 
 def option_name(key: str) -> str:

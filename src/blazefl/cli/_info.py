@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import multiprocessing
 import os
 import platform
@@ -31,6 +32,8 @@ def executors() -> list[str]:
     names = ["inline", "threads"]
     if "spawn" in multiprocessing.get_all_start_methods():
         names.append("processes")
+    if importlib.util.find_spec("ray") is not None:
+        names.append("ray")
     return names
 
 

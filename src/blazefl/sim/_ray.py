@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sys
 import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
@@ -202,6 +203,11 @@ class RayExecutor(Executor):
         init_kwargs: Mapping[str, Any] | None = None,
         actor_options: Mapping[str, Any] | None = None,
     ) -> None:
+        if address is None and "ray" not in sys.modules:
+            # Ray 2.x swaps 127.0.0.1 for the machine's routable address
+            # unless multi-node support is off; a private one-machine
+            # instance has no reason to listen beyond loopback.
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         self._ray = _import_ray()
         requested = (
             None if max_workers is None else check_int("max_workers", max_workers)
