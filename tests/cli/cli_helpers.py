@@ -18,11 +18,11 @@ from click.testing import CliRunner, Result
 
 from blazefl.cli._app import cli
 from blazefl.sim import load_checkpoint
+from leaks import children_of, pid_alive, shm_mapped_by
 
 #: A federation small enough to run in about a second.
 SMALL = ["--clients", "6", "--rounds", "4", "--sample-ratio", "0.5", "--epochs", "1"]
 PAUSE_ENV = "BLAZEFL_TEST_PAUSE_AFTER_ROUND"
-_SHM_PREFIXES = ("torch_", "psm_", "sem.mp-")
 
 
 def invoke(*args: str | os.PathLike[str]) -> Result:
@@ -50,50 +50,6 @@ def final_params(folder: Path) -> torch.Tensor:
     params = checkpoint(folder)["sim"]["handler"]["params"]
     assert isinstance(params, torch.Tensor)
     return params
-
-
-def children_of(pid: int) -> set[int]:
-    """The live child processes of ``pid`` (from /proc)."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry.name))
-    return found
-
-
-def pid_alive(pid: int) -> bool:
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def shm_mapped_by(pids: set[int]) -> set[str]:
-    """The /dev/shm entries these processes map (torch_*, psm_*, sem.mp-*)."""
-    names: set[str] = set()
-    for pid in pids:
-        try:
-            maps = Path(f"/proc/{pid}/maps").read_text()
-        except OSError:
-            continue
-        for line in maps.splitlines():
-            if "/dev/shm/" in line:
-                name = line.split("/dev/shm/", 1)[1].removesuffix(" (deleted)")
-                if name.startswith(_SHM_PREFIXES):
-                    names.add(name)
-    return names
-
-
-def shm_entries() -> set[str]:
-    return {n for n in os.listdir("/dev/shm") if n.startswith(_SHM_PREFIXES)}
 
 
 def wait_until(predicate: Any, within: float) -> bool:

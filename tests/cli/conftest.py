@@ -6,7 +6,9 @@ import signal
 from pathlib import Path
 
 import pytest
-from cli_helpers import SMALL, Interrupted, PausedRun, invoke, shm_entries
+from cli_helpers import SMALL, Interrupted, PausedRun, invoke
+
+from leaks import shm_entries
 
 
 @pytest.fixture(scope="session")

@@ -11,10 +11,10 @@ from cli_helpers import (
     PausedRun,
     checkpoint,
     metrics,
-    pid_alive,
-    shm_entries,
     wait_until,
 )
+
+from leaks import pid_alive, shm_entries
 
 
 def test_sigint_exits_promptly_with_130_and_the_message(

@@ -18,7 +18,6 @@ wait until clients are really running before it cancels them.
 from __future__ import annotations
 
 import contextlib
-import gc
 import multiprocessing
 import os
 import random
@@ -332,45 +331,6 @@ def finish_order(events: list[Event], round_index: int) -> list[int]:
         for e in events
         if isinstance(e, ClientFinished) and e.round == round_index
     ]
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists and is not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-_SHM_PREFIXES = ("torch_", "psm_", "sem.mp-")
-
-
-def shm_mapped_by(pids: list[int]) -> set[str]:
-    """The /dev/shm names (torch_*, psm_*, sem.mp-*) these processes have mapped.
-
-    Named semaphores (the workers' stop flags) are mapped by name in the
-    workers, so this attributes entries to one simulation even while other
-    programs on the machine create and remove their own.
-    """
-    names: set[str] = set()
-    for pid in pids:
-        try:
-            maps = Path(f"/proc/{pid}/maps").read_text()
-        except OSError:
-            continue
-        for line in maps.splitlines():
-            if "/dev/shm/" in line:
-                name = line.split("/dev/shm/", 1)[1].removesuffix(" (deleted)")
-                if name.startswith(_SHM_PREFIXES):
-                    names.add(name)
-    return names
-
-
-def shm_left(names: set[str]) -> set[str]:
-    """Which of ``names`` still exist in /dev/shm once garbage is collected."""
-    gc.collect()
-    return names & set(os.listdir("/dev/shm"))
 
 
 async def wait_for(predicate: Any, within: float = 20.0) -> None:

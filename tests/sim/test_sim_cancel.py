@@ -15,14 +15,12 @@ from sim_fakes import (
     FedAvgHandler,
     ScriptedWork,
     active_clients,
-    pid_alive,
     quick_processes,
-    shm_left,
-    shm_mapped_by,
     wait_for,
 )
 
 from blazefl.sim import Executor, ProcessExecutor, Simulation, ThreadExecutor
+from leaks import pid_alive, shm_left, shm_mapped_by
 
 pytestmark = pytest.mark.anyio
 

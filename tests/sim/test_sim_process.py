@@ -17,13 +17,13 @@ from sim_fakes import (
     ScriptedWork,
     aliased_uplink,
     drain,
-    pid_alive,
     quick_processes,
     wait_for,
 )
 
 from blazefl import RoundFailedError
 from blazefl.sim import ClientFailed, ClientFailure, Simulation, ThreadExecutor
+from leaks import pid_alive
 
 pytestmark = pytest.mark.anyio
 
