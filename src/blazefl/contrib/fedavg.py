@@ -92,13 +92,8 @@ class FedAvgClientWork:
     lr: float
 
     def __post_init__(self) -> None:
-        check_int("epochs", self.epochs)
-        check_int("batch_size", self.batch_size)
-        check_number("lr", self.lr)
-
-    def __call__(
-        self, ctx: ClientContext, payload: FedAvgDownlinkPackage
-    ) -> FedAvgUplinkPackage:
+        # Built (and validated) once, not per client: FedAvg's client update
+        # is the generic one.
         client = FederatedClient(
             FedAvg(),
             self.model_selector,
@@ -108,6 +103,12 @@ class FedAvgClientWork:
             self.batch_size,
             self.lr,
         )
+        object.__setattr__(self, "_client", client)
+
+    def __call__(
+        self, ctx: ClientContext, payload: FedAvgDownlinkPackage
+    ) -> FedAvgUplinkPackage:
+        client: FederatedClient = self._client  # type: ignore[attr-defined]
         update = client(ctx, Broadcast(ctx.round, payload.model_parameters))
         return FedAvgUplinkPackage(
             ctx.cid,
