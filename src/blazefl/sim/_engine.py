@@ -77,6 +77,7 @@ class RoundRunner:
         states: ClientStateStore,
         *,
         client_timeout: float | None = None,
+        check_uplink: Callable[[Any], None] | None = None,
     ) -> None:
         if client_timeout is not None:
             client_timeout = check_number(
@@ -98,6 +99,7 @@ class RoundRunner:
         self.executor = executor
         self.states = states
         self.client_timeout = client_timeout
+        self.check_uplink = check_uplink
 
     async def run(
         self,
@@ -179,6 +181,15 @@ class RoundRunner:
             if self.adapter.finish is not None:
                 try:
                     outcome.result = self.adapter.finish(job.slot, outcome.result)
+                except Exception as exc:
+                    outcome.result, outcome.state = None, None
+                    outcome.error = error_info(exc)
+            if outcome.ok and self.check_uplink is not None:
+                # The handler's own check (shapes and dtypes against the
+                # global model): a malformed update is a failed slot, caught
+                # here in the parent before anything is aggregated.
+                try:
+                    self.check_uplink(outcome.result)
                 except Exception as exc:
                     outcome.result, outcome.state = None, None
                     outcome.error = error_info(exc)

@@ -78,6 +78,18 @@ def _default_executor(trainer: Any) -> Executor:
     return InlineExecutor()
 
 
+def _uplink_check(handler: Any) -> Any:
+    """The handler's optional ``check_uplink(package)``, run on every update.
+
+    Not part of the BlazeFL protocol: a handler that has it gets each client's
+    uplink checked in the coordinator (e.g. tensor shapes and dtypes against
+    the global model) before the round is aggregated; whatever it raises turns
+    that client into a failed slot, and the failure policy decides the round.
+    """
+    check = getattr(handler, "check_uplink", None)
+    return check if callable(check) else None
+
+
 class Simulation(Generic[UplinkT, DownlinkT]):
     """Runs a federation round by round on an executor.
 
@@ -165,6 +177,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             self.executor,
             ClientStateStore(seed),
             client_timeout=client_timeout,
+            check_uplink=_uplink_check(handler),
         )
         self._round_timeout = round_timeout
         self._policy = on_client_failure
