@@ -73,7 +73,7 @@ def run_local_process(
 ) -> list[Any]:
     """Run one round of ``cid_list`` through the engine; results in list order."""
     from blazefl.sim._engine import RoundRunner, check_cids
-    from blazefl.sim._states import ClientStateStore
+    from blazefl.sim._states import MemoryStateStore
     from blazefl.sim._work import adapt
 
     cids = check_cids(cid_list)
@@ -82,7 +82,7 @@ def run_local_process(
         runner = RoundRunner(
             adapt(trainer, getattr(trainer, "device", "cpu")),
             make_executor(),
-            ClientStateStore(int(getattr(trainer, "seed", 0) or 0)),
+            MemoryStateStore(int(getattr(trainer, "seed", 0) or 0)),
         )
         trainer._blazefl_runner = runner
     index = getattr(trainer, "_blazefl_round", 0)
@@ -125,6 +125,6 @@ def run_local_process(
             f"{first.cid}: {first.error}\n{first.error.traceback}",
             tuple(o.error for o in failed),
         )
-    runner.commit(outcomes)
+    runner.commit(outcomes, index + 1)
     trainer._blazefl_round = index + 1
     return [o.result for o in outcomes]

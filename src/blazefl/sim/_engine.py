@@ -116,10 +116,12 @@ class RoundRunner:
                 slot=slot,
                 cid=cid,
                 device=adapter.device_of(cid),
-                state=self.states.get(cid),
+                state=state,
                 arg=adapter.job_arg(cid, slot) if adapter.job_arg else None,
             )
-            for slot, cid in enumerate(cids)
+            for slot, (cid, state) in enumerate(
+                zip(cids, self.states.get_many(cids), strict=True)
+            )
         ]
         buffer: ResultBuffer[JobOutcome] = ResultBuffer(list(cids))
         # Admit no more clients than there are workers, so a client's timeout
@@ -134,11 +136,19 @@ class RoundRunner:
                 tg.start_soon(self._one, session, admit, job, buffer, on_outcome)
         return list(buffer)
 
-    def commit(self, outcomes: Sequence[JobOutcome]) -> None:
-        """Make the successful clients' new states their states."""
-        for outcome in outcomes:
-            if outcome.ok and outcome.state is not None:
-                self.states.commit(outcome.cid, outcome.state)
+    def commit(self, outcomes: Sequence[JobOutcome], rounds: int) -> None:
+        """Make the successful clients' new states their states, all at once.
+
+        ``rounds`` is the number of committed rounds once this one is.
+        """
+        self.states.commit_round(
+            rounds,
+            [
+                (outcome.cid, outcome.state)
+                for outcome in outcomes
+                if outcome.ok and outcome.state is not None
+            ],
+        )
 
     async def _one(
         self,

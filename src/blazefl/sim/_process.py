@@ -9,7 +9,7 @@ whole run, and a dead worker is replaced by a new one.
 
 Per round, the payload's tensors are moved to shared memory once and each
 worker maps them once (only handles are pickled). Results come back through
-pre-allocated shared slot buffers (see `_slots`).
+one pre-allocated shared result buffer per worker (see `_slots`).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
@@ -51,7 +51,8 @@ class _Worker:
     ready: bool = False
     pid: int | None = None
     payload_round: int | None = None
-    slots: dict[int, int] = field(default_factory=dict)  # slot -> generation
+    #: the shared buffer this worker writes results into (see `_slots`)
+    buffer: torch.Tensor | None = None
 
     @property
     def label(self) -> str:
@@ -93,9 +94,7 @@ class ProcessExecutor(Executor):
             "stop_grace", stop_grace, allow_zero=True, unit="seconds"
         )
         self._workers: list[_Worker] = []
-        self._slot_buffers: dict[int, tuple[torch.Tensor, int]] = {}
-        self._generation = 0
-        self._slot_capacity = 0
+        self._result_capacity = 0
         self._next_index = 0
 
     @property
@@ -177,8 +176,7 @@ class ProcessExecutor(Executor):
             for worker in workers:
                 await _reap(worker.process, wait=self._stop_grace + 5)
                 worker.conn.close()
-            self._slot_buffers.clear()
-            self._slot_capacity = 0
+            self._result_capacity = 0
 
     def _replace(self, dead: _Worker) -> _Worker:
         """Swap a dead or killed worker for a fresh one (ready on first use)."""
@@ -199,26 +197,29 @@ class ProcessExecutor(Executor):
         self, work: JobWork, index: int, payload: Any
     ) -> AsyncIterator[RoundSession]:
         process_tensors_in_object(payload, "move")
-        if self._slot_capacity == 0:
+        if self._result_capacity == 0:
             # A first guess that is exact for "send back a model like the one
             # you got" algorithms; grown after any result that does not fit.
-            self._slot_capacity = tensor_bytes(payload)
+            self._result_capacity = tensor_bytes(payload)
         send, receive = anyio.create_memory_object_stream[_Worker](len(self._workers))
         for worker in self._workers:
             send.send_nowait(worker)
         with send, receive:
             yield _ProcessSession(self, index, payload, send, receive)
 
-    def _slot_buffer(self, slot: int) -> tuple[torch.Tensor | None, int]:
-        """The slot's shared buffer and its generation (grown when too small)."""
-        if self._slot_capacity == 0:
-            return None, 0
-        entry = self._slot_buffers.get(slot)
-        if entry is None or entry[0].numel() < self._slot_capacity:
-            self._generation += 1
-            entry = (allocate_slot(self._slot_capacity), self._generation)
-            self._slot_buffers[slot] = entry
-        return entry
+    def _result_buffer(self, worker: _Worker) -> torch.Tensor | None:
+        """The worker's shared result buffer, (re)allocated and sent when needed.
+
+        One per worker, not per slot: the parent copies a result out before the
+        worker gets its next client, so memory and file descriptors stay
+        proportional to the workers, whatever the clients per round.
+        """
+        if self._result_capacity == 0:
+            return None
+        if worker.buffer is None or worker.buffer.numel() < self._result_capacity:
+            worker.buffer = allocate_slot(self._result_capacity)
+            worker.conn.send(("buffer", worker.buffer))
+        return worker.buffer
 
 
 class _ProcessSession(RoundSession):
@@ -274,13 +275,15 @@ class _ProcessSession(RoundSession):
                             answered = True
                 self._send.send_nowait(worker if answered else owner._replace(worker))
             raise
-        self._send.send_nowait(worker)
         outcome: JobOutcome
         _, outcome, used, packed = message
         if packed:
             outcome.result = unpack_result(outcome.result, buffer)
-        elif outcome.ok and used > owner._slot_capacity:
-            owner._slot_capacity = used
+        elif outcome.ok and used > owner._result_capacity:
+            owner._result_capacity = used
+        # Only now, with the result copied out of its buffer, may the worker
+        # take the next client.
+        self._send.send_nowait(worker)
         if outcome.state is not None and outcome.state.data:
             # Tensors that came back through shared memory each hold a file
             # descriptor; keep the client store in private memory instead.
@@ -292,7 +295,7 @@ class _ProcessSession(RoundSession):
     async def _prepare(
         self, worker: _Worker, job: ClientJob
     ) -> tuple[_Worker, torch.Tensor | None]:
-        """Make sure the worker is alive and holds the payload and slot buffer."""
+        """Make sure the worker is alive and holds the payload and result buffer."""
         owner = self._owner
         if not worker.process.is_alive():
             await _reap(worker.process)
@@ -303,11 +306,7 @@ class _ProcessSession(RoundSession):
                 worker.conn.send, ("payload", self._index, self._payload)
             )
             worker.payload_round = self._index
-        buffer, generation = owner._slot_buffer(job.slot)
-        if buffer is not None and worker.slots.get(job.slot) != generation:
-            worker.conn.send(("slots", {job.slot: buffer}))
-            worker.slots[job.slot] = generation
-        return worker, buffer
+        return worker, owner._result_buffer(worker)
 
 
 async def _recv(conn: Connection) -> Any:

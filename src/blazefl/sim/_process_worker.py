@@ -5,7 +5,8 @@ data sets it builds are kept in its ``ctx.cache``), then serves messages:
 
 - ``("payload", round, payload)``: the round's payload, whose tensors are in
   shared memory; received once per round and read in place;
-- ``("slots", {slot: buffer})``: shared result buffers, mapped once;
+- ``("buffer", buffer)``: this worker's shared result buffer, mapped once
+  (again only when it has to grow);
 - ``("job", job)``: run one client, reply ``("done", outcome)``;
 - ``("stop",)``: exit.
 
@@ -105,7 +106,7 @@ def worker_main(
     label = f"process-{index}"
     cache: dict[str, Any] = {}
     payload: Any = None
-    slots: dict[int, Any] = {}
+    buffer: Any = None
     while True:
         try:
             message = conn.recv()
@@ -128,9 +129,7 @@ def worker_main(
             used, packed = 0, False
             try:
                 if outcome.ok:
-                    outcome.result, used, packed = pack_result(
-                        outcome.result, slots.get(job.slot)
-                    )
+                    outcome.result, used, packed = pack_result(outcome.result, buffer)
                 reply = ForkingPickler.dumps(("done", outcome, used, packed))
             except Exception as exc:  # e.g. an unpicklable result
                 outcome.result, outcome.state = None, None
@@ -140,7 +139,7 @@ def worker_main(
         elif kind == "payload":
             payload = None  # drop the old mapping before taking the new one
             payload = message[2]
-        elif kind == "slots":
-            slots.update(message[1])
+        elif kind == "buffer":
+            buffer = message[1]
         elif kind == "stop":
             return

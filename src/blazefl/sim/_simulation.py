@@ -11,6 +11,7 @@ timed-out or failed round leaves the simulation exactly as it was, and the next
 
 from __future__ import annotations
 
+import os
 import sysconfig
 import time
 import warnings
@@ -49,7 +50,7 @@ from blazefl.sim._jobs import JobOutcome
 from blazefl.sim._local import InlineExecutor, ThreadExecutor
 from blazefl.sim._logging import get_logger, replay
 from blazefl.sim._process import ProcessExecutor
-from blazefl.sim._states import ClientStateStore
+from blazefl.sim._states import make_store
 from blazefl.sim._work import adapt
 
 __all__ = ["Simulation"]
@@ -110,6 +111,12 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         round with `RoundFailedError`) or ``"drop"`` (aggregate the survivors,
         which needs a handler with ``load_round(packages)``).
     :param min_clients: with ``"drop"``, the fewest survivors a round needs.
+    :param client_state_path: keep committed client states (RNG suites,
+        algorithm state) in a SQLite file at this path instead of in memory,
+        for federations whose touched clients would not fit in memory (about
+        9 KB each); memory then stays proportional to one round's clients.
+        Checkpoints refer to the file rather than copy it, so keep it next to
+        them (see docs/scale.md).
 
     Use it as ``async with Simulation(...) as sim: await sim.run()``.
     """
@@ -126,6 +133,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         round_timeout: float | None = None,
         on_client_failure: FailurePolicy = "fail_round",
         min_clients: int = 1,
+        client_state_path: str | os.PathLike[str] | None = None,
     ) -> None:
         for name in ("sample_clients", "downlink_package", "load", "is_stopped"):
             if not callable(getattr(handler, name, None)):
@@ -175,7 +183,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         self._runner = RoundRunner(
             adapt(trainer, device),
             self.executor,
-            ClientStateStore(seed),
+            make_store(seed, client_state_path),
             client_timeout=client_timeout,
             check_uplink=_uplink_check(handler),
         )
@@ -230,6 +238,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             with anyio.CancelScope(shield=True):
                 await self.executor.aclose()
         finally:
+            self._runner.states.close()
             self._hub.close()
 
     async def __aenter__(self) -> Simulation[UplinkT, DownlinkT]:
@@ -268,7 +277,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             "format": 1,
             "round": self._round,
             "handler": handler_state(),
-            "clients": self._runner.states.state_dict(),
+            "clients": self._runner.states.state_dict(self._round),
             "pending_cids": None if self._pending is None else list(self._pending[0]),
         }
 
@@ -284,7 +293,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 f"{type(self.handler).__name__} has no load_state_dict()"
             )
         load_handler(state["handler"])
-        self._runner.states.load_state_dict(state["clients"])
+        self._runner.states.load_state_dict(state["clients"], int(state["round"]))
         self._round = int(state["round"])
         pending = state.get("pending_cids")
         self._pending = (
@@ -387,7 +396,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             summary = await anyio.to_thread.run_sync(
                 self._apply, [o.result for o in survivors], bool(failed)
             )
-            self._runner.commit(survivors)
+            self._runner.commit(survivors, index + 1)
             self._pending = None
             self._round += 1
         reports = tuple(

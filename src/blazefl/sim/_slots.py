@@ -1,12 +1,13 @@
-"""Pre-allocated shared-memory result slots for process workers.
+"""Pre-allocated shared-memory result buffers for process workers.
 
-Each slot index of a round owns one shared byte buffer, allocated once by the
-parent and mapped once by every worker. A worker writes its result tensors into
-the slot's buffer (one copy) and sends back only a light skeleton in which each
-tensor is a `SlotRef` (offset, dtype, shape). The parent rebuilds the result
-from the buffer. When a result does not fit, its tensors travel through torch's
-own shared-memory pickling instead and the parent grows the slots for the next
-rounds, so the fallback costs one round, never correctness.
+Each worker owns one shared byte buffer, allocated by the parent and mapped
+once by the worker. A worker writes its result tensors into its buffer (one
+copy) and sends back only a light skeleton in which each tensor is a `SlotRef`
+(offset, dtype, shape). The parent rebuilds the result from the buffer (a copy)
+before the worker gets its next client. When a result does not fit, its
+tensors travel through torch's own shared-memory pickling instead and the
+parent grows the buffers for the next clients, so the fallback costs one
+client's copy, never correctness.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ _ALIGN = 64
 
 @dataclass(frozen=True, slots=True)
 class SlotRef:
-    """Where one result tensor lies inside a slot buffer."""
+    """Where one result tensor lies inside a result buffer."""
 
     offset: int
     dtype: torch.dtype
@@ -37,7 +38,7 @@ def _aligned(n: int) -> int:
 
 
 def tensor_bytes(obj: Any) -> int:
-    """Bytes a slot needs to hold every tensor in ``obj`` (with alignment)."""
+    """Bytes a buffer needs to hold every tensor in ``obj`` (with alignment)."""
     return sum(_aligned(t.numel() * t.element_size()) for t in iter_tensors(obj))
 
 
@@ -77,7 +78,7 @@ def pack_result(result: Any, buffer: torch.Tensor | None) -> tuple[Any, int, boo
 
 
 def unpack_result(skeleton: Any, buffer: torch.Tensor | None) -> Any:
-    """Rebuild a packed result, copying its tensors out of the (reused) slot."""
+    """Rebuild a packed result, copying its tensors out of the (reused) buffer."""
     if buffer is None:
         return skeleton
 
