@@ -143,13 +143,19 @@ class FloatSumHandler:
 
 @dataclass(frozen=True)
 class PermutedWork:
-    """Finishes clients in a given order (by sleeping) and fails some of them."""
+    """Finishes clients in a given order (by sleeping), fails some of them and
+    makes others hang until the coordinator stops them (their timeout)."""
 
     rank: dict[int, int]
     failing: frozenset[int]
+    hanging: frozenset[int] = frozenset()
 
     def __call__(self, ctx: ClientContext, payload: float) -> tuple[float, int]:
         time.sleep(0.012 * self.rank[ctx.cid])
+        if ctx.cid in self.hanging:
+            deadline = time.monotonic() + 30
+            while not ctx.should_stop() and time.monotonic() < deadline:
+                time.sleep(0.005)
         if ctx.cid in self.failing:
             raise ValueError(f"client {ctx.cid} was drawn to fail")
         ctx.metrics["value"] = VALUES[ctx.cid]
@@ -160,6 +166,7 @@ class PermutedWork:
 @given(
     order=st.permutations(CIDS),
     failing=st.frozensets(st.sampled_from(CIDS), max_size=len(CIDS)),
+    hanging=st.frozensets(st.sampled_from(CIDS), max_size=2),
     kind=st.sampled_from(["threads", "inline"]),
     backend=st.sampled_from(["asyncio", "trio"]),
 )
@@ -170,13 +177,26 @@ class PermutedWork:
     suppress_health_check=[HealthCheck.too_slow],
 )
 def test_aggregation_reads_survivors_in_slot_order(
-    order: list[int], failing: frozenset[int], kind: str, backend: str
+    order: list[int],
+    failing: frozenset[int],
+    hanging: frozenset[int],
+    kind: str,
+    backend: str,
 ) -> None:
-    """Any completion order and failures: survivors aggregate in slot order."""
+    """Any completion order, failures and timeouts: the survivors aggregate in
+    slot order, exactly as if only they had been sampled."""
+    if kind == "inline":
+        hanging = frozenset()  # inline clients cannot be stopped mid-client
     handler = FloatSumHandler()
     executor = ThreadExecutor(len(CIDS)) if kind == "threads" else InlineExecutor()
-    work = PermutedWork({cid: i for i, cid in enumerate(order)}, failing)
-    sim = Simulation(handler, work, executor=executor, on_client_failure="drop")
+    work = PermutedWork({cid: i for i, cid in enumerate(order)}, failing, hanging)
+    sim = Simulation(
+        handler,
+        work,
+        executor=executor,
+        on_client_failure="drop",
+        client_timeout=1.0 if hanging else None,
+    )
 
     async def main() -> tuple[Any, list[int]]:
         async with sim:
@@ -190,14 +210,18 @@ def test_aggregation_reads_survivors_in_slot_order(
         return result, finished
 
     result, finished = anyio.run(main, backend=backend)
-    survivors = [cid for cid in CIDS if cid not in failing]
+    survivors = [cid for cid in CIDS if cid not in failing | hanging]
     if not survivors:
         assert result is None
         assert handler.total is None
         return
     assert result is not None
     assert handler.total == _ordered_sum(survivors)
-    assert [c.cid for c in result.failures] == [c for c in CIDS if c in failing]
+    assert [c.cid for c in result.failures] == [
+        c for c in CIDS if c in failing | hanging
+    ]
+    kinds = {c.cid: c.failure.kind for c in result.failures if c.failure}
+    assert all(kinds[c] == "timeout" for c in hanging)
     assert sorted(finished) == sorted(survivors)
     by_slot = [c.metrics for c in result.clients if c.ok]
     assert result.metrics == aggregate_metrics(by_slot)
