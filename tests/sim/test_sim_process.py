@@ -165,3 +165,32 @@ async def test_uplink_tensor_aliasing_survives_the_trip(kind: str) -> None:
     for package in handler.received:
         assert torch.equal(package["encoder"], package["decoder"])
         assert package["encoder"].data_ptr() == package["decoder"].data_ptr()
+
+
+def test_client_state_crosses_processes_by_value() -> None:
+    """State tensors pickle as bytes (no shared-memory segment, no fd): dtype,
+    shape, values and aliasing survive, and nothing is shared afterwards."""
+    from multiprocessing.reduction import ForkingPickler
+
+    from blazefl.reproducibility import create_rng_suite
+    from blazefl.sim import ClientState
+
+    a = torch.randn(3, 4)
+    data = {
+        "a": a,
+        "alias": [a],
+        "half": torch.tensor([1.5], dtype=torch.bfloat16),
+        "empty": torch.empty(0, 2),
+        "step": 3,
+    }
+    state = ClientState(create_rng_suite(1).get_state(), data)
+    back = ForkingPickler.loads(bytes(ForkingPickler.dumps(state)))
+    assert back.rng == state.rng
+    assert torch.equal(back.data["a"], a)
+    assert back.data["alias"][0] is back.data["a"]
+    assert back.data["half"].dtype == torch.bfloat16
+    assert back.data["empty"].shape == (0, 2)
+    assert back.data["step"] == 3
+    assert not back.data["a"].is_shared()
+    back.data["a"].add_(1)
+    assert not torch.equal(back.data["a"], a)

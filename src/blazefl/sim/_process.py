@@ -28,10 +28,8 @@ import torch
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from blazefl._exceptions import ConfigurationError
-from blazefl._tree import map_leaves
 from blazefl._validate import check_number
 from blazefl.core._tensors import process_tensors_in_object
-from blazefl.sim._context import ClientState
 from blazefl.sim._executor import Executor, RoundSession
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
 from blazefl.sim._process_worker import torch_settings, worker_main
@@ -284,12 +282,6 @@ class _ProcessSession(RoundSession):
         # Only now, with the result copied out of its buffer, may the worker
         # take the next client.
         self._send.send_nowait(worker)
-        if outcome.state is not None and outcome.state.data:
-            # Tensors that came back through shared memory each hold a file
-            # descriptor; keep the client store in private memory instead.
-            outcome.state = ClientState(
-                outcome.state.rng, map_leaves(outcome.state.data, torch.clone)
-            )
         return outcome
 
     async def _prepare(
