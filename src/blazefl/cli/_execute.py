@@ -2,8 +2,10 @@
 the display, the async `Runner`, and the summary at the end.
 
 Exit codes: 0 when the run completed (or already had), 1 when a round failed
-(the checkpoint of the last committed round is kept), 128 + the signal
-number after SIGINT (130) or SIGTERM (143).
+(the checkpoint of the last committed round is kept), 74 (EX_IOERR) when a
+checkpoint could not be written (the previous one is kept; this wins over a
+signal or a round's error that came with it), 128 + the signal number after
+SIGINT (130) or SIGTERM (143).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from blazefl._exceptions import MissingDependencyError
 from blazefl.cli._build import build
 from blazefl.cli._config import RunConfig, config_digest
 from blazefl.cli._files import (
+    CHECKPOINT,
     METRICS,
     PLOT,
     SUMMARY,
@@ -34,7 +37,11 @@ from blazefl.cli._progress import Display, make_display
 from blazefl.cli._run import Runner, RunOutcome
 from blazefl.sim import configure_logging
 
-__all__ = ["execute"]
+__all__ = ["EXIT_CHECKPOINT_WRITE", "execute"]
+
+#: ``sysexits.h``'s EX_IOERR: the run stopped because its checkpoint could not
+#: be written.
+EXIT_CHECKPOINT_WRITE = 74
 
 
 def _interrupt_message(outcome: RunOutcome, folder: Path) -> str:
@@ -48,6 +55,30 @@ def _interrupt_message(outcome: RunOutcome, folder: Path) -> str:
     return (
         f"{name}: interrupted after round {k}; the run folder holds the checkpoint "
         f"of round {k}; continue with: blazefl run --resume {folder}"
+    )
+
+
+def _checkpoint_error_message(outcome: RunOutcome, folder: Path) -> str:
+    exc = outcome.checkpoint_error
+    assert exc is not None
+    reason = exc.strerror or str(exc)
+    path = exc.filename or folder / CHECKPOINT
+    k = outcome.checkpoint_round
+    held = (
+        f"the run folder still holds the checkpoint of round {k}"
+        if k is not None
+        else "the run folder holds no checkpoint yet (--resume starts afresh)"
+    )
+    why = ""
+    if outcome.signal is not None:
+        why = f" ({signal.Signals(outcome.signal).name})"
+    elif outcome.error is not None and outcome.error is not exc:
+        why = f" ({outcome.error})"
+    return (
+        f"error: could not write checkpoint {path}: {reason}\n"
+        f"the run stopped after round {outcome.rounds_done}{why}; {held}; free "
+        f"space or make the folder writable, then continue with: blazefl run "
+        f"--resume {folder}"
     )
 
 
@@ -144,6 +175,9 @@ def execute(config: RunConfig, folder: Path | None, *, resume: bool) -> int:
             return 0
         display.header(_header(config, folder, done), done)
         outcome = anyio.run(Runner(config, built, folder, display).run)
+        if outcome.checkpoint_error is not None:
+            display.note(_checkpoint_error_message(outcome, folder))
+            return EXIT_CHECKPOINT_WRITE
         if outcome.signal is not None:
             display.note(_interrupt_message(outcome, folder))
             return 128 + outcome.signal

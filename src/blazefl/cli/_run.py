@@ -10,6 +10,11 @@ coordinator's guarantee), so after a signal the run saves the checkpoint of
 the last committed round, the executor is closed by `Simulation.aclose`, and
 the process exits with 128 + the signal number.
 
+A checkpoint that cannot be written (disk full, a file size limit, a folder
+made read-only) stops the run: `save_checkpoint` leaves the previous
+checkpoint intact, the error is recorded in `RunOutcome.checkpoint_error`, and
+no second attempt is made on the way out.
+
 After each round the driver waits until the consumer has written that
 round's lines, then checkpoints every ``checkpoint_every`` rounds and after
 the last. Lines past the checkpoint (a SIGKILL between two checkpoints) are
@@ -28,6 +33,7 @@ import math
 import os
 import signal
 import sys
+from contextlib import suppress
 from pathlib import Path
 from typing import Any
 
@@ -121,13 +127,19 @@ class _Recorder:
 
 
 class RunOutcome:
-    """How the run ended: rounds committed, a signal, or an error."""
+    """How the run ended: rounds committed, a signal, or an error.
+
+    ``checkpoint_round`` is the round of the checkpoint the run folder holds;
+    ``checkpoint_error`` the `OSError` of a checkpoint that could not be
+    written (it may come with a signal or a round's error).
+    """
 
     def __init__(self) -> None:
         self.rounds_done = 0
         self.checkpoint_round: int | None = None
         self.signal: int | None = None
         self.error: BaseException | None = None
+        self.checkpoint_error: OSError | None = None
 
 
 class Runner:
@@ -145,7 +157,9 @@ class Runner:
         self.outcome.rounds_done = self.sim.round
         pause = os.environ.get(PAUSE_ENV, "")
         self._pause = int(pause) if pause.strip().isdigit() else None
-        self._saved: int | None = None
+        # A resumed simulation starts from the checkpoint in the folder.
+        self._saved: int | None = self.sim.round or None
+        self.outcome.checkpoint_round = self._saved
 
     async def run(self) -> RunOutcome:
         recorder = _Recorder(self.folder, self.display, self.sim.round)
@@ -167,8 +181,12 @@ class Runner:
                 with anyio.CancelScope(shield=True):
                     await recorder.finished.wait()
                     self.outcome.rounds_done = self.sim.round
-                    if self._saved != self.sim.round:
-                        await self._checkpoint()
+                    if (
+                        self._saved != self.sim.round
+                        and self.outcome.checkpoint_error is None
+                    ):
+                        with suppress(OSError):  # recorded in the outcome
+                            await self._checkpoint()
                 tg.cancel_scope.cancel()  # the signal watcher
         return self.outcome
 
@@ -194,14 +212,19 @@ class Runner:
                 await anyio.sleep_forever()
 
     async def _checkpoint(self) -> None:
+        """Save the committed state; a failed write is recorded, then raised."""
         state = {
             "sim": self.sim.state_dict(),
             "config": self.config.saved,
             "config_digest": self.digest,
         }
         with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(
-                save_checkpoint, self.folder / CHECKPOINT, state
-            )
+            try:
+                await anyio.to_thread.run_sync(
+                    save_checkpoint, self.folder / CHECKPOINT, state
+                )
+            except OSError as exc:
+                self.outcome.checkpoint_error = exc
+                raise
         self._saved = self.sim.round
         self.outcome.checkpoint_round = self.sim.round

@@ -14,6 +14,7 @@ old checkpoint or the new one, never a mix.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -36,8 +37,10 @@ _MAGIC = b"BLAZEFL-CHECKPOINT\n"
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically (temp file, fsync, rename).
 
-    Raises `OSError` (disk full, read-only folder, ...) with the previous
-    checkpoint at ``path`` left intact.
+    When the write fails (disk full, file size limit, read-only folder, ...)
+    it raises `OSError` of the failure's errno and reason, whose ``filename``
+    is ``path`` (not the temporary file), and leaves the previous checkpoint
+    at ``path`` intact and no temporary file behind.
     """
     target = Path(path)
     buffer = io.BytesIO()
@@ -50,19 +53,36 @@ def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None
             "sha256": hashlib.sha256(body).hexdigest(),
         }
     ).encode("ascii")
-    fd, tmp = tempfile.mkstemp(
-        prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
-    )
+    try:
+        fd, tmp = tempfile.mkstemp(
+            prefix=f".{target.name}.", suffix=".tmp", dir=target.parent
+        )
+    except OSError as exc:
+        raise _write_error(target, exc) from exc
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(_MAGIC + header + b"\n" + body)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+    except BaseException as exc:
+        with contextlib.suppress(OSError):
+            Path(tmp).unlink(missing_ok=True)
+        if isinstance(exc, OSError):
+            raise _write_error(target, exc) from exc
         raise
     _fsync_dir(target.parent)
+
+
+def _write_error(target: Path, exc: OSError) -> OSError:
+    """The failure named after the checkpoint, not the temporary file.
+
+    ``OSError(errno, ...)`` picks the matching subclass (`PermissionError`
+    for EACCES, ...), so callers can still tell the causes apart.
+    """
+    if exc.errno is None:
+        return OSError(f"{target}: {exc}")
+    return OSError(exc.errno, exc.strerror or os.strerror(exc.errno), str(target))
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
