@@ -28,6 +28,7 @@ SIGTERM to ``blazefl run``                  cell      cell      cell
 SIGKILL to ``blazefl run``, then --resume   cell      cell      cell
 checkpoint write fails: ENOSPC, round end   cell      cell      cell
 checkpoint write fails: EFBIG, at SIGINT    cell      cell      cell
+log line write fails: ENOSPC (/dev/full)    cell      cell      cell
 ==========================================  ========  ========  =========
 
 [1] InlineExecutor runs a client on the event loop's own thread and hands it a
@@ -446,6 +447,26 @@ def _disk_full_at_round_end(cell: Cell) -> None:
     _resumes_like_the_reference(cell, out)
 
 
+def _log_write_enospc(cell: Cell) -> None:
+    """metrics.jsonl lives on /dev/full, whose every write fails with ENOSPC
+    (a real device error): the run stops at the first metrics line, writes no
+    checkpoint the logs do not cover, and a resume redoes the run exactly."""
+    from blazefl.cli import _run
+
+    out = cell.tmp / "run"
+    with cell.monkeypatch.context() as patch:
+        patch.setattr(_run, "METRICS", "/dev/full")  # folder / "/dev/full"
+        result = invoke("run", *SMALL, *executor_args(cell.kind), "--out", out)
+    assert result.exit_code == EXIT_CHECKPOINT_WRITE, result.output
+    assert (
+        "error: could not write log file /dev/full: No space left on device\n"
+        "the run stopped after round 1; the run folder holds no checkpoint yet"
+    ) in result.stderr
+    assert not (out / "checkpoint.ckpt").exists()
+    assert stray_files(out) == []
+    _resumes_like_the_reference(cell, out)
+
+
 def _file_too_large_at_sigint(cell: Cell) -> None:
     """A real EFBIG: the paused run's file size limit is lowered (prlimit)
     below the checkpoint's size, then SIGINT asks it for the checkpoint of
@@ -514,6 +535,7 @@ FAULTS: dict[str, tuple[Scenario, dict[str, str]]] = {
     "run_sigkill_then_resume": (CliFault(_killed_then_resumed), {}),
     "checkpoint_enospc_at_round_end": (CliFault(_disk_full_at_round_end), {}),
     "checkpoint_efbig_at_sigint": (CliFault(_file_too_large_at_sigint), {}),
+    "log_write_enospc": (CliFault(_log_write_enospc), {}),
 }
 
 CELLS = [

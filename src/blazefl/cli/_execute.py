@@ -3,9 +3,9 @@ the display, the async `Runner`, and the summary at the end.
 
 Exit codes: 0 when the run completed (or already had), 1 when a round failed
 (the checkpoint of the last committed round is kept), 74 (EX_IOERR) when a
-checkpoint could not be written (the previous one is kept; this wins over a
-signal or a round's error that came with it), 128 + the signal number after
-SIGINT (130) or SIGTERM (143).
+checkpoint or a log line could not be written (the previous checkpoint is
+kept; this wins over a signal or a round's error that came with it), 128 +
+the signal number after SIGINT (130) or SIGTERM (143).
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from blazefl.sim import configure_logging
 
 __all__ = ["EXIT_CHECKPOINT_WRITE", "execute"]
 
-#: ``sysexits.h``'s EX_IOERR: the run stopped because its checkpoint could not
-#: be written.
+#: ``sysexits.h``'s EX_IOERR: the run stopped because its checkpoint (or a line
+#: of its logs) could not be written.
 EXIT_CHECKPOINT_WRITE = 74
 
 
@@ -58,11 +58,12 @@ def _interrupt_message(outcome: RunOutcome, folder: Path) -> str:
     )
 
 
-def _checkpoint_error_message(outcome: RunOutcome, folder: Path) -> str:
-    exc = outcome.checkpoint_error
+def _write_error_message(outcome: RunOutcome, folder: Path) -> str:
+    exc = outcome.checkpoint_error or outcome.log_error
     assert exc is not None
     reason = exc.strerror or str(exc)
     path = exc.filename or folder / CHECKPOINT
+    what = "checkpoint" if exc is outcome.checkpoint_error else "log file"
     k = outcome.checkpoint_round
     held = (
         f"the run folder still holds the checkpoint of round {k}"
@@ -75,7 +76,7 @@ def _checkpoint_error_message(outcome: RunOutcome, folder: Path) -> str:
     elif outcome.error is not None and outcome.error is not exc:
         why = f" ({outcome.error})"
     return (
-        f"error: could not write checkpoint {path}: {reason}\n"
+        f"error: could not write {what} {path}: {reason}\n"
         f"the run stopped after round {outcome.rounds_done}{why}; {held}; free "
         f"space or make the folder writable, then continue with: blazefl run "
         f"--resume {folder}"
@@ -175,8 +176,8 @@ def execute(config: RunConfig, folder: Path | None, *, resume: bool) -> int:
             return 0
         display.header(_header(config, folder, done), done)
         outcome = anyio.run(Runner(config, built, folder, display).run)
-        if outcome.checkpoint_error is not None:
-            display.note(_checkpoint_error_message(outcome, folder))
+        if outcome.checkpoint_error is not None or outcome.log_error is not None:
+            display.note(_write_error_message(outcome, folder))
             return EXIT_CHECKPOINT_WRITE
         if outcome.signal is not None:
             display.note(_interrupt_message(outcome, folder))

@@ -33,9 +33,10 @@ import math
 import os
 import signal
 import sys
-from contextlib import suppress
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import anyio
 import anyio.to_thread
@@ -83,38 +84,53 @@ def metrics_row(event: RoundFinished) -> dict[str, Any]:
 
 
 class _Recorder:
-    """Consumes the event stream: files, display, and how far it has got."""
+    """Consumes the event stream: files, display, and how far it has got.
 
-    def __init__(self, folder: Path, display: Display, rounds_done: int) -> None:
+    A line that cannot be written (disk full, file-size limit) is recorded in
+    `error` and ``on_error`` is called to stop the run: the logs must never
+    silently miss a round the checkpoint holds.
+    """
+
+    def __init__(
+        self,
+        folder: Path,
+        display: Display,
+        rounds_done: int,
+        on_error: Callable[[], None],
+    ) -> None:
         self.folder = folder
         self.display = display
         self.done = rounds_done
         self.finished = anyio.Event()
+        self.error: OSError | None = None
+        self._on_error = on_error
         self._changed = anyio.Event()
 
     async def consume(self, stream: EventStream) -> None:
         try:
             async with stream:
                 await self._write(stream)
+        except OSError as exc:
+            self.error = exc
+            self._on_error()
         finally:
             self.finished.set()
 
     async def _write(self, stream: EventStream) -> None:
+        events_path, metrics_path = self.folder / EVENTS, self.folder / METRICS
         with (
-            (self.folder / EVENTS).open("a", encoding="utf-8") as events,
-            (self.folder / METRICS).open("a", encoding="utf-8") as metrics,
+            _opened(events_path) as events,
+            _opened(metrics_path) as metrics,
         ):
             async for event in stream:
-                events.write(json.dumps(event.to_json()) + "\n")
-                events.flush()
+                _append(events, events_path, json.dumps(event.to_json()))
                 if isinstance(event, RoundStarted):
                     self.display.round_started(event.round + 1, len(event.cids))
                 elif isinstance(event, ClientFinished | ClientFailed):
                     self.display.client_done()
                 elif isinstance(event, RoundFinished):
                     row = metrics_row(event)
-                    metrics.write(json.dumps(row) + "\n")
-                    metrics.flush()
+                    _append(metrics, metrics_path, json.dumps(row))
                     self.display.round_finished(row)
                     self.done = event.round + 1
                     self._changed.set()
@@ -124,6 +140,29 @@ class _Recorder:
         """Until the lines of the first `rounds` rounds are written."""
         while self.done < rounds:
             await self._changed.wait()
+
+
+@contextmanager
+def _opened(path: Path) -> Iterator[TextIO]:
+    """``path`` opened for appending; OS errors name the path."""
+    try:
+        file = path.open("a", encoding="utf-8")
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+    try:
+        yield file
+    finally:
+        with suppress(OSError):  # the write's own error is the one reported
+            file.close()
+
+
+def _append(file: TextIO, path: Path, line: str) -> None:
+    """Write one line and flush it; an OS error names the path."""
+    try:
+        file.write(line + "\n")
+        file.flush()
+    except OSError as exc:
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
 
 
 class RunOutcome:
@@ -140,6 +179,8 @@ class RunOutcome:
         self.signal: int | None = None
         self.error: BaseException | None = None
         self.checkpoint_error: OSError | None = None
+        #: the `OSError` of a log line (events/metrics) that could not be written
+        self.log_error: OSError | None = None
 
 
 class Runner:
@@ -162,8 +203,8 @@ class Runner:
         self.outcome.checkpoint_round = self._saved
 
     async def run(self) -> RunOutcome:
-        recorder = _Recorder(self.folder, self.display, self.sim.round)
         work = anyio.CancelScope()
+        recorder = _Recorder(self.folder, self.display, self.sim.round, work.cancel)
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch, signals, work)
@@ -181,9 +222,13 @@ class Runner:
                 with anyio.CancelScope(shield=True):
                     await recorder.finished.wait()
                     self.outcome.rounds_done = self.sim.round
+                    self.outcome.log_error = recorder.error
+                    # After a failed log line, the logs lag the simulation:
+                    # keep the last checkpoint, which they do cover.
                     if (
                         self._saved != self.sim.round
                         and self.outcome.checkpoint_error is None
+                        and recorder.error is None
                     ):
                         with suppress(OSError):  # recorded in the outcome
                             await self._checkpoint()
