@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import torch
-from alg_fakes import dataset
+from alg_fakes import dataset, make_ctx
 
 from blazefl import ConfigurationError
 from blazefl.algorithms import (
@@ -26,7 +26,7 @@ from blazefl.algorithms import (
     FedYogi,
     Scaffold,
 )
-from blazefl.data import SyntheticPartitionedDataset
+from blazefl.data import SyntheticPartitionedDataset, TensorPartitionedDataset
 from blazefl.models import ModelZoo
 
 
@@ -141,7 +141,15 @@ def test_algorithms_are_frozen() -> None:
         ({"num_clients": 10.0}, r"num_clients must be an integer >= 1, got 10\.0"),
         ({"rounds": 0}, r"rounds must be an integer >= 1, got 0"),
         ({"sample_ratio": 0.0}, r"sample_ratio must be in \(0, 1\], got 0\.0"),
-        ({"sample_ratio": 1.5}, r"sample_ratio must be in \(0, 1\], got 1\.5"),
+        (
+            {"sample_ratio": 1.5},
+            r"sample_ratio must be in \(0, 1\], got 1\.5: it would sample 15 "
+            r"clients a round but there are only num_clients=10$",
+        ),
+        (
+            {"num_clients": 11},
+            r"num_clients=11 but the data set has only 10 client partitions",
+        ),
         ({"sample_ratio": True}, r"sample_ratio must be in \(0, 1\], got True"),
         ({"sample_ratio": 0.05}, r"sample_ratio=0\.05 of num_clients=10 samples no"),
         ({"seed": -1}, r"seed must be an integer >= 0, got -1"),
@@ -231,6 +239,86 @@ def test_server_rejects_malformed_update(
     with pytest.raises(ConfigurationError, match=match):
         server.load(ClientUpdate(7, make(server.params), 64))
     assert server.round == 0
+
+
+def test_check_uplink_accepts_a_well_formed_update(
+    data: SyntheticPartitionedDataset,
+) -> None:
+    """check_uplink passes an update of the global model's shape and dtype."""
+    server = _server(data)
+    server.check_uplink(_good(server, 4))
+
+
+def test_check_uplink_refuses_another_type(data: SyntheticPartitionedDataset) -> None:
+    """An uplink that is not a ClientUpdate is refused, naming what it is."""
+    with pytest.raises(
+        ConfigurationError, match=r"^a client sent a Tensor; expected a blazefl"
+    ):
+        _server(data).check_uplink(torch.zeros(3))
+
+
+@pytest.mark.parametrize(
+    ("extra", "match"),
+    [
+        ({}, r"client 2 sent no extra\['delta_c'\]; scaffold needs it, a tensor of "),
+        (
+            {"delta_c": torch.zeros(4)},
+            r"client 2 sent extra\['delta_c'\] of shape \(4,\) and dtype "
+            r"torch\.float32; the global model has shape \(\d+,\)",
+        ),
+        (
+            {"delta_c": "0"},
+            r"client 2 sent str extra\['delta_c'\], expected a tensor of shape",
+        ),
+    ],
+    ids=["missing", "shape", "type"],
+)
+def test_check_uplink_checks_scaffold_control_variates(
+    data: SyntheticPartitionedDataset, extra: dict[str, Any], match: str
+) -> None:
+    """SCAFFOLD's delta_c must be there, shaped and typed like the model."""
+    server = _server(data, Scaffold(num_clients=10))
+    good = {"delta_c": torch.zeros_like(server.params)}
+    server.check_uplink(ClientUpdate(2, server.params.clone(), 8, extra=good))
+    with pytest.raises(ConfigurationError, match=match):
+        server.check_uplink(ClientUpdate(2, server.params.clone(), 8, extra=extra))
+
+
+def test_check_uplink_reads_no_data(data: SyntheticPartitionedDataset) -> None:
+    """Only metadata is read: a meta tensor (no storage) of the right shape passes."""
+    server = _server(data)
+    meta = torch.empty(server.params.shape, dtype=server.params.dtype, device="meta")
+    server.check_uplink(ClientUpdate(3, meta, 8))
+
+
+@pytest.mark.parametrize("count", [0, -1, 2.0, True])
+def test_check_uplink_refuses_a_sample_count_below_one(
+    data: SyntheticPartitionedDataset, count: Any
+) -> None:
+    """An update must come from at least one sample (weight 0 is refused)."""
+    server = _server(data)
+    with pytest.raises(
+        ConfigurationError, match=rf"client 5 reported num_samples={count!r}; an "
+    ):
+        server.check_uplink(ClientUpdate(5, server.params.clone(), count))
+
+
+def test_client_with_no_training_data_raises_naming_it() -> None:
+    """A sampled client with an empty partition refuses to train, naming its cid."""
+    x, y = torch.zeros(4, 1, 12, 12), torch.tensor([0, 1, 0, 1])
+    data = TensorPartitionedDataset(
+        x, y, [[0, 1, 2, 3], []], x[:1], y[:1], allow_empty_clients=True
+    )
+    server = FederatedServer(
+        FedAvg(), ModelZoo(), "mlp", dataset=data, num_clients=2, rounds=1
+    )
+    client = FederatedClient(FedAvg(), ModelZoo(), "mlp", data, batch_size=2)
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^client 1 has no training samples \(its 'train' partition is empty\)",
+    ):
+        client(make_ctx(1), server.downlink_package())
+    assert client(make_ctx(0), server.downlink_package()).num_samples == 4
 
 
 def test_server_rejects_negative_sample_count(
@@ -333,6 +421,28 @@ def test_load_state_dict_rejects_other_algorithm(
         ConfigurationError, match=r"'fedadam', this server runs 'fedyogi'"
     ):
         _server(data, FedYogi()).load_state_dict(saved)
+
+
+def test_load_state_dict_rejects_another_federation(
+    data: SyntheticPartitionedDataset,
+) -> None:
+    """A state from a federation of another size is refused, naming both sizes."""
+    saved = _server(data, num_clients=8).state_dict()
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^state is for a federation with num_clients=8; this server has "
+        r"num_clients=10",
+    ):
+        _server(data).load_state_dict(saved)
+
+
+def test_load_state_dict_accepts_a_state_without_federation_size(
+    data: SyntheticPartitionedDataset,
+) -> None:
+    """States written before the federation size was recorded still load."""
+    saved = _server(data).state_dict()
+    del saved["num_clients"], saved["clients_per_round"]
+    _server(data).load_state_dict(saved)
 
 
 def test_load_state_dict_rejects_other_model(data: SyntheticPartitionedDataset) -> None:

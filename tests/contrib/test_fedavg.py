@@ -142,12 +142,71 @@ def test_handler_load_completes_round(dataset: SyntheticPartitionedDataset) -> N
 
 
 @pytest.mark.parametrize(
+    ("make", "match"),
+    [
+        (
+            lambda p: FedAvgUplinkPackage(4, torch.zeros(3), 10),
+            r"^client 4 sent model_parameters of shape \(3,\) and dtype "
+            r"torch\.float32; the global model has shape \(\d+,\) and dtype "
+            r"torch\.float32$",
+        ),
+        (
+            lambda p: FedAvgUplinkPackage(4, p.double(), 10),
+            r"^client 4 sent model_parameters of shape \(\d+,\) and dtype "
+            r"torch\.float64; the global model has shape",
+        ),
+        (
+            lambda p: FedAvgUplinkPackage(4, p, 0),
+            r"^client 4 reported data_size=0; an upload must come from an integer "
+            r"number >= 1 of training samples$",
+        ),
+        (
+            lambda p: {"model_parameters": p},
+            r"^a client sent a dict without model_parameters; expected a "
+            r"FedAvgUplinkPackage$",
+        ),
+    ],
+    ids=["shape", "dtype", "no-data", "not-a-package"],
+)
+def test_handler_load_refuses_a_malformed_upload(
+    dataset: SyntheticPartitionedDataset, make: Any, match: str
+) -> None:
+    """check_uplink (run by load) names the client and the shape/dtype seen and
+    expected; the round in progress is dropped, the model untouched."""
+    handler = _handler(dataset)
+    params = serialize_model(handler.model)
+    handler.load(FedAvgUplinkPackage(0, params.clone(), 10))
+    with pytest.raises(ConfigurationError, match=match):
+        handler.load(make(params))
+    assert (handler.round, handler.client_buffer_cache) == (0, [])
+    assert torch.equal(serialize_model(handler.model), params)
+
+
+def test_handler_check_uplink_reads_no_data(
+    dataset: SyntheticPartitionedDataset,
+) -> None:
+    """Only metadata is read: a meta tensor (no storage) of the right shape passes."""
+    handler = _handler(dataset)
+    params = serialize_model(handler.model)
+    meta = torch.empty(params.shape, dtype=params.dtype, device="meta")
+    handler.check_uplink(FedAvgUplinkPackage(1, meta, 3))
+
+
+@pytest.mark.parametrize(
     ("kwargs", "match"),
     [
         ({"global_round": 0}, r"global_round must be an integer >= 1, got 0"),
         ({"num_clients": -3}, r"num_clients must be an integer >= 1, got -3"),
         ({"sample_ratio": 0.0}, r"sample_ratio must be in \(0, 1\], got 0.0"),
-        ({"sample_ratio": 1.5}, r"sample_ratio must be in \(0, 1\], got 1.5"),
+        (
+            {"sample_ratio": 1.5},
+            r"sample_ratio must be in \(0, 1\], got 1.5: it would sample 15 "
+            r"clients a round but there are only num_clients=10",
+        ),
+        (
+            {"num_clients": 12},
+            r"^num_clients=12 but the data set has only 10 client partitions",
+        ),
         ({"sample_ratio": 0.05}, r"samples no client per round"),
         ({"batch_size": 0}, r"batch_size must be an integer >= 1, got 0"),
     ],
@@ -179,6 +238,10 @@ def test_handler_rejects_bad_arguments(
         ({"lr": -0.1}, r"lr must be a finite number > 0, got -0.1"),
         ({"lr": float("nan")}, r"lr must be a finite number > 0, got nan"),
         ({"num_parallels": 0}, r"num_parallels must be an integer >= 1, got 0"),
+        (
+            {"num_clients": 11},
+            r"^num_clients=11 but the data set has only 10 client partitions",
+        ),
     ],
 )
 def test_trainer_rejects_bad_arguments(

@@ -117,17 +117,46 @@ def test_pickle_keeps_replaced_partitions() -> None:
     assert copy.client_size(0) == 4
 
 
-def test_empty_client_allowed() -> None:
-    """A client may hold no rows; its loader then yields nothing."""
-    data = TensorPartitionedDataset(
+def _with_empty_clients(**kwargs: bool) -> TensorPartitionedDataset:
+    return TensorPartitionedDataset(
         torch.zeros(3, 2),
         torch.tensor([0, 1, 1]),
-        [[0, 1, 2], []],
+        [[], [0, 1, 2], []],
         torch.zeros(1, 2),
         torch.tensor([0]),
+        **kwargs,
     )
-    assert data.client_size(1) == 0
-    assert list(data.get_dataloader("train", 1, 4)) == []
+
+
+def test_empty_client_refused() -> None:
+    """A client with no training rows is refused at construction, naming its id."""
+    with pytest.raises(
+        ConfigurationError,
+        match=r"^2 of 3 clients have no training samples \(client ids: 0, 2\); "
+        r"every client needs at least one: use fewer clients",
+    ):
+        _with_empty_clients()
+
+
+def test_many_empty_clients_are_listed_briefly() -> None:
+    """Past ten empty clients the message lists the first ten and their count."""
+    with pytest.raises(
+        ConfigurationError, match=r"^12 of 13 .*ids: 1, 2, .*, 10, \.\.\.\)"
+    ):
+        TensorPartitionedDataset(
+            torch.zeros(1, 2),
+            torch.zeros(1, dtype=torch.int64),
+            [[0], *([[]] * 12)],
+            torch.zeros(1, 2),
+            torch.zeros(1, dtype=torch.int64),
+        )
+
+
+def test_empty_client_allowed_on_request() -> None:
+    """allow_empty_clients=True keeps an empty client; its loader yields nothing."""
+    data = _with_empty_clients(allow_empty_clients=True)
+    assert data.client_size(0) == 0
+    assert list(data.get_dataloader("train", 2, 4)) == []
 
 
 @pytest.mark.parametrize(

@@ -102,6 +102,10 @@ class Algorithm(ABC):
     """
 
     name: ClassVar[str]
+    #: Keys of ``ClientUpdate.extra`` every update carries, each a tensor shaped
+    #: like the model vector (SCAFFOLD's ``delta_c``): the server checks their
+    #: shape and dtype against the global model before aggregating.
+    uplink_extras: ClassVar[tuple[str, ...]] = ()
 
     def init_state(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
         """Server-side algorithm state, created once from the initial model."""

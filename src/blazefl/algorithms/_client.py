@@ -48,11 +48,20 @@ class FederatedClient:
         if model is None:
             model = build_model(self.model_selector, self.model_name).to(ctx.device)
             ctx.cache[key] = model  # type: ignore[index]
+        num_samples = len(self.dataset.get_dataset("train", ctx.cid))
+        if num_samples == 0:
+            # An empty client would send its unchanged model with weight 0 (or
+            # a NaN average when every sampled client is empty): refuse it,
+            # so the coordinator records a failed slot naming it.
+            raise ConfigurationError(
+                f"client {ctx.cid} has no training samples (its 'train' partition "
+                "is empty); every sampled client needs at least one: give it "
+                "data, use fewer clients or a partition with a minimum size"
+            )
         deserialize_model(model, broadcast.params)
         loader = self.dataset.get_dataloader(
             "train", ctx.cid, self.batch_size, ctx.rng.torch_cpu
         )
-        num_samples = len(self.dataset.get_dataset("train", ctx.cid))
         local = LocalTraining(
             model=model,
             loader=loader,

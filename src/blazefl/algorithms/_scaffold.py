@@ -62,6 +62,7 @@ class Scaffold(Algorithm):
     """
 
     name: ClassVar[str] = "scaffold"
+    uplink_extras: ClassVar[tuple[str, ...]] = ("delta_c",)
     num_clients: int = 1
     server_lr: float = 1.0
 

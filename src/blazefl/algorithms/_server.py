@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from typing import Any
 
 import torch
@@ -14,7 +16,12 @@ from blazefl.models import build_model
 from blazefl.reproducibility import RNGSuiteState, create_rng_suite
 from blazefl.training import evaluate
 
-__all__ = ["FederatedServer"]
+__all__ = [
+    "FederatedServer",
+    "check_federation_size",
+    "check_like_model",
+    "clients_per_round",
+]
 
 
 class FederatedServer:
@@ -47,19 +54,8 @@ class FederatedServer:
             )
         self.num_clients = check_int("num_clients", num_clients)
         self.rounds = check_int("rounds", rounds)
-        if isinstance(sample_ratio, bool) or not (
-            isinstance(sample_ratio, int | float) and 0 < sample_ratio <= 1
-        ):
-            raise ConfigurationError(
-                f"sample_ratio must be in (0, 1], got {sample_ratio!r}"
-            )
-        # The epsilon keeps 100 * 0.29 = 28.999... from sampling 28 clients.
-        self.clients_per_round = int(num_clients * sample_ratio + 1e-9)
-        if self.clients_per_round < 1:
-            raise ConfigurationError(
-                f"sample_ratio={sample_ratio} of num_clients={num_clients} samples "
-                "no client per round; raise one of them"
-            )
+        self.clients_per_round = clients_per_round(num_clients, sample_ratio)
+        check_federation_size(num_clients, dataset)
         federation = getattr(algorithm, "num_clients", None)
         if federation is not None and federation != num_clients:
             raise ConfigurationError(
@@ -96,7 +92,7 @@ class FederatedServer:
     def load(self, update: ClientUpdate) -> bool:
         """Take one update; aggregate once the round's sampled count arrived."""
         try:
-            self._check_update(update)
+            self.check_uplink(update)
         except ConfigurationError:
             self._pending = []  # a rejected round leaves nothing behind
             raise
@@ -119,7 +115,7 @@ class FederatedServer:
         if not buffer:
             raise ConfigurationError("a round needs at least one client update")
         for update in buffer:
-            self._check_update(update)
+            self.check_uplink(update)
         self.params = self.algorithm.aggregate(self.params, buffer, self.state)
         deserialize_model(self.model, self.params)
 
@@ -134,6 +130,8 @@ class FederatedServer:
         """Everything the next round reads: round, model, algorithm state, RNG."""
         return {
             "round": self.round,
+            "num_clients": self.num_clients,
+            "clients_per_round": self.clients_per_round,
             "params": self.params.clone(),
             "algorithm": self.algorithm.name,
             "algorithm_state": {k: v.clone() for k, v in self.state.items()},
@@ -147,6 +145,14 @@ class FederatedServer:
                 f"state is for algorithm {state.get('algorithm')!r}, this server "
                 f"runs {self.algorithm.name!r}"
             )
+        for key in ("num_clients", "clients_per_round"):
+            # Absent from states written before they were recorded.
+            if key in state and state[key] != getattr(self, key):
+                raise ConfigurationError(
+                    f"state is for a federation with {key}={state[key]!r}; this "
+                    f"server has {key}={getattr(self, key)!r}: resume with the "
+                    "configuration that wrote it"
+                )
         params = state["params"]
         if params.shape != self.params.shape or params.dtype != self.params.dtype:
             raise ConfigurationError(
@@ -161,20 +167,105 @@ class FederatedServer:
         self.rng.set_state(RNGSuiteState.from_dict(state["rng"]))
         self._pending = []
 
-    def _check_update(self, update: ClientUpdate) -> None:
-        params = update.params
-        if not isinstance(params, torch.Tensor):
+    def check_uplink(self, update: Any) -> None:
+        """Refuse a malformed update before anything is aggregated.
+
+        Cheap (shapes and dtypes only, no pass over the data): ``update`` must
+        be a `ClientUpdate` whose parameters, and every ``extra`` tensor the
+        algorithm lists in ``uplink_extras`` (SCAFFOLD's ``delta_c``), have the
+        global model's shape and dtype, from at least one training sample.
+        `blazefl.sim.Simulation` calls it on every client's update, so a
+        malformed one becomes that client's failed slot; `load` and
+        `load_round` call it as well.
+
+        :raises ConfigurationError: (a `ValueError`) naming the client, the
+            tensor, and the shape and dtype seen and expected.
+        """
+        if not isinstance(update, ClientUpdate):
             raise ConfigurationError(
-                f"client {update.cid} sent {type(params).__name__} parameters, "
-                "expected a tensor"
+                f"a client sent a {type(update).__name__}; expected a "
+                "blazefl.algorithms.ClientUpdate"
             )
-        if params.shape != self.params.shape or params.dtype != self.params.dtype:
+        cid = update.cid
+        shape, dtype = tuple(self.params.shape), self.params.dtype
+        check_like_model(f"client {cid}", "parameters", update.params, shape, dtype)
+        for key in self.algorithm.uplink_extras:
+            if key not in update.extra:
+                raise ConfigurationError(
+                    f"client {cid} sent no extra[{key!r}]; {self.algorithm.name} "
+                    f"needs it, a tensor of shape {shape} and dtype {dtype}"
+                )
+            check_like_model(
+                f"client {cid}", f"extra[{key!r}]", update.extra[key], shape, dtype
+            )
+        n: object = update.num_samples  # typed int, but sent by user code
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ConfigurationError(
-                f"client {update.cid} sent parameters of shape {tuple(params.shape)} "
-                f"and dtype {params.dtype}; the global model has shape "
-                f"{tuple(self.params.shape)} and dtype {self.params.dtype}"
+                f"client {cid} reported num_samples={n!r}; an update must come "
+                "from an integer number >= 1 of training samples"
             )
-        if update.num_samples < 0:
-            raise ConfigurationError(
-                f"client {update.cid} reported num_samples={update.num_samples}"
-            )
+
+
+def clients_per_round(num_clients: int, sample_ratio: object) -> int:
+    """``int(num_clients * sample_ratio)``, refused unless it is in [1, num_clients]."""
+    if isinstance(sample_ratio, bool) or not (
+        isinstance(sample_ratio, int | float) and 0 < sample_ratio <= 1
+    ):
+        more = (
+            f": it would sample {int(num_clients * sample_ratio)} clients a round "
+            f"but there are only num_clients={num_clients}"
+            if isinstance(sample_ratio, int | float)
+            and not isinstance(sample_ratio, bool)
+            and sample_ratio > 1
+            and math.isfinite(sample_ratio)
+            else ""
+        )
+        raise ConfigurationError(
+            f"sample_ratio must be in (0, 1], got {sample_ratio!r}{more}"
+        )
+    # The epsilon keeps 100 * 0.29 = 28.999... from sampling 28 clients.
+    per_round = int(num_clients * sample_ratio + 1e-9)
+    if per_round < 1:
+        raise ConfigurationError(
+            f"sample_ratio={sample_ratio} of num_clients={num_clients} samples "
+            "no client per round; raise one of them"
+        )
+    return per_round
+
+
+def check_federation_size(num_clients: int, dataset: Any) -> None:
+    """Refuse a federation larger than the data set's client partitions.
+
+    Sampling a client id the data set has no partition for would fail every
+    round that client is drawn, half-way through training.
+    """
+    available = getattr(dataset, "num_clients", None)
+    if (
+        isinstance(available, int)
+        and not isinstance(available, bool)
+        and num_clients > available
+    ):
+        raise ConfigurationError(
+            f"num_clients={num_clients} but the data set has only {available} "
+            f"client partitions; use num_clients <= {available} or build the data "
+            f"set for {num_clients} clients"
+        )
+
+
+def check_like_model(
+    who: str, what: str, value: object, shape: tuple[int, ...], dtype: torch.dtype
+) -> None:
+    """``value`` must be a tensor of the global model's ``shape`` and ``dtype``.
+
+    Metadata only: nothing of the tensor's data is read.
+    """
+    if not isinstance(value, torch.Tensor):
+        raise ConfigurationError(
+            f"{who} sent {type(value).__name__} {what}, expected a tensor of shape "
+            f"{shape} and dtype {dtype}"
+        )
+    if tuple(value.shape) != shape or value.dtype != dtype:
+        raise ConfigurationError(
+            f"{who} sent {what} of shape {tuple(value.shape)} and dtype "
+            f"{value.dtype}; the global model has shape {shape} and dtype {dtype}"
+        )

@@ -9,6 +9,7 @@ the option's name.
 
 from __future__ import annotations
 
+import difflib
 import math
 from collections.abc import Callable
 from typing import Any
@@ -67,8 +68,14 @@ _SEED_LIMIT = 2**63  # TOML integers are signed 64-bit
 def _choice(allowed: tuple[str, ...]) -> Callable[[object], str]:
     def check(value: object) -> str:
         if not isinstance(value, str) or value not in allowed:
+            close = (
+                difflib.get_close_matches(value, allowed, n=1, cutoff=0.6)
+                if isinstance(value, str)
+                else []
+            )
+            hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ValueError(
-                f"{value!r} is not one of {', '.join(repr(a) for a in allowed)}"
+                f"{value!r} is not one of {', '.join(repr(a) for a in allowed)}{hint}"
             )
         return value
 

@@ -8,7 +8,9 @@ local training is `blazefl.training.train`, the one loop every algorithm uses.
 
 from __future__ import annotations
 
+import functools
 import json
+import numbers
 import os
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -20,6 +22,11 @@ import torch
 from blazefl._exceptions import ConfigurationError
 from blazefl._validate import check_int, check_number
 from blazefl.algorithms import Broadcast, FedAvg, FederatedClient, weighted_average
+from blazefl.algorithms._server import (
+    check_federation_size,
+    check_like_model,
+    clients_per_round,
+)
 from blazefl.core import (
     ModelSelector,
     PartitionedDataset,
@@ -140,19 +147,8 @@ class FedAvgBaseServerHandler:
     ) -> None:
         self.global_round = check_int("global_round", global_round)
         self.num_clients = check_int("num_clients", num_clients)
-        if isinstance(sample_ratio, bool) or not (
-            isinstance(sample_ratio, int | float) and 0 < sample_ratio <= 1
-        ):
-            raise ConfigurationError(
-                f"sample_ratio must be in (0, 1], got {sample_ratio!r}"
-            )
-        # The epsilon keeps 100 * 0.29 = 28.999... from sampling 28 clients.
-        self.num_clients_per_round = int(num_clients * sample_ratio + 1e-9)
-        if self.num_clients_per_round < 1:
-            raise ConfigurationError(
-                f"sample_ratio={sample_ratio} of num_clients={num_clients} samples "
-                "no client per round; raise one of them"
-            )
+        self.num_clients_per_round = clients_per_round(num_clients, sample_ratio)
+        check_federation_size(num_clients, dataset)
         self.batch_size = check_int("batch_size", batch_size)
         self.seed = check_int("seed", seed, minimum=0)
         self.model_selector = model_selector
@@ -178,8 +174,53 @@ class FedAvgBaseServerHandler:
     def downlink_package(self) -> FedAvgDownlinkPackage:
         return FedAvgDownlinkPackage(serialize_model(self.model))
 
+    def check_uplink(self, package: Any) -> None:
+        """Refuse a malformed upload before anything is averaged.
+
+        Cheap (no pass over the data): the package's ``model_parameters`` must
+        have the shape and dtype of the global model's flat vector
+        (`serialize_model`), and ``data_size`` must be an integer >= 1.
+        `blazefl.sim.Simulation` calls it on every client's upload, so a
+        malformed one becomes that client's failed slot; `load` and
+        `global_update` call it as well.
+
+        :raises ConfigurationError: (a `ValueError`) naming the client, the
+            tensor, and the shape and dtype seen and expected.
+        """
+        cid = getattr(package, "cid", None)
+        who = "a client" if cid is None else f"client {cid}"
+        if not hasattr(package, "model_parameters"):
+            raise ConfigurationError(
+                f"{who} sent a {type(package).__name__} without model_parameters; "
+                "expected a FedAvgUplinkPackage"
+            )
+        shape, dtype = self._model_spec()
+        check_like_model(
+            who, "model_parameters", package.model_parameters, shape, dtype
+        )
+        size = getattr(package, "data_size", None)
+        if isinstance(size, bool) or not isinstance(size, numbers.Integral) or size < 1:
+            raise ConfigurationError(
+                f"{who} reported data_size={size!r}; an upload must come from an "
+                "integer number >= 1 of training samples"
+            )
+
+    def _model_spec(self) -> tuple[tuple[int, ...], torch.dtype]:
+        """The flat model vector's shape and dtype, as `serialize_model` makes
+        it, read from the state's metadata without copying anything."""
+        tensors = list(self.model.state_dict().values())
+        if not tensors:
+            return (0,), torch.empty(0).dtype
+        dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+        return (sum(t.numel() for t in tensors),), dtype
+
     def load(self, payload: FedAvgUplinkPackage) -> bool:
         """Take one upload; aggregate once the round's sampled count arrived."""
+        try:
+            self.check_uplink(payload)
+        except ConfigurationError:
+            self.client_buffer_cache = []  # a rejected round leaves nothing behind
+            raise
         self.client_buffer_cache.append(payload)
         if len(self.client_buffer_cache) == self.num_clients_per_round:
             self.load_round(self.client_buffer_cache)
@@ -196,6 +237,8 @@ class FedAvgBaseServerHandler:
 
     def global_update(self, buffer: list[FedAvgUplinkPackage]) -> None:
         """Average the uploads weighted by data size, in buffer order."""
+        for package in buffer:
+            self.check_uplink(package)
         averaged = weighted_average(
             [p.model_parameters for p in buffer], [p.data_size for p in buffer]
         )
@@ -236,6 +279,7 @@ class _FedAvgTrainerMixin:
         self.device = device
         self.device_count = torch.cuda.device_count() if device == "cuda" else 0
         self.num_clients = check_int("num_clients", num_clients)
+        check_federation_size(num_clients, dataset)
         self.epochs = check_int("epochs", epochs)
         self.batch_size = check_int("batch_size", batch_size)
         self.lr = check_number("lr", lr)

@@ -24,7 +24,12 @@ from torch.utils.data import DataLoader, Dataset
 from blazefl._exceptions import ConfigurationError
 from blazefl.data._loader import TensorView, make_loader
 
-__all__ = ["ClientIndices", "Partitioner", "TensorPartitionedDataset"]
+__all__ = [
+    "ClientIndices",
+    "Partitioner",
+    "TensorPartitionedDataset",
+    "check_no_empty_clients",
+]
 
 #: One client's rows: a 1-D integer tensor, NumPy array or sequence of ints.
 ClientIndices: TypeAlias = torch.Tensor | np.ndarray | Sequence[int]
@@ -126,6 +131,20 @@ def _as_index_tensor(cid: int, indices: ClientIndices, num_rows: int) -> torch.T
     return tensor
 
 
+def check_no_empty_clients(sizes: Sequence[int]) -> None:
+    """Refuse a split that leaves some client without a training sample."""
+    empty = [cid for cid, size in enumerate(sizes) if size == 0]
+    if not empty:
+        return
+    shown = ", ".join(map(str, empty[:10])) + (", ..." if len(empty) > 10 else "")
+    raise ConfigurationError(
+        f"{len(empty)} of {len(sizes)} clients have no training samples (client "
+        f"ids: {shown}); every client needs at least one: use fewer clients, a "
+        "larger alpha or min_size >= 1 for dirichlet_partition, or pass "
+        "allow_empty_clients=True if they are never sampled for training"
+    )
+
+
 def _check_pair(name: str, data: torch.Tensor, targets: torch.Tensor) -> None:
     if not isinstance(data, torch.Tensor) or not isinstance(targets, torch.Tensor):
         raise ConfigurationError(f"{name} data and targets must be torch tensors")
@@ -152,7 +171,10 @@ class TensorPartitionedDataset:
     and ``"test"`` (or any value equal to them, such as a StrEnum).
 
     Targets must be int64 class ids; `num_classes` defaults to one more than
-    the largest target seen. Bad input fails here, at construction.
+    the largest target seen. Bad input fails here, at construction, and so
+    does a client with no training rows (it could not compute an update):
+    pass ``allow_empty_clients=True`` only if such clients are never sampled
+    for training.
     """
 
     def __init__(
@@ -164,6 +186,7 @@ class TensorPartitionedDataset:
         test_y: torch.Tensor,
         *,
         num_classes: int | None = None,
+        allow_empty_clients: bool = False,
     ) -> None:
         _check_pair("train", train_x, train_y)
         _check_pair("test", test_x, test_y)
@@ -179,6 +202,13 @@ class TensorPartitionedDataset:
             _as_index_tensor(cid, indices, num_rows)
             for cid, indices in enumerate(client_indices)
         ]
+        if not isinstance(allow_empty_clients, bool):
+            raise ConfigurationError(
+                f"allow_empty_clients must be True or False, got "
+                f"{allow_empty_clients!r}"
+            )
+        if not allow_empty_clients:
+            check_no_empty_clients([int(p.shape[0]) for p in parts])
         sizes = torch.tensor([0] + [int(p.shape[0]) for p in parts])
         largest = max(
             int(train_y.max()) if train_y.numel() else -1,

@@ -1,0 +1,814 @@
+"""The catalogue of hostile and mistaken input: each case is refused early, by a
+named exception whose message names the bad value and what was expected.
+
+One list, `CASES`, is the proof of issue 8's list; docs/reliability.md
+("Hostile and mistaken input") tabulates the same cases by id, and a test
+keeps the two in step. Real objects throughout: the command line through
+click's runner, `Simulation` on inline and thread executors, checkpoint files
+on disk. A malformed or diverged client update is not an exception of the
+run: it is that client's failed slot, and the round's failure policy decides
+(`test_rejected_update_is_a_failed_slot`).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import io
+import json
+import os
+import pickle
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+import structlog.testing
+import torch
+from click.testing import CliRunner
+
+from blazefl import ConfigurationError, RoundFailedError
+from blazefl.algorithms import (
+    Algorithm,
+    ClientUpdate,
+    FedAvg,
+    FederatedClient,
+    FederatedServer,
+    Scaffold,
+)
+from blazefl.cli._app import cli
+from blazefl.contrib import (
+    FedAvgBaseClientTrainer,
+    FedAvgBaseServerHandler,
+    FedAvgUplinkPackage,
+)
+from blazefl.contrib.fedavg import FedAvgClientWork
+from blazefl.data import (
+    SyntheticPartitionedDataset,
+    TensorPartitionedDataset,
+    dirichlet_partition,
+    iid_partition,
+)
+from blazefl.models import ModelZoo
+from blazefl.sim import (
+    ClientFailed,
+    InlineExecutor,
+    RoundFinished,
+    Simulation,
+    ThreadExecutor,
+    load_checkpoint,
+    save_checkpoint,
+)
+
+CLIENTS = 4
+BAD = 1  # the client whose update is malformed in the failed-slot cases
+
+
+class CommandUsageError(Exception):
+    """`blazefl` exited with status 2 (a usage error); carries its stderr."""
+
+
+@functools.cache
+def _data() -> SyntheticPartitionedDataset:
+    return SyntheticPartitionedDataset(
+        CLIENTS, seed=0, samples_per_client=16, test_samples=20
+    )
+
+
+def _server(algorithm: Algorithm | None = None, **kwargs: Any) -> FederatedServer:
+    args: dict[str, Any] = {
+        "dataset": _data(),
+        "num_clients": CLIENTS,
+        "rounds": 2,
+        "sample_ratio": 1.0,
+        "seed": 0,
+    }
+    args.update(kwargs)
+    model = args.pop("model", "mlp")
+    return FederatedServer(algorithm or FedAvg(), ModelZoo(), model, **args)
+
+
+def _client(algorithm: Algorithm | None = None, **kwargs: Any) -> FederatedClient:
+    args: dict[str, Any] = {"dataset": _data(), "epochs": 1, "batch_size": 8}
+    args.update(kwargs)
+    return FederatedClient(algorithm or FedAvg(), ModelZoo(), "mlp", **args)
+
+
+def _fedavg_handler(**kwargs: Any) -> FedAvgBaseServerHandler:
+    args: dict[str, Any] = {
+        "model_selector": ModelZoo(),
+        "model_name": "mlp",
+        "dataset": _data(),
+        "global_round": 2,
+        "num_clients": CLIENTS,
+        "sample_ratio": 1.0,
+        "device": "cpu",
+        "batch_size": 32,
+        "seed": 0,
+    }
+    args.update(kwargs)
+    return FedAvgBaseServerHandler(**args)
+
+
+# -- the command line ----------------------------------------------------------
+
+
+def _cli(*args: str | Path) -> Callable[[Path], None]:
+    """`blazefl run ARGS` as a user runs it: usage errors exit with status 2."""
+
+    def trigger(tmp_path: Path) -> None:
+        argv = [str(a).replace("{tmp}", str(tmp_path)) for a in args]
+        result = CliRunner().invoke(cli, ["run", *argv], prog_name="blazefl")
+        if result.exit_code == 2:
+            raise CommandUsageError(result.stderr)
+        raise AssertionError(f"exit {result.exit_code}: {result.output}")
+
+    return trigger
+
+
+def _config_file(text: str, *args: str) -> Callable[[Path], None]:
+    """`blazefl run --config FILE ARGS` with FILE holding ``text``."""
+
+    def trigger(tmp_path: Path) -> None:
+        path = tmp_path / "fl.toml"
+        path.write_text(text)
+        _cli("--config", path, *args)(tmp_path)
+
+    return trigger
+
+
+def _resume_edited_run(tmp_path: Path) -> None:
+    """A finished run whose config.toml was edited, then resumed."""
+    out = tmp_path / "run"
+    small = ["--clients", "4", "--rounds", "1", "--epochs", "1", "--executor"]
+    result = CliRunner().invoke(
+        cli, ["run", *small, "inline", "-q", "--out", str(out)], prog_name="blazefl"
+    )
+    assert result.exit_code == 0, result.output
+    config = out / "config.toml"
+    config.write_text(config.read_text().replace("lr = 0.1", "lr = 0.3"))
+    _cli("--resume", out)(tmp_path)
+
+
+# -- checkpoints ------------------------------------------------------------
+
+
+def _checkpoint(tmp_path: Path) -> Path:
+    path = tmp_path / "ckpt"
+    save_checkpoint(path, {"round": 3, "params": torch.arange(5.0)})
+    return path
+
+
+def _truncated(tmp_path: Path) -> None:
+    path = _checkpoint(tmp_path)
+    path.write_bytes(path.read_bytes()[:-10])
+    load_checkpoint(path)
+
+
+def _tampered(tmp_path: Path) -> None:
+    path = _checkpoint(tmp_path)
+    raw = bytearray(path.read_bytes())
+    raw[-5] ^= 0xFF
+    path.write_bytes(bytes(raw))
+    load_checkpoint(path)
+
+
+def _newer_format(tmp_path: Path) -> None:
+    path = _checkpoint(tmp_path)
+    magic, header, body = path.read_bytes().split(b"\n", 2)
+    fields = json.loads(header)
+    fields["format"] = 2
+    path.write_bytes(magic + b"\n" + json.dumps(fields).encode() + b"\n" + body)
+    load_checkpoint(path)
+
+
+class _Exploit:
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (os.system, ("echo pwned",))
+
+
+def _code_running_pickle(tmp_path: Path) -> None:
+    buffer = io.BytesIO()
+    pickle.dump({"round": _Exploit()}, buffer, protocol=2)
+    body = buffer.getvalue()
+    header = {
+        "format": 1,
+        "size": len(body),
+        "sha256": hashlib.sha256(body).hexdigest(),
+    }
+    path = tmp_path / "evil"
+    path.write_bytes(
+        b"BLAZEFL-CHECKPOINT\n" + json.dumps(header).encode() + b"\n" + body
+    )
+    load_checkpoint(path)
+
+
+def _foreign_file(tmp_path: Path) -> None:
+    path = tmp_path / "model.pt"
+    torch.save({"x": 1}, path)
+    load_checkpoint(path)
+
+
+def _other_seed(tmp_path: Path) -> None:
+    sim = Simulation(_server(), _client(), executor=InlineExecutor(), seed=5)
+    sim.run_sync(rounds=1)
+    path = tmp_path / "ckpt"
+    save_checkpoint(path, sim.state_dict())
+    other = Simulation(_server(), _client(), executor=InlineExecutor(), seed=6)
+    other.load_state_dict(load_checkpoint(path))
+
+
+def _other_federation(tmp_path: Path) -> None:
+    state = _server(sample_ratio=0.5).state_dict()
+    _server().load_state_dict(state)
+
+
+def _other_algorithm(tmp_path: Path) -> None:
+    _server(Scaffold(num_clients=CLIENTS)).load_state_dict(_server().state_dict())
+
+
+# -- the coordinator ----------------------------------------------------------
+
+
+@dataclass
+class _FixedSampler:
+    """A handler whose custom sample_clients returns ``cids``."""
+
+    cids: list[Any]
+
+    def sample_clients(self) -> list[Any]:
+        return self.cids
+
+    def downlink_package(self) -> torch.Tensor:
+        return torch.zeros(2)
+
+    def load(self, package: Any) -> bool:
+        return False
+
+    def is_stopped(self) -> bool:
+        return False
+
+
+def _sample(cids: list[Any]) -> Callable[[Path], None]:
+    def trigger(tmp_path: Path) -> None:
+        work = lambda ctx, payload: payload  # noqa: E731
+        Simulation(_FixedSampler(cids), work, executor=InlineExecutor()).run_sync(
+            rounds=1
+        )
+
+    return trigger
+
+
+# -- failed slots: one client's update is malformed --------------------------
+
+
+@dataclass(frozen=True)
+class _Corrupting:
+    """Client work that runs ``work`` and then spoils client BAD's update."""
+
+    work: Any
+    spoil: Callable[[Any], Any]
+
+    def __call__(self, ctx: Any, payload: Any) -> Any:
+        result = self.work(ctx, payload)
+        return self.spoil(result) if ctx.cid == BAD else result
+
+
+@dataclass(frozen=True)
+class BadClient:
+    """A federation of four clients, all sampled, in which client BAD's update
+    is refused. As a catalogue trigger it runs one round under ``fail_round``."""
+
+    build: Callable[[str], tuple[Any, Simulation[Any, Any]]]
+
+    def __call__(self, tmp_path: Path) -> None:
+        _, sim = self.build("fail_round")
+        sim.run_sync(rounds=1)
+
+
+def _policy_args(policy: str) -> dict[str, Any]:
+    executor = InlineExecutor() if policy == "fail_round" else ThreadExecutor(2)
+    return {"executor": executor, "on_client_failure": policy, "seed": 0}
+
+
+def _spoiled(
+    spoil: Callable[[ClientUpdate], Any], algorithm: Algorithm | None = None
+) -> BadClient:
+    def build(policy: str) -> tuple[Any, Simulation[Any, Any]]:
+        server = _server(algorithm)
+        work = _Corrupting(_client(algorithm), spoil)
+        return server, Simulation(server, work, **_policy_args(policy))
+
+    return BadClient(build)
+
+
+def _spoiled_fedavg(spoil: Callable[[FedAvgUplinkPackage], Any]) -> BadClient:
+    def build(policy: str) -> tuple[Any, Simulation[Any, Any]]:
+        handler = _fedavg_handler()
+        work = FedAvgClientWork(ModelZoo(), "mlp", _data(), 1, 8, 0.1)
+        return handler, Simulation(
+            handler, _Corrupting(work, spoil), **_policy_args(policy)
+        )
+
+    return BadClient(build)
+
+
+def _empty_client() -> BadClient:
+    """Client BAD holds no training rows (allowed at construction on request)."""
+
+    def build(policy: str) -> tuple[Any, Simulation[Any, Any]]:
+        full = _data().get_dataset("train", None)
+        rows = [full.indices[cid * 16 : (cid + 1) * 16] for cid in range(CLIENTS)]  # type: ignore[attr-defined]
+        rows[BAD] = rows[BAD][:0]
+        test = _data().get_dataset("test", None)
+        data = TensorPartitionedDataset(
+            full.data,  # type: ignore[attr-defined]
+            full.targets,  # type: ignore[attr-defined]
+            rows,
+            test.data,  # type: ignore[attr-defined]
+            test.targets,  # type: ignore[attr-defined]
+            allow_empty_clients=True,
+        )
+        server = _server(dataset=data)
+        work = _client(dataset=data)
+        return server, Simulation(server, work, **_policy_args(policy))
+
+    return BadClient(build)
+
+
+def _params(update: ClientUpdate, params: torch.Tensor) -> ClientUpdate:
+    return replace(update, params=params)
+
+
+def _extra(update: ClientUpdate, **extra: torch.Tensor) -> ClientUpdate:
+    return replace(update, extra=extra)
+
+
+# -- data ---------------------------------------------------------------------
+
+
+def _empty_partition(tmp_path: Path) -> None:
+    """Dirichlet with min_size=0 and tiny alpha leaves clients empty."""
+    y = torch.arange(200) % 10
+    parts = dirichlet_partition(y, 40, alpha=0.01, seed=0, min_size=0)
+    TensorPartitionedDataset(torch.zeros(200, 3), y, parts, torch.zeros(1, 3), y[:1])
+
+
+# -- the catalogue -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Case:
+    """One hostile or mistaken input, the error it gets, and the message's
+    regex: the bad value and what was expected."""
+
+    id: str
+    trigger: Callable[[Path], object]
+    error: type[BaseException]
+    match: str
+
+
+SHAPE = r"\(9930,\) and dtype torch\.float32"  # the mlp's flat vector
+
+CASES: list[Case] = [
+    # -- non-positive counts ---------------------------------------------------
+    Case(
+        "cli-rounds-zero",
+        _cli("--rounds", "0"),
+        CommandUsageError,
+        r"Invalid value for '--rounds': must be an integer >= 1, got 0",
+    ),
+    Case(
+        "cli-clients-negative",
+        _cli("--clients", "-3"),
+        CommandUsageError,
+        r"Invalid value for '--clients': must be an integer >= 1, got -3",
+    ),
+    Case(
+        "cli-epochs-zero",
+        _cli("--epochs", "0"),
+        CommandUsageError,
+        r"Invalid value for '--epochs': must be an integer >= 1, got 0",
+    ),
+    Case(
+        "cli-batch-size-zero",
+        _cli("--batch-size", "0"),
+        CommandUsageError,
+        r"Invalid value for '--batch-size': must be an integer >= 1, got 0",
+    ),
+    Case(
+        "server-rounds-zero",
+        lambda _: _server(rounds=0),
+        ConfigurationError,
+        r"^rounds must be an integer >= 1, got 0$",
+    ),
+    Case(
+        "server-clients-zero",
+        lambda _: _server(num_clients=0),
+        ConfigurationError,
+        r"^num_clients must be an integer >= 1, got 0$",
+    ),
+    Case(
+        "client-epochs-negative",
+        lambda _: _client(epochs=-1),
+        ConfigurationError,
+        r"^epochs must be an integer >= 1, got -1$",
+    ),
+    Case(
+        "client-batch-size-zero",
+        lambda _: _client(batch_size=0),
+        ConfigurationError,
+        r"^batch_size must be an integer >= 1, got 0$",
+    ),
+    Case(
+        "fedavg-handler-rounds-zero",
+        lambda _: _fedavg_handler(global_round=0),
+        ConfigurationError,
+        r"^global_round must be an integer >= 1, got 0$",
+    ),
+    # -- sample ratio and more sampled than available ---------------------------
+    Case(
+        "cli-sample-ratio-zero",
+        _cli("--sample-ratio", "0"),
+        CommandUsageError,
+        r"Invalid value for '--sample-ratio': must be a finite number in "
+        r"\(0, 1\], got 0\.0",
+    ),
+    Case(
+        "cli-sample-ratio-above-one",
+        _cli("--sample-ratio", "1.5"),
+        CommandUsageError,
+        r"'--sample-ratio': must be a finite number in \(0, 1\], got 1\.5",
+    ),
+    Case(
+        "cli-sample-ratio-samples-nobody",
+        _cli("--clients", "6", "--sample-ratio", "0.1"),
+        CommandUsageError,
+        r"'--sample-ratio': 0\.1 of 6 clients samples no client per round; it "
+        r"must be in \(0, 1\]",
+    ),
+    Case(
+        "server-sample-ratio-above-one",
+        lambda _: _server(sample_ratio=1.5),
+        ConfigurationError,
+        r"^sample_ratio must be in \(0, 1\], got 1\.5: it would sample 6 clients "
+        r"a round but there are only num_clients=4$",
+    ),
+    Case(
+        "server-sample-ratio-nan",
+        lambda _: _server(sample_ratio=float("nan")),
+        ConfigurationError,
+        r"^sample_ratio must be in \(0, 1\], got nan$",
+    ),
+    Case(
+        "fedavg-handler-sample-ratio-above-one",
+        lambda _: _fedavg_handler(sample_ratio=2),
+        ConfigurationError,
+        r"^sample_ratio must be in \(0, 1\], got 2: it would sample 8 clients a "
+        r"round but there are only num_clients=4$",
+    ),
+    Case(
+        "server-more-clients-than-data",
+        lambda _: _server(num_clients=10),
+        ConfigurationError,
+        r"^num_clients=10 but the data set has only 4 client partitions; use "
+        r"num_clients <= 4",
+    ),
+    Case(
+        "fedavg-handler-more-clients-than-data",
+        lambda _: _fedavg_handler(num_clients=10),
+        ConfigurationError,
+        r"^num_clients=10 but the data set has only 4 client partitions",
+    ),
+    Case(
+        "fedavg-trainer-more-clients-than-data",
+        lambda _: FedAvgBaseClientTrainer(
+            ModelZoo(), "mlp", _data(), "cpu", 10, 1, 8, 0.1, 0
+        ),
+        ConfigurationError,
+        r"^num_clients=10 but the data set has only 4 client partitions",
+    ),
+    Case(
+        "partition-more-clients-than-samples",
+        lambda _: iid_partition(5, 10, seed=0),
+        ConfigurationError,
+        r"^num_clients=10 is more than the 5 samples; .* use fewer clients$",
+    ),
+    # -- unknown names ------------------------------------------------------
+    Case(
+        "cli-unknown-algorithm",
+        _cli("--algorithm", "fedsgd"),
+        CommandUsageError,
+        r"'--algorithm': 'fedsgd' is not one of 'fedavg', 'fedavgm'",
+    ),
+    Case(
+        "cli-unknown-dataset",
+        _cli("--dataset", "imagenet"),
+        CommandUsageError,
+        r"'--dataset': 'imagenet' is not one of 'synthetic', 'synthetic-cifar10'",
+    ),
+    Case(
+        "cli-unknown-partition",
+        _cli("--partition", "random"),
+        CommandUsageError,
+        r"'--partition': 'random' is not one of 'natural', 'iid', 'dirichlet'",
+    ),
+    Case(
+        "cli-unknown-executor",
+        _cli("--executor", "gpu"),
+        CommandUsageError,
+        r"'--executor': 'gpu' is not one of 'inline', 'threads', 'processes'",
+    ),
+    Case(
+        "config-unknown-algorithm-did-you-mean",
+        _config_file('algorithm = "fedavgg"\n'),
+        CommandUsageError,
+        r"'--algorithm' \(algorithm in .*fl\.toml\): 'fedavgg' is not one of "
+        r"'fedavg', .*; did you mean 'fedavg'\?",
+    ),
+    Case(
+        "config-unknown-key-did-you-mean",
+        _config_file("bach_size = 8\n"),
+        CommandUsageError,
+        r"fl\.toml: unknown key 'bach_size'; did you mean 'batch_size'\? \(known "
+        r"keys: algorithm, ",
+    ),
+    Case(
+        "config-bad-value",
+        _config_file("rounds = -2\n"),
+        CommandUsageError,
+        r"'--rounds' \(rounds in .*fl\.toml\): must be an integer >= 1, got -2",
+    ),
+    Case(
+        "unknown-model",
+        lambda _: _server(model="vgg"),
+        ConfigurationError,
+        r"^unknown model name 'vgg'; expected one of \('cnn', 'mlp'",
+    ),
+    Case(
+        "sim-unknown-executor",
+        lambda _: Simulation(_server(), _client(), executor="threads"),  # type: ignore[arg-type]
+        ConfigurationError,
+        r"^executor must be a blazefl\.sim executor \(InlineExecutor, "
+        r"ThreadExecutor, ProcessExecutor\), got 'threads'$",
+    ),
+    Case(
+        "sim-unknown-failure-policy",
+        lambda _: Simulation(_server(), _client(), on_client_failure="skip"),  # type: ignore[arg-type]
+        ConfigurationError,
+        r"^on_client_failure must be one of \('fail_round', 'drop'\), got 'skip'$",
+    ),
+    # -- custom sampling -------------------------------------------------------
+    Case(
+        "duplicate-client-ids",
+        _sample([3, 1, 3, 2, 1]),
+        ConfigurationError,
+        r"^sample_clients\(\) returned duplicate client ids \[1, 3\]; each sampled "
+        r"client must be distinct within a round$",
+    ),
+    Case(
+        "negative-client-id",
+        _sample([0, -2]),
+        ConfigurationError,
+        r"^sample_clients\(\) returned -2; client ids must be ints >= 0$",
+    ),
+    # -- empty client data ----------------------------------------------------
+    Case(
+        "empty-client-partition",
+        _empty_partition,
+        ConfigurationError,
+        r"^\d+ of 40 clients have no training samples \(client ids: \d+(, \d+)*"
+        r"(, \.\.\.)?\); every client needs at least one: use fewer clients, a "
+        r"larger alpha or min_size >= 1",
+    ),
+    Case(
+        "dirichlet-alpha-too-small",
+        lambda _: dirichlet_partition(torch.arange(1000) % 10, 40, alpha=0.01, seed=0),
+        ConfigurationError,
+        r"^dirichlet_partition gave some client fewer than min_size=10 samples "
+        r"in all 101 draws .* with alpha=0\.01 and 40 clients; .* raise alpha",
+    ),
+    Case(
+        "empty-client-trains",
+        _empty_client(),
+        RoundFailedError,
+        rf"client {BAD}: ConfigurationError: client {BAD} has no training samples "
+        r"\(its 'train' partition is empty\); every sampled client needs at "
+        r"least one",
+    ),
+    # -- malformed uplinks (failed slots) -------------------------------------
+    Case(
+        "uplink-shape",
+        _spoiled(lambda u: _params(u, torch.zeros(5))),
+        RoundFailedError,
+        rf"client {BAD}: ConfigurationError: client {BAD} sent parameters of shape "
+        rf"\(5,\) and dtype torch\.float32; the global model has shape {SHAPE}",
+    ),
+    Case(
+        "uplink-dtype",
+        _spoiled(lambda u: _params(u, u.params.double())),
+        RoundFailedError,
+        rf"client {BAD} sent parameters of shape \(9930,\) and dtype "
+        rf"torch\.float64; the global model has shape {SHAPE}",
+    ),
+    Case(
+        "uplink-not-a-tensor",
+        _spoiled(lambda u: _params(u, u.params.tolist())),  # type: ignore[arg-type]
+        RoundFailedError,
+        rf"client {BAD} sent list parameters, expected a tensor of shape {SHAPE}",
+    ),
+    Case(
+        "uplink-scaffold-control-variate-shape",
+        _spoiled(
+            lambda u: _extra(u, delta_c=torch.zeros(3, 3)),
+            Scaffold(num_clients=CLIENTS),
+        ),
+        RoundFailedError,
+        rf"client {BAD} sent extra\['delta_c'\] of shape \(3, 3\) and dtype "
+        rf"torch\.float32; the global model has shape {SHAPE}",
+    ),
+    Case(
+        "uplink-scaffold-control-variate-missing",
+        _spoiled(lambda u: _extra(u), Scaffold(num_clients=CLIENTS)),
+        RoundFailedError,
+        rf"client {BAD} sent no extra\['delta_c'\]; scaffold needs it, a tensor "
+        rf"of shape {SHAPE}",
+    ),
+    Case(
+        "uplink-zero-samples",
+        _spoiled(lambda u: replace(u, num_samples=0)),
+        RoundFailedError,
+        rf"client {BAD} reported num_samples=0; an update must come from an "
+        r"integer number >= 1 of training samples",
+    ),
+    Case(
+        "uplink-fedavg-package-shape",
+        _spoiled_fedavg(lambda p: replace(p, model_parameters=torch.zeros(7))),
+        RoundFailedError,
+        rf"client {BAD} sent model_parameters of shape \(7,\) and dtype "
+        rf"torch\.float32; the global model has shape {SHAPE}",
+    ),
+    Case(
+        "uplink-fedavg-package-dtype",
+        _spoiled_fedavg(
+            lambda p: replace(p, model_parameters=p.model_parameters.half())
+        ),
+        RoundFailedError,
+        rf"client {BAD} sent model_parameters of shape \(9930,\) and dtype "
+        rf"torch\.float16; the global model has shape {SHAPE}",
+    ),
+    Case(
+        "uplink-nan",
+        _spoiled(lambda u: _params(u, torch.full_like(u.params, float("nan")))),
+        RoundFailedError,
+        rf"client {BAD}: NonFiniteUpdateError: client {BAD} sent an update with "
+        r"NaN or infinite values in tensor #0 \(shape \(9930,\)\)",
+    ),
+    Case(
+        "uplink-inf",
+        _spoiled(
+            lambda u: _extra(u, delta_c=torch.full_like(u.params, -float("inf"))),
+            Scaffold(num_clients=CLIENTS),
+        ),
+        RoundFailedError,
+        rf"client {BAD}: NonFiniteUpdateError: client {BAD} sent an update with "
+        r"NaN or infinite values in tensor #1 \(shape \(9930,\)\)",
+    ),
+    # -- checkpoints --------------------------------------------------------------
+    Case(
+        "checkpoint-truncated",
+        _truncated,
+        ConfigurationError,
+        r"ckpt is truncated: \d+ of \d+ bytes",
+    ),
+    Case(
+        "checkpoint-tampered",
+        _tampered,
+        ConfigurationError,
+        r"ckpt fails its SHA-256 check: it was altered",
+    ),
+    Case(
+        "checkpoint-newer-format",
+        _newer_format,
+        ConfigurationError,
+        r"ckpt has checkpoint format 2; this blazefl reads format 1",
+    ),
+    Case(
+        "checkpoint-code-running-pickle",
+        _code_running_pickle,
+        ConfigurationError,
+        r"evil holds objects other than plain data and tensors; refusing to "
+        r"unpickle them",
+    ),
+    Case(
+        "checkpoint-foreign-file",
+        _foreign_file,
+        ConfigurationError,
+        r"model\.pt is not a blazefl checkpoint",
+    ),
+    Case(
+        "checkpoint-other-seed",
+        _other_seed,
+        ConfigurationError,
+        r"^the checkpoint's client states derive from seed 5, this run's seed is 6$",
+    ),
+    Case(
+        "checkpoint-other-federation",
+        _other_federation,
+        ConfigurationError,
+        r"^state is for a federation with clients_per_round=2; this server has "
+        r"clients_per_round=4",
+    ),
+    Case(
+        "checkpoint-other-algorithm",
+        _other_algorithm,
+        ConfigurationError,
+        r"^state is for algorithm 'fedavg', this server runs 'scaffold'$",
+    ),
+    Case(
+        "cli-resume-other-configuration",
+        _resume_edited_run,
+        CommandUsageError,
+        r"was written by another configuration.*lr: checkpoint 0\.1, config\.toml "
+        r"0\.3",
+    ),
+    Case(
+        "cli-resume-not-a-run-folder",
+        _cli("--resume", "{tmp}", "--lr", "0.2"),
+        CommandUsageError,
+        r"'--resume': \S+ holds no config\.toml; it is not a blazefl run folder",
+    ),
+]
+
+SLOT_CASES = [c for c in CASES if isinstance(c.trigger, BadClient)]
+
+
+def test_catalogue_covers_the_issue() -> None:
+    """At least 30 cases, unique ids, and every failed-slot case names client BAD."""
+    assert len(CASES) >= 30
+    assert len({c.id for c in CASES}) == len(CASES)
+    assert all(f"client {BAD}" in c.match for c in SLOT_CASES)
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
+def test_hostile_input_is_refused(case: Case, tmp_path: Path) -> None:
+    """The input is refused by the named error, naming the value and what was
+    expected; for a client update, the round fails (policy fail_round)."""
+    with pytest.raises(case.error, match=case.match):
+        case.trigger(tmp_path)
+
+
+@pytest.mark.parametrize("case", SLOT_CASES, ids=[c.id for c in SLOT_CASES])
+def test_rejected_update_is_a_failed_slot(case: Case) -> None:
+    """The bad client is one failed slot, logged and published as ClientFailed;
+    fail_round applies nothing, drop aggregates the other three."""
+    assert isinstance(case.trigger, BadClient)
+    handler, sim = case.trigger.build("fail_round")
+    before = _global(handler)
+    with pytest.raises(RoundFailedError, match=case.match) as info:
+        sim.run_sync(rounds=1)
+    assert [type(f).__name__ for f in info.value.failures] == ["ClientFailure"]
+    assert handler.round == 0
+    assert torch.equal(_global(handler), before)
+
+    handler, sim = case.trigger.build("drop")
+    events: list[Any] = []
+
+    async def main() -> None:
+        async with sim.events() as stream:
+            async with sim:
+                await sim.run_round()
+            events.extend([e async for e in stream])  # the stream ends on close
+
+    with structlog.testing.capture_logs() as logs:
+        anyio.run(main)
+
+    assert handler.round == 1
+    assert not torch.equal(_global(handler), before)
+    (failed,) = [e for e in events if isinstance(e, ClientFailed)]
+    assert (failed.cid, failed.kind) == (BAD, "error")
+    assert re.search(case.match, f"client {BAD}: {failed.error}")
+    (finished,) = [e for e in events if isinstance(e, RoundFinished)]
+    assert (finished.clients, finished.failed) == (CLIENTS, 1)
+    (entry,) = [e for e in logs if e["event"] == "client_failed"]
+    assert (entry["log_level"], entry["cid"], entry["round"]) == ("warning", BAD, 0)
+    assert entry["error"] == failed.error
+    assert "traceback" not in entry
+
+
+def _global(handler: Any) -> torch.Tensor:
+    if isinstance(handler, FederatedServer):
+        return handler.params.clone()
+    return torch.cat([p.detach().reshape(-1) for p in handler.model.parameters()])
+
+
+def test_docs_table_lists_every_case() -> None:
+    """docs/reliability.md's table names every case of the catalogue."""
+    docs = Path(__file__).parents[1] / "docs" / "reliability.md"
+    section = docs.read_text().split("## Hostile and mistaken input", 1)[1]
+    section = section.split("\n## ", 1)[0]
+    listed = set(re.findall(r"^\| `([a-z0-9-]+)` \|", section, flags=re.MULTILINE))
+    assert listed == {c.id for c in CASES}
