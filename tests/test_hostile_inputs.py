@@ -688,7 +688,8 @@ CASES: list[Case] = [
         "checkpoint-tampered",
         _tampered,
         ConfigurationError,
-        r"ckpt fails its SHA-256 check: it was altered",
+        r"ckpt fails its SHA-256 check \(the header records [0-9a-f]{16}\.\.\., "
+        r"the body hashes to [0-9a-f]{16}\.\.\.\): it was altered",
     ),
     Case(
         "checkpoint-newer-format",

@@ -229,6 +229,27 @@ async def test_bad_samples_are_refused_and_the_next_round_works(
 
 
 @pytest.mark.anyio
+async def test_drop_with_fewer_sampled_than_min_clients_is_refused() -> None:
+    """A round that could never reach min_clients is refused before it runs."""
+    handler = _ScriptedSampler([1, 2])
+    sim = Simulation(
+        handler,
+        ScriptedWork(),
+        executor=InlineExecutor(),
+        on_client_failure="drop",
+        min_clients=3,
+    )
+    async with sim:
+        with pytest.raises(
+            ConfigurationError,
+            match=r"returned 2 clients but min_clients=3: the round could never",
+        ):
+            await sim.run_round()
+        assert sim.round == 0
+        assert handler.load_calls == 0
+
+
+@pytest.mark.anyio
 async def test_run_round_after_the_handler_stopped_is_refused() -> None:
     """Once is_stopped() is true, run_round raises SimulationFinishedError."""
     sim = _sim(executor=ThreadExecutor(2))

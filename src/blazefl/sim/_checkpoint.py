@@ -112,8 +112,13 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise ConfigurationError(
             f"{source} is truncated: {len(body)} of {header.get('size')} bytes"
         )
-    if hashlib.sha256(body).hexdigest() != header.get("sha256"):
-        raise ConfigurationError(f"{source} fails its SHA-256 check: it was altered")
+    actual = hashlib.sha256(body).hexdigest()
+    if actual != header.get("sha256"):
+        raise ConfigurationError(
+            f"{source} fails its SHA-256 check (the header records "
+            f"{str(header.get('sha256'))[:16]}..., the body hashes to "
+            f"{actual[:16]}...): it was altered"
+        )
     try:
         state = torch.load(io.BytesIO(body), weights_only=True)
     except pickle.UnpicklingError as exc:

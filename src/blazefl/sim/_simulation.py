@@ -285,7 +285,8 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         """Restore a `state_dict`; the next round is the one after it."""
         if state.get("format") != 1:
             raise ConfigurationError(
-                f"unsupported simulation state format {state.get('format')!r}"
+                f"unsupported simulation state format {state.get('format')!r}; "
+                "this version of blazefl reads format 1"
             )
         load_handler = getattr(self.handler, "load_state_dict", None)
         if not callable(load_handler):
@@ -356,6 +357,12 @@ class Simulation(Generic[UplinkT, DownlinkT]):
 
     def _sample(self) -> tuple[list[int], Any]:
         cids = check_cids(self.handler.sample_clients())
+        if self._policy == "drop" and len(cids) < self._min_clients:
+            raise ConfigurationError(
+                f"sample_clients() returned {len(cids)} clients but "
+                f"min_clients={self._min_clients}: the round could never succeed; "
+                "sample more clients or lower min_clients"
+            )
         return cids, self.handler.downlink_package()
 
     async def _run_pending(self, cids: list[int], payload: Any) -> RoundResult:
