@@ -25,18 +25,7 @@ def pid_alive(pid: int) -> bool:
 
 def children_of(pid: int) -> set[int]:
     """The live child processes of ``pid``."""
-    found = set()
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[1].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            found.add(int(entry.name))
-    return found
+    return {child for child, parent in _processes().items() if parent == pid}
 
 
 def shm_mapped_by(pids: Iterable[int]) -> set[str]:
