@@ -221,3 +221,17 @@ async def test_nonfinite_update_is_a_failed_slot() -> None:
     assert failed.failure.type == "NonFiniteUpdateError"
     assert "NaN or infinite" in failed.failure.message
     assert [p.tolist() for p in handler.loaded] == [[1.0] * 3, [1.0] * 3]
+
+
+def test_nonfinite_check_is_exact_when_the_sum_overflows() -> None:
+    """The fast path (a finite sum) never hides a NaN/inf, and a sum that
+    overflows on finite values does not make a good update look bad."""
+    from blazefl.sim._engine import _nonfinite
+
+    huge = torch.full((10,), 3e38)  # finite, but the float32 sum is inf
+    assert _nonfinite({"w": huge}) is None
+    assert _nonfinite([torch.zeros(3), torch.tensor([1.0, float("nan")])]) == (
+        "tensor #1 (shape (2,))"
+    )
+    assert _nonfinite(torch.tensor([float("inf"), -float("inf")])) is not None
+    assert _nonfinite(torch.tensor([1, 2], dtype=torch.int64)) is None
