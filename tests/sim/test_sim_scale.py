@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sqlite3
 import tracemalloc
+from contextlib import closing
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +73,7 @@ def _same_states(a: dict[int, Any], b: dict[int, Any]) -> bool:
 
 
 def _rows(path: Path) -> list[tuple[int, int]]:
-    with sqlite3.connect(path) as db:
+    with closing(sqlite3.connect(path)) as db:
         return db.execute("SELECT cid, version FROM states ORDER BY 1, 2").fetchall()
 
 

@@ -22,6 +22,7 @@ import os
 import sqlite3
 import threading
 import uuid
+import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from io import BytesIO
@@ -212,19 +213,23 @@ class DiskStateStore(ClientStateStore):
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
+            db = sqlite3.connect(
+                self.path, check_same_thread=False, isolation_level=None
+            )
             try:
-                db = sqlite3.connect(
-                    self.path, check_same_thread=False, isolation_level=None
-                )
                 db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA synchronous=NORMAL")
                 db.executescript(_SCHEMA)
             except sqlite3.DatabaseError as exc:
+                db.close()
                 raise ConfigurationError(
                     f"client_state_path {str(self.path)!r} is not a usable SQLite "
                     f"client-state store: {exc}"
                 ) from None
             self._db = db
+            # A store used outside a running simulation (state_dict() between
+            # runs, client_state()) is closed when it is collected, not leaked.
+            self._finalizer = weakref.finalize(self, db.close)
             meta = self._meta()
             if not meta:
                 with self._transaction() as tx:
@@ -274,7 +279,7 @@ class DiskStateStore(ClientStateStore):
     def close(self) -> None:
         with self._lock:
             if self._db is not None:
-                self._db.close()
+                self._finalizer()  # closes the connection, once
                 self._db = None
 
     # -- reading and committing ------------------------------------------------
