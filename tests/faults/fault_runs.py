@@ -1,58 +1,31 @@
 """`blazefl run` for the fault matrix: in-process runs, paused subprocess runs,
 and what a run folder holds afterwards.
 
-The same moves as tests/cli/cli_helpers.py (which is only importable from
-that suite), plus what the matrix needs on top: the run's executor, and
-whether its worker processes and shared memory are gone.
+The moves of tests/cli_helpers.py (invoke, checkpoint, metrics, wait_until),
+plus what the matrix needs on top: the run's executor, and whether its worker
+processes and shared memory are gone.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import torch
-from click.testing import CliRunner, Result
 
-from blazefl.cli._app import cli
-from blazefl.sim import load_checkpoint
+from cli_helpers import PAUSE_ENV, final_params, metrics, wait_until
 from leaks import children_of, pid_alive, shm_entries, shm_held_by
 
-#: A federation small enough to run in about a second.
-SMALL = ["--clients", "6", "--rounds", "4", "--sample-ratio", "0.5", "--epochs", "1"]
-PAUSE_ENV = "BLAZEFL_TEST_PAUSE_AFTER_ROUND"
 #: One worker process: each costs a torch import, and the count changes no number.
 WORKERS = {"inline": [], "threads": ["--workers", "2"], "processes": ["--workers", "1"]}
 
 
 def executor_args(kind: str) -> list[str]:
     return ["--executor", kind, *WORKERS[kind]]
-
-
-def invoke(*args: str | os.PathLike[str]) -> Result:
-    """`blazefl ARGS` in this process, stdout and stderr kept apart."""
-    return CliRunner().invoke(
-        cli, [str(a) for a in args], prog_name="blazefl", catch_exceptions=False
-    )
-
-
-def wait_until(predicate: Any, within: float) -> bool:
-    deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return bool(predicate())
-
-
-def checkpoint(folder: Path) -> dict[str, Any]:
-    return load_checkpoint(folder / "checkpoint.ckpt")
 
 
 def stray_files(folder: Path) -> list[str]:
@@ -62,14 +35,7 @@ def stray_files(folder: Path) -> list[str]:
 
 def outcome(folder: Path) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     """The final global model and the metrics.jsonl rows without ``seconds``."""
-    params = checkpoint(folder)["sim"]["handler"]["params"]
-    assert isinstance(params, torch.Tensor)
-    rows = []
-    for line in (folder / "metrics.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        row.pop("seconds")
-        rows.append(row)
-    return params, rows
+    return final_params(folder), metrics(folder)
 
 
 class PausedRun:

@@ -57,16 +57,7 @@ import numpy as np
 import pytest
 import torch
 from fault_fakes import FaultWork, FedAvgHandler, quick_processes, sampled
-from fault_runs import (
-    SMALL,
-    PausedRun,
-    checkpoint,
-    executor_args,
-    invoke,
-    outcome,
-    stray_files,
-    wait_until,
-)
+from fault_runs import PausedRun, executor_args, outcome, stray_files
 
 from blazefl import RoundFailedError
 from blazefl.reproducibility import create_client_rng_suite
@@ -81,6 +72,7 @@ from blazefl.sim import (
     load_checkpoint,
     save_checkpoint,
 )
+from cli_helpers import SMALL, checkpoint, invoke, wait_until
 from leaks import Baseline, pid_alive
 
 SEED = 3
