@@ -6,8 +6,8 @@ import signal
 from pathlib import Path
 
 import pytest
-from cli_helpers import SMALL, Interrupted, PausedRun, invoke
 
+from cli_helpers import SMALL, Interrupted, PausedRun, invoke
 from leaks import shm_entries
 
 

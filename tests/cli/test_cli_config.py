@@ -7,7 +7,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-from cli_helpers import invoke
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -15,6 +14,7 @@ from blazefl.algorithms import ALGORITHMS
 from blazefl.cli._checks import ALGORITHM_NAMES, KNOBS, MODELS
 from blazefl.cli._config import config_digest, dump_toml, resolve
 from blazefl.models import MODEL_NAMES
+from cli_helpers import invoke
 
 
 def test_options_override_the_file_and_the_file_overrides_defaults(

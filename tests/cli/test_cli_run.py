@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from cli_helpers import SMALL, invoke, metrics
 
 from blazefl.algorithms import ALGORITHMS
 from blazefl.cli import main
 from blazefl.cli._build import build, build_dataset
 from blazefl.cli._checks import PARTITIONS
 from blazefl.cli._config import RunConfig, resolve
+from cli_helpers import SMALL, invoke, metrics
 
 RUN_FILES = {
     "config.toml",

@@ -13,7 +13,6 @@ from cli_helpers import (
     metrics,
     wait_until,
 )
-
 from leaks import pid_alive, shm_entries
 
 
