@@ -101,7 +101,7 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
         "total_s": total,
         "clients_with_state": stored,
         "store_file_mib": disk_mib,
-        "weights_norm": float(handler.weights.norm()),
+        "weights_norm": float(handler.params.norm()),
     }
 
 

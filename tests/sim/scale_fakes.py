@@ -9,11 +9,11 @@ store. A plain module (not a test file) so process workers can import it.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import Any
 
 import torch
+from sim_fakes import FedAvgHandler
 
 from blazefl.reproducibility import derive_seed
 from blazefl.sim import ClientContext
@@ -21,55 +21,30 @@ from blazefl.sim import ClientContext
 FEATURES = 4
 
 
-class TinyHandler:
-    """Linear regression by FedAvg over ``num_clients`` registered clients."""
+class TinyHandler(FedAvgHandler):
+    """Linear regression by FedAvg over ``num_clients`` registered clients.
+
+    The tests/sim FedAvg handler with a 4-weight float64 model instead of a CNN.
+    """
 
     def __init__(
         self, num_clients: int, per_round: int, rounds: int, seed: int = 0
     ) -> None:
-        self.num_clients = num_clients
-        self.per_round = per_round
-        self.rounds = rounds
-        self.round = 0
-        self.weights = torch.zeros(FEATURES, dtype=torch.float64)
-        self._rng = random.Random(seed)
-        self._buffer: list[tuple[torch.Tensor, int]] = []
-
-    def sample_clients(self) -> list[int]:
-        return self._rng.sample(range(self.num_clients), self.per_round)
-
-    def downlink_package(self) -> torch.Tensor:
-        return self.weights.clone()
-
-    def load(self, package: tuple[torch.Tensor, int]) -> bool:
-        self._buffer.append(package)
-        if len(self._buffer) < self.per_round:
-            return False
-        self.load_round(self._buffer)
-        self._buffer = []
-        return True
-
-    def load_round(self, packages: list[tuple[torch.Tensor, int]]) -> None:
-        total = sum(n for _, n in packages)
-        acc = torch.zeros_like(self.weights)
-        for weights, n in packages:
-            acc += weights * (n / total)
-        self.weights = acc
-        self.round += 1
-
-    def is_stopped(self) -> bool:
-        return self.round >= self.rounds
+        super().__init__(
+            num_clients=num_clients, per_round=per_round, rounds=rounds, seed=seed
+        )
+        self.params = torch.zeros(FEATURES, dtype=torch.float64)
 
     def state_dict(self) -> dict[str, Any]:
         return {
             "round": self.round,
-            "weights": self.weights.clone(),
+            "params": self.params.clone(),
             "rng": self._rng.getstate(),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.round = state["round"]
-        self.weights = state["weights"].clone()
+        self.params = state["params"].clone()
         version, internal, gauss = state["rng"]
         self._rng.setstate((version, tuple(internal), gauss))
 

@@ -83,7 +83,7 @@ def test_disk_store_is_bitwise_equal_to_memory(kind: str, tmp_path: Path) -> Non
     reference, ref_sim = _run(6)
     executor = ThreadExecutor(2) if kind == "threads" else quick_processes(2)
     handler, sim = _run(6, executor, tmp_path / "clients.sqlite")
-    assert torch.equal(handler.weights, reference.weights)
+    assert torch.equal(handler.params, reference.params)
     assert _same_states(_visits(sim), _visits(ref_sim))
     assert len(sim._runner.states) == len(ref_sim._runner.states)
 
@@ -114,7 +114,7 @@ def test_resume_from_the_disk_store_after_a_crash_is_bitwise(tmp_path: Path) -> 
     sim.load_state_dict(load_checkpoint(tmp_path / "ckpt"))
     assert max(v for _, v in _rows(path)) == 3
     sim.run_sync()
-    assert torch.equal(resumed.weights, reference.weights)
+    assert torch.equal(resumed.params, reference.params)
     assert _same_states(_visits(sim), _visits(ref_sim))
 
 
@@ -135,7 +135,7 @@ def test_the_previous_checkpoint_stays_resumable(tmp_path: Path) -> None:
     sim = _sim(resumed, path=path)
     sim.load_state_dict(second)
     sim.run_sync()
-    assert torch.equal(resumed.weights, reference.weights)
+    assert torch.equal(resumed.params, reference.params)
 
     sim = _sim(TinyHandler(12, 5, 6), path=path)
     with pytest.raises(ConfigurationError, match=r"not to round 1"):
@@ -256,4 +256,4 @@ def test_ten_thousand_clients_in_one_round_on_threads_and_processes() -> None:
     assert len(sim._runner.states) == 10_000
     on_processes, sim = _run(1, quick_processes(2), clients=20_000, per_round=10_000)
     assert len(sim._runner.states) == 10_000
-    assert torch.equal(on_threads.weights, on_processes.weights)
+    assert torch.equal(on_threads.params, on_processes.params)
