@@ -36,7 +36,6 @@ from blazefl.core import (
     process_tensors_in_object,
     serialize_model,
 )
-from blazefl.core._face import run_local_process
 from blazefl.models import build_model
 from blazefl.reproducibility import (
     RNGSuiteState,
@@ -44,6 +43,7 @@ from blazefl.reproducibility import (
     create_rng_suite,
 )
 from blazefl.sim._context import ClientContext
+from blazefl.sim._sync import run_local_process
 from blazefl.training import evaluate
 
 __all__ = [

@@ -7,7 +7,7 @@ from typing import Any, Generic, TypeVar
 
 import anyio
 
-from blazefl.core._face import PoolTrainer, run_local_process
+from blazefl.sim._sync import PoolTrainer, run_local_process
 
 __all__ = ["ProcessPoolClientTrainer"]
 

@@ -6,7 +6,7 @@ import threading
 from abc import abstractmethod
 from typing import Generic, TypeVar
 
-from blazefl.core._face import PoolTrainer, run_local_process
+from blazefl.sim._sync import PoolTrainer, run_local_process
 
 __all__ = ["ThreadPoolClientTrainer"]
 

@@ -27,12 +27,13 @@ from blazefl.sim._events import (
     RoundResult,
     RoundStarted,
 )
-from blazefl.sim._executor import Executor, RoundSession, gil_enabled
+from blazefl.sim._executors._base import Executor, RoundSession, gil_enabled
+from blazefl.sim._executors._inline import InlineExecutor
+from blazefl.sim._executors._processes import ProcessExecutor
+from blazefl.sim._executors._ray import RayExecutor
+from blazefl.sim._executors._threads import ThreadExecutor
 from blazefl.sim._jobs import ClientFailure
-from blazefl.sim._local import InlineExecutor, ThreadExecutor
 from blazefl.sim._logging import configure_logging
-from blazefl.sim._process import ProcessExecutor
-from blazefl.sim._ray import RayExecutor
 from blazefl.sim._simulation import Simulation
 
 __all__ = [

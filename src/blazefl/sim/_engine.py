@@ -18,11 +18,11 @@ import torch
 from blazefl._exceptions import ConfigurationError
 from blazefl._tree import iter_tensors
 from blazefl._validate import check_number
+from blazefl.sim._adapters import Adapter, metrics_of
 from blazefl.sim._buffer import ResultBuffer
-from blazefl.sim._executor import Executor, RoundSession
+from blazefl.sim._executors._base import Executor, RoundSession
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, error_info
 from blazefl.sim._states import ClientStateStore
-from blazefl.sim._work import Adapter, metrics_of
 
 __all__ = ["RoundRunner", "check_cids"]
 

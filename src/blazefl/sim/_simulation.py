@@ -30,6 +30,7 @@ from blazefl._exceptions import (
     SimulationFinishedError,
 )
 from blazefl._validate import check_number
+from blazefl.sim._adapters import adapt
 from blazefl.sim._context import ClientState
 from blazefl.sim._engine import RoundRunner, check_cids
 from blazefl.sim._events import (
@@ -45,13 +46,13 @@ from blazefl.sim._events import (
     RoundStarted,
     aggregate_metrics,
 )
-from blazefl.sim._executor import Executor, gil_enabled
+from blazefl.sim._executors._base import Executor, gil_enabled
+from blazefl.sim._executors._inline import InlineExecutor
+from blazefl.sim._executors._processes import ProcessExecutor
+from blazefl.sim._executors._threads import ThreadExecutor
 from blazefl.sim._jobs import JobOutcome
-from blazefl.sim._local import InlineExecutor, ThreadExecutor
 from blazefl.sim._logging import get_logger, replay
-from blazefl.sim._process import ProcessExecutor
 from blazefl.sim._states import make_store
-from blazefl.sim._work import adapt
 
 __all__ = ["Simulation"]
 

@@ -28,8 +28,8 @@ import torch
 
 from blazefl.reproducibility import set_torch_threads
 from blazefl.sim._context import StopFlag
+from blazefl.sim._executors._result_buffers import pack_result
 from blazefl.sim._jobs import ClientJob, error_info, execute_job
-from blazefl.sim._slots import pack_result
 
 __all__ = ["worker_main"]
 

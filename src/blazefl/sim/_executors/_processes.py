@@ -9,7 +9,7 @@ whole run, and a dead worker is replaced by a new one.
 
 Per round, the payload's tensors are moved to shared memory once and each
 worker maps them once (only handles are pickled). Results come back through
-one pre-allocated shared result buffer per worker (see `_slots`).
+one pre-allocated shared result buffer per worker (see `_result_buffers`).
 """
 
 from __future__ import annotations
@@ -30,10 +30,14 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from blazefl._exceptions import ConfigurationError
 from blazefl._validate import check_number
 from blazefl.core._tensors import process_tensors_in_object
-from blazefl.sim._executor import Executor, RoundSession
+from blazefl.sim._executors._base import Executor, RoundSession
+from blazefl.sim._executors._process_worker import torch_settings, worker_main
+from blazefl.sim._executors._result_buffers import (
+    allocate_slot,
+    tensor_bytes,
+    unpack_result,
+)
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
-from blazefl.sim._process_worker import torch_settings, worker_main
-from blazefl.sim._slots import allocate_slot, tensor_bytes, unpack_result
 
 __all__ = ["ProcessExecutor"]
 
@@ -49,7 +53,7 @@ class _Worker:
     ready: bool = False
     pid: int | None = None
     payload_round: int | None = None
-    #: the shared buffer this worker writes results into (see `_slots`)
+    #: the shared buffer this worker writes results into (see `_result_buffers`)
     buffer: torch.Tensor | None = None
 
     @property

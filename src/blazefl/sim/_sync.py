@@ -72,9 +72,9 @@ def run_local_process(
     keep_executor: bool,
 ) -> list[Any]:
     """Run one round of ``cid_list`` through the engine; results in list order."""
+    from blazefl.sim._adapters import adapt
     from blazefl.sim._engine import RoundRunner, check_cids
     from blazefl.sim._states import MemoryStateStore
-    from blazefl.sim._work import adapt
 
     cids = check_cids(cid_list)
     runner: RoundRunner | None = getattr(trainer, "_blazefl_runner", None)

@@ -1,4 +1,4 @@
-"""Executors that run clients inside this process: inline and threads."""
+"""The thread executor: clients on worker threads of this process."""
 
 from __future__ import annotations
 
@@ -9,65 +9,17 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
-import anyio.lowlevel
+import anyio.to_thread
 
-from blazefl.sim._executor import Executor, RoundSession
+from blazefl.sim._executors._base import Executor, RoundSession
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, execute_job
 
-__all__ = ["InlineExecutor", "ThreadExecutor"]
+__all__ = ["ThreadExecutor"]
 
 # How long a cancelled thread client gets to notice its stop flag before the
 # executor stops waiting for it (the thread then finishes on its own; its
 # result is discarded and its worker cache is never reused).
 _STOP_GRACE_SECONDS = 5.0
-
-
-class InlineExecutor(Executor):
-    """Runs clients one after another on the event loop's own thread.
-
-    For debugging: breakpoints, profilers and tracebacks see plain sequential
-    code. It blocks the event loop while a client trains, and a timeout or
-    cancellation takes effect only between clients. Use `ThreadExecutor` in
-    anything that must stay responsive.
-    """
-
-    kind = "inline"
-
-    def __init__(self, *, torch_threads: int = 1) -> None:
-        super().__init__(1, torch_threads=torch_threads)
-        self._cache: dict[str, Any] = {}
-
-    async def _start(self, work: JobWork) -> None:
-        pass
-
-    async def _close(self) -> None:
-        self._cache.clear()
-
-    @asynccontextmanager
-    async def _round(
-        self, work: JobWork, index: int, payload: Any
-    ) -> AsyncIterator[RoundSession]:
-        yield _InlineSession(work, payload, self._cache)
-
-
-class _InlineSession(RoundSession):
-    def __init__(self, work: JobWork, payload: Any, cache: dict[str, Any]) -> None:
-        self._work = work
-        self._payload = payload
-        self._cache = cache
-        self._lock = anyio.Lock()
-
-    async def run(self, job: ClientJob) -> JobOutcome:
-        async with self._lock:
-            await anyio.lowlevel.checkpoint()
-            return execute_job(
-                self._work,
-                job,
-                self._payload,
-                stop_event=threading.Event(),
-                cache=self._cache,
-                worker="inline",
-            )
 
 
 class ThreadExecutor(Executor):

@@ -38,14 +38,18 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from blazefl._exceptions import ConfigurationError, MissingDependencyError
 from blazefl._validate import check_int, check_number
 from blazefl.reproducibility import set_torch_threads
-from blazefl.sim._executor import Executor, RoundSession
-from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork, execute_job
-from blazefl.sim._process_worker import (
+from blazefl.sim._adapters import (
+    ProcessTrainerWork,
+    SerialTrainerWork,
+    ThreadTrainerWork,
+)
+from blazefl.sim._executors._base import Executor, RoundSession
+from blazefl.sim._executors._process_worker import (
     _apply_torch_settings,
     _capturing_logger,
     torch_settings,
 )
-from blazefl.sim._work import ProcessTrainerWork, SerialTrainerWork, ThreadTrainerWork
+from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork, execute_job
 
 __all__ = ["RayExecutor"]
 

@@ -1,0 +1,64 @@
+"""The inline executor: clients one after another on the event loop's thread."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+
+from blazefl.sim._executors._base import Executor, RoundSession
+from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, execute_job
+
+__all__ = ["InlineExecutor"]
+
+
+class InlineExecutor(Executor):
+    """Runs clients one after another on the event loop's own thread.
+
+    For debugging: breakpoints, profilers and tracebacks see plain sequential
+    code. It blocks the event loop while a client trains, and a timeout or
+    cancellation takes effect only between clients. Use `ThreadExecutor` in
+    anything that must stay responsive.
+    """
+
+    kind = "inline"
+
+    def __init__(self, *, torch_threads: int = 1) -> None:
+        super().__init__(1, torch_threads=torch_threads)
+        self._cache: dict[str, Any] = {}
+
+    async def _start(self, work: JobWork) -> None:
+        pass
+
+    async def _close(self) -> None:
+        self._cache.clear()
+
+    @asynccontextmanager
+    async def _round(
+        self, work: JobWork, index: int, payload: Any
+    ) -> AsyncIterator[RoundSession]:
+        yield _InlineSession(work, payload, self._cache)
+
+
+class _InlineSession(RoundSession):
+    def __init__(self, work: JobWork, payload: Any, cache: dict[str, Any]) -> None:
+        self._work = work
+        self._payload = payload
+        self._cache = cache
+        self._lock = anyio.Lock()
+
+    async def run(self, job: ClientJob) -> JobOutcome:
+        async with self._lock:
+            await anyio.lowlevel.checkpoint()
+            return execute_job(
+                self._work,
+                job,
+                self._payload,
+                stop_event=threading.Event(),
+                cache=self._cache,
+                worker="inline",
+            )
