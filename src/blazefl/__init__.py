@@ -16,8 +16,10 @@ from blazefl._exceptions import (
     ConfigurationError,
     ExecutorClosedError,
     MissingDependencyError,
+    NonFiniteUpdateError,
     RoundFailedError,
     SimulationFinishedError,
+    UpdateRejectedError,
     WorkerDiedError,
 )
 
@@ -31,7 +33,9 @@ __all__ = [
     "ConfigurationError",
     "ExecutorClosedError",
     "MissingDependencyError",
+    "NonFiniteUpdateError",
     "RoundFailedError",
     "SimulationFinishedError",
+    "UpdateRejectedError",
     "WorkerDiedError",
 ]

@@ -5,16 +5,21 @@ The tree::
     BlazeFLError                 root: catch this to catch everything below
     ├── ConfigurationError       a bad argument or setting (also a ValueError)
     ├── MissingDependencyError   an optional extra is missing (also an ImportError)
-    ├── ClientError              one client's work failed
+    ├── ClientError              one client's work failed (the work raised)
     │   ├── ClientTimeoutError   a client ran past its per-client timeout
-    │   └── WorkerDiedError      the process running a client exited unexpectedly
+    │   ├── WorkerDiedError      the process running a client exited unexpectedly
+    │   └── UpdateRejectedError  the coordinator refused a client's update
+    │       └── NonFiniteUpdateError  the update holds NaN or infinite values
     ├── RoundFailedError         a round's failures exceed its failure policy
     ├── ExecutorClosedError      work was submitted to an executor not running
     └── SimulationFinishedError  a round was asked for after the handler stopped
 
 Failures of client work are *data*: the coordinator records them as failed slots
 (`blazefl.sim.ClientFailure`) and only raises `RoundFailedError` when the
-round's failure policy says the round cannot be aggregated.
+round's failure policy says the round cannot be aggregated. A recorded failure
+still has its type: ``failure.exception()`` rebuilds the `ClientError` subclass
+it stands for, so ``isinstance(f.exception(), ClientTimeoutError)`` (or a
+``match`` on it) tells a timeout from a dead worker from a client's own error.
 """
 
 from __future__ import annotations
@@ -26,8 +31,10 @@ __all__ = [
     "ConfigurationError",
     "ExecutorClosedError",
     "MissingDependencyError",
+    "NonFiniteUpdateError",
     "RoundFailedError",
     "SimulationFinishedError",
+    "UpdateRejectedError",
     "WorkerDiedError",
 ]
 
@@ -52,7 +59,16 @@ class MissingDependencyError(BlazeFLError, ImportError):
 
 
 class ClientError(BlazeFLError):
-    """Raised (or recorded) when one client's work did not produce a result."""
+    """Recorded when one client's work did not produce a usable result.
+
+    As the type of ``ClientFailure.exception()`` itself, it stands for an
+    exception the client's own work raised; ``type_name`` then names that
+    exception's class (which may not be importable in this process).
+    """
+
+    def __init__(self, message: str, *, type_name: str = "") -> None:
+        super().__init__(message)
+        self.type_name = type_name or type(self).__name__
 
 
 class ClientTimeoutError(ClientError):
@@ -61,6 +77,16 @@ class ClientTimeoutError(ClientError):
 
 class WorkerDiedError(ClientError):
     """Recorded when the worker process running a client exited unexpectedly."""
+
+
+class UpdateRejectedError(ClientError):
+    """Recorded when the coordinator refuses a client's update before
+    aggregation: the handler's ``check_uplink`` raised, or the update could not
+    be checked at all."""
+
+
+class NonFiniteUpdateError(UpdateRejectedError):
+    """Recorded when a client's update holds NaN or infinite values."""
 
 
 class RoundFailedError(BlazeFLError):

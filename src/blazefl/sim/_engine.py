@@ -15,13 +15,17 @@ from typing import Any
 import anyio
 import torch
 
-from blazefl._exceptions import ConfigurationError
+from blazefl._exceptions import (
+    ClientTimeoutError,
+    ConfigurationError,
+    NonFiniteUpdateError,
+)
 from blazefl._tree import iter_tensors
 from blazefl._validate import check_number
 from blazefl.sim._adapters import Adapter, metrics_of
 from blazefl.sim._buffer import ResultBuffer
 from blazefl.sim._executors._base import Executor, RoundSession
-from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, error_info
+from blazefl.sim._jobs import ClientJob, JobOutcome, error_info, recorded
 from blazefl.sim._states import ClientStateStore
 
 __all__ = ["RoundRunner", "check_cids"]
@@ -188,9 +192,8 @@ class RoundRunner:
                 cid=job.cid,
                 worker="",
                 seconds=time.perf_counter() - start,
-                error=ClientFailure(
-                    "timeout",
-                    "ClientTimeoutError",
+                error=recorded(
+                    ClientTimeoutError,
                     f"client {job.cid} ran past its {self.client_timeout}s timeout "
                     "and was stopped",
                 ),
@@ -215,9 +218,8 @@ class RoundRunner:
                 # A diverged client must not poison the global model: reject
                 # its update like any other failure (the policy decides).
                 outcome.result, outcome.state = None, None
-                outcome.error = ClientFailure(
-                    "error",
-                    "NonFiniteUpdateError",
+                outcome.error = recorded(
+                    NonFiniteUpdateError,
                     f"client {job.cid} sent an update with NaN or infinite values "
                     f"in {bad}",
                 )

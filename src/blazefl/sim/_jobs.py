@@ -17,12 +17,37 @@ from typing import Any, Literal, Protocol
 import structlog
 import structlog.contextvars
 
+from blazefl._exceptions import (
+    ClientError,
+    ClientTimeoutError,
+    NonFiniteUpdateError,
+    UpdateRejectedError,
+    WorkerDiedError,
+)
 from blazefl.reproducibility import RNGSuite
 from blazefl.sim._context import ClientContext, ClientState, StopFlag
 
-__all__ = ["ClientJob", "ClientFailure", "JobOutcome", "JobWork", "execute_job"]
+__all__ = [
+    "ClientFailure",
+    "ClientJob",
+    "JobOutcome",
+    "JobWork",
+    "error_info",
+    "execute_job",
+    "recorded",
+]
 
-FailureKind = Literal["error", "timeout", "worker_died", "cancelled"]
+FailureKind = Literal["error", "timeout", "worker_died", "rejected"]
+
+# The failures the framework itself records, by class name: a ClientFailure
+# crosses processes as plain text, and `exception()` turns it back into these.
+_KINDS: tuple[tuple[type[ClientError], FailureKind], ...] = (
+    (ClientTimeoutError, "timeout"),
+    (WorkerDiedError, "worker_died"),
+    (UpdateRejectedError, "rejected"),
+    (NonFiniteUpdateError, "rejected"),
+)
+_FRAMEWORK_ERRORS = {cls.__name__: (cls, kind) for cls, kind in _KINDS}
 
 
 class JobWork(Protocol):
@@ -49,7 +74,9 @@ class ClientFailure:
     """Why one client produced no result, in a form that crosses processes.
 
     ``kind`` is "error" (the work raised), "timeout" (it ran past its
-    per-client timeout) or "worker_died" (its worker process exited).
+    per-client timeout), "worker_died" (its worker process exited) or
+    "rejected" (the coordinator refused its update). ``type`` is the class
+    name of the exception; `exception` rebuilds a catchable `ClientError`.
     """
 
     kind: FailureKind
@@ -59,6 +86,19 @@ class ClientFailure:
 
     def __str__(self) -> str:
         return f"{self.type}: {self.message}"
+
+    def exception(self) -> ClientError:
+        """The failure as an exception to raise, catch or ``match`` on.
+
+        Framework failures come back as their own class (`ClientTimeoutError`,
+        `WorkerDiedError`, `NonFiniteUpdateError`, `UpdateRejectedError`); an
+        exception the client's work raised comes back as a `ClientError` whose
+        ``type_name`` names the original class.
+        """
+        known = _FRAMEWORK_ERRORS.get(self.type)
+        if known is not None:
+            return known[0](self.message)
+        return ClientError(f"{self.type}: {self.message}", type_name=self.type)
 
 
 @dataclass(slots=True)
@@ -80,13 +120,27 @@ class JobOutcome:
         return self.error is None
 
 
-def error_info(exc: BaseException, kind: FailureKind = "error") -> ClientFailure:
-    """Capture an exception as plain text (type, message, formatted traceback)."""
+def error_info(exc: BaseException) -> ClientFailure:
+    """Capture an exception as plain text (type, message, formatted traceback).
+
+    The kind follows from the type: the framework's own `ClientError`
+    subclasses keep theirs, anything else the work raised is an "error".
+    """
+    known = _FRAMEWORK_ERRORS.get(type(exc).__name__)
     return ClientFailure(
-        kind=kind,
+        kind=known[1] if known is not None and isinstance(exc, known[0]) else "error",
         type=type(exc).__qualname__,
         message=str(exc),
         traceback="".join(traceback.format_exception(exc)),
+    )
+
+
+def recorded(cls: type[ClientError], message: str, detail: str = "") -> ClientFailure:
+    """A failure the framework records itself (a timeout, a dead worker, a
+    refused update): the kind follows from ``cls``; ``detail`` stands where a
+    traceback would."""
+    return ClientFailure(
+        _FRAMEWORK_ERRORS[cls.__name__][1], cls.__name__, message, detail
     )
 
 

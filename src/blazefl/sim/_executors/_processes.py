@@ -27,7 +27,7 @@ import anyio
 import torch
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from blazefl._exceptions import ConfigurationError
+from blazefl._exceptions import ConfigurationError, WorkerDiedError
 from blazefl._validate import check_number
 from blazefl.core._tensors import process_tensors_in_object
 from blazefl.sim._executors._base import Executor, RoundSession
@@ -37,7 +37,13 @@ from blazefl.sim._executors._result_buffers import (
     tensor_bytes,
     unpack_result,
 )
-from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
+from blazefl.sim._jobs import (
+    ClientFailure,
+    ClientJob,
+    JobOutcome,
+    JobWork,
+    recorded,
+)
 
 __all__ = ["ProcessExecutor"]
 
@@ -257,9 +263,8 @@ class _ProcessSession(RoundSession):
                 cid=job.cid,
                 worker=worker.label,
                 seconds=0.0,
-                error=ClientFailure(
-                    "worker_died",
-                    "WorkerDiedError",
+                error=recorded(
+                    WorkerDiedError,
                     f"worker process {worker.label} (pid {worker.pid}) exited with "
                     f"code {code} while running client {job.cid}",
                 ),

@@ -35,7 +35,11 @@ import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from blazefl._exceptions import ConfigurationError, MissingDependencyError
+from blazefl._exceptions import (
+    ConfigurationError,
+    MissingDependencyError,
+    WorkerDiedError,
+)
 from blazefl._validate import check_int, check_number
 from blazefl.reproducibility import set_torch_threads
 from blazefl.sim._adapters import (
@@ -49,7 +53,14 @@ from blazefl.sim._executors._process_worker import (
     _capturing_logger,
     torch_settings,
 )
-from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork, execute_job
+from blazefl.sim._jobs import (
+    ClientFailure,
+    ClientJob,
+    JobOutcome,
+    JobWork,
+    execute_job,
+    recorded,
+)
 
 __all__ = ["RayExecutor"]
 
@@ -473,9 +484,8 @@ def _worker_died(
     job: ClientJob, dead: _Actor, attempt: int, exc: BaseException
 ) -> ClientFailure:
     tries = f" (attempt {attempt + 1})" if attempt else ""
-    return ClientFailure(
-        "worker_died",
-        "WorkerDiedError",
+    return recorded(
+        WorkerDiedError,
         f"Ray actor ray-{dead.index} died while running client {job.cid}{tries}: "
         f"{type(exc).__name__}",
         str(exc),
