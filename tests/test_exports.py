@@ -12,6 +12,7 @@ PUBLIC_MODULES = [
     "blazefl.core",
     "blazefl.reproducibility",
     "blazefl.sim",
+    "blazefl.sim.abc",
     "blazefl.contrib",
     "blazefl.data",
     "blazefl.models",
@@ -86,3 +87,32 @@ def test_blazefl_api_name_present(module_name: str, name: str) -> None:
     module = importlib.import_module(module_name)
     assert name in module.__all__
     assert getattr(module, name) is not None
+
+
+@pytest.mark.parametrize("module_name", PUBLIC_MODULES)
+def test_exported_names_show_a_public_module(module_name: str) -> None:
+    """Exported classes and functions carry a public module path, not a private one."""
+    module = importlib.import_module(module_name)
+    for name in module.__all__:
+        value = getattr(module, name)
+        if not (inspect.isclass(value) or inspect.isfunction(value)):
+            continue
+        path = value.__module__
+        if not path.startswith("blazefl"):
+            continue
+        assert not any(p.startswith("_") for p in path.split(".")), (
+            f"{module_name}.{name} shows {path}"
+        )
+        assert getattr(importlib.import_module(path), value.__name__) is value
+
+
+def test_published_classes_still_pickle_by_reference() -> None:
+    """A published class pickles under its public path and comes back as itself."""
+    import pickle
+
+    from blazefl.sim import ClientFailure
+    from blazefl.sim.abc import ClientJob
+
+    failure = ClientFailure("error", "ValueError", "boom")
+    assert pickle.loads(pickle.dumps(failure)) == failure
+    assert b"blazefl.sim.abc" in pickle.dumps(ClientJob)

@@ -9,6 +9,7 @@ Public entry points live in the subpackages:
 - `blazefl.data`: built-in data sets and partitioners.
 """
 
+from blazefl import _exports
 from blazefl._exceptions import (
     BlazeFLError,
     ClientError,
@@ -39,3 +40,5 @@ __all__ = [
     "UpdateRejectedError",
     "WorkerDiedError",
 ]
+
+_exports.publish(globals())

@@ -21,7 +21,7 @@ from blazefl.sim import (
     ThreadExecutor,
 )
 from blazefl.sim._buffer import ResultBuffer
-from blazefl.sim._events import aggregate_metrics
+from blazefl.sim._results import aggregate_metrics
 
 # -- ResultBuffer ----------------------------------------------------------
 

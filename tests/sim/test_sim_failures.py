@@ -18,7 +18,7 @@ from blazefl.sim import (
     Simulation,
     ThreadExecutor,
 )
-from blazefl.sim._events import aggregate_metrics
+from blazefl.sim._results import aggregate_metrics
 
 pytestmark = pytest.mark.anyio
 

@@ -9,6 +9,7 @@ and `FederatedClient` (native client work)::
     Simulation(server, client, executor=ThreadExecutor(2), seed=0).run_sync()
 """
 
+from blazefl import _exports
 from blazefl.algorithms._base import (
     Algorithm,
     Broadcast,
@@ -47,3 +48,5 @@ __all__ = [
     "Scaffold",
     "weighted_average",
 ]
+
+_exports.publish(globals())

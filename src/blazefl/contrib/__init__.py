@@ -4,6 +4,7 @@ The progress bars of the contrib trainers use tqdm (the ``contrib`` extra:
 ``pip install 'blazefl[contrib]'``); without it they run without bars.
 """
 
+from blazefl import _exports
 from blazefl.contrib.fedavg import (
     FedAvgBaseClientTrainer,
     FedAvgBaseServerHandler,
@@ -29,3 +30,5 @@ __all__ = [
     "FedAvgThreadPoolClientTrainer",
     "FedAvgUplinkPackage",
 ]
+
+_exports.publish(globals())

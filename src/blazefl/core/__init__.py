@@ -6,6 +6,7 @@ trainers' ``local_process`` is a thin face over the coordinator in
 to them too.
 """
 
+from blazefl import _exports
 from blazefl.core._dataset import FilteredDataset
 from blazefl.core._process_trainer import ProcessPoolClientTrainer
 from blazefl.core._protocols import (
@@ -37,3 +38,5 @@ __all__ = [
     "reconstruct_from_shared_memory",
     "serialize_model",
 ]
+
+_exports.publish(globals())

@@ -1,5 +1,6 @@
 """Built-in federated data sets that satisfy `blazefl.core.PartitionedDataset`."""
 
+from blazefl import _exports
 from blazefl.data._cifar_like import SyntheticCIFAR10
 from blazefl.data._digits import load_digits_dataset
 from blazefl.data._files import FileImageDataset, ImageSplits, load_cifar10, load_mnist
@@ -38,3 +39,5 @@ __all__ = [
     "load_mnist",
     "load_digits_dataset",
 ]
+
+_exports.publish(globals())

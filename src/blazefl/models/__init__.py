@@ -1,5 +1,6 @@
 """Reference models and a `ModelSelector` that builds them by name."""
 
+from blazefl import _exports
 from blazefl.models._build import build_model
 from blazefl.models._cifar import CifarCNN, ResNet18
 from blazefl.models._zoo import CNN, MLP, MODEL_NAMES, ModelZoo
@@ -13,3 +14,5 @@ __all__ = [
     "ResNet18",
     "build_model",
 ]
+
+_exports.publish(globals())

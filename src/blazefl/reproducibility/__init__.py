@@ -6,6 +6,7 @@ streams that do not collide across runs), `RNGSuiteState` (JSON-ready suite
 state for checkpoints) and `set_torch_threads` / `torch_threads`.
 """
 
+from blazefl import _exports
 from blazefl.reproducibility._global import (
     RandomStateSnapshot,
     seed_everything,
@@ -35,3 +36,5 @@ __all__ = [
     "set_torch_threads",
     "torch_threads",
 ]
+
+_exports.publish(globals())

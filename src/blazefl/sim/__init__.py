@@ -8,8 +8,12 @@
 
 ``work(ctx, payload) -> uplink`` is one client's local work; ``ctx`` is a
 `ClientContext`. BlazeFL client trainers are accepted in its place.
+``handler`` is any `ServerHandler`. To write an executor of your own, see
+`blazefl.sim.abc`.
 """
 
+from blazefl import _exports
+from blazefl.sim import abc as abc
 from blazefl.sim._checkpoint import (
     CHECKPOINT_FORMAT,
     load_checkpoint,
@@ -19,12 +23,10 @@ from blazefl.sim._context import ClientContext, ClientState, ClientWork, StopFla
 from blazefl.sim._events import (
     ClientFailed,
     ClientFinished,
-    ClientReport,
     Event,
     EventStream,
     RoundAborted,
     RoundFinished,
-    RoundResult,
     RoundStarted,
 )
 from blazefl.sim._executors._base import Executor, RoundSession, gil_enabled
@@ -32,12 +34,15 @@ from blazefl.sim._executors._inline import InlineExecutor
 from blazefl.sim._executors._processes import ProcessExecutor
 from blazefl.sim._executors._ray import RayExecutor
 from blazefl.sim._executors._threads import ThreadExecutor
+from blazefl.sim._handler import ServerHandler
 from blazefl.sim._jobs import ClientFailure
 from blazefl.sim._logging import configure_logging
+from blazefl.sim._results import ClientReport, RoundResult
 from blazefl.sim._simulation import Simulation
 
 __all__ = [
     "Simulation",
+    "ServerHandler",
     # executors
     "Executor",
     "InlineExecutor",
@@ -69,3 +74,5 @@ __all__ = [
     "configure_logging",
     "gil_enabled",
 ]
+
+_exports.publish(globals())

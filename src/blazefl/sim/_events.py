@@ -1,4 +1,4 @@
-"""Typed progress events, round results, and the hub that fans events out.
+"""Typed progress events and the hub that fans them out.
 
 Every event is published once by the coordinator: it goes to each open
 `EventStream` *and* to the structlog logger under the same name with the same
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, ClassVar
@@ -17,19 +17,14 @@ from typing import Any, ClassVar
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from blazefl.sim._jobs import ClientFailure
-
 __all__ = [
     "ClientFailed",
     "ClientFinished",
-    "ClientReport",
     "Event",
     "EventStream",
     "RoundAborted",
     "RoundFinished",
-    "RoundResult",
     "RoundStarted",
-    "aggregate_metrics",
 ]
 
 
@@ -116,66 +111,6 @@ class RoundAborted(_EventBase):
 Event = RoundStarted | ClientFinished | ClientFailed | RoundFinished | RoundAborted
 
 
-@dataclass(frozen=True, slots=True)
-class ClientReport:
-    """What happened to one sampled client in a round."""
-
-    slot: int
-    cid: int
-    worker: str
-    seconds: float
-    metrics: Mapping[str, float]
-    failure: ClientFailure | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.failure is None
-
-
-@dataclass(frozen=True, slots=True)
-class RoundResult:
-    """What `Simulation.run_round` returns: one committed round.
-
-    ``clients`` is in slot order (``clients[i].cid == cids[i]``); ``metrics``
-    aggregates the surviving clients' metrics; ``summary`` is the handler's
-    ``get_summary()`` after aggregation, when it has one.
-    """
-
-    round: int
-    cids: tuple[int, ...]
-    clients: tuple[ClientReport, ...]
-    seconds: float
-    metrics: Mapping[str, float]
-    summary: Mapping[str, Any]
-
-    @property
-    def failures(self) -> tuple[ClientReport, ...]:
-        return tuple(c for c in self.clients if not c.ok)
-
-
-def aggregate_metrics(reports: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Mean of each metric over the clients that reported it.
-
-    Weighted by ``num_samples`` when every such client reports it (so a loss
-    averages like it would over the pooled data). Exact summation keeps the
-    result independent of completion order.
-    """
-    reports = [{k: v for k, v in r.items() if _is_number(v)} for r in reports]
-    keys = sorted({k for r in reports for k in r if k != "num_samples"})
-    out: dict[str, float] = {}
-    for key in keys:
-        rows = [r for r in reports if key in r]
-        if all("num_samples" in r for r in rows):
-            total = math.fsum(r["num_samples"] for r in rows)
-            if total > 0:
-                out[key] = math.fsum(r[key] * r["num_samples"] for r in rows) / total
-                continue
-        out[key] = math.fsum(r[key] for r in rows) / len(rows)
-    if reports and all("num_samples" in r for r in reports):
-        out["num_samples"] = math.fsum(r["num_samples"] for r in reports)
-    return out
-
-
 def _jsonable(value: Any) -> Any:
     if isinstance(value, Mapping):
         return {str(k): _jsonable(v) for k, v in value.items()}
@@ -186,10 +121,6 @@ def _jsonable(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return repr(value)
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 class EventStream:

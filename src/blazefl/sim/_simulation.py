@@ -11,6 +11,7 @@ timed-out or failed round leaves the simulation exactly as it was, and the next
 
 from __future__ import annotations
 
+import functools
 import os
 import sysconfig
 import time
@@ -36,22 +37,21 @@ from blazefl.sim._engine import RoundRunner, check_cids
 from blazefl.sim._events import (
     ClientFailed,
     ClientFinished,
-    ClientReport,
     Event,
     EventHub,
     EventStream,
     RoundAborted,
     RoundFinished,
-    RoundResult,
     RoundStarted,
-    aggregate_metrics,
 )
 from blazefl.sim._executors._base import Executor, gil_enabled
 from blazefl.sim._executors._inline import InlineExecutor
 from blazefl.sim._executors._processes import ProcessExecutor
 from blazefl.sim._executors._threads import ThreadExecutor
+from blazefl.sim._handler import BoundHandler, ServerHandler
 from blazefl.sim._jobs import JobOutcome
 from blazefl.sim._logging import get_logger, replay
+from blazefl.sim._results import ClientReport, RoundResult, aggregate_metrics
 from blazefl.sim._states import make_store
 
 __all__ = ["Simulation"]
@@ -78,18 +78,6 @@ def _default_executor(trainer: Any) -> Executor:
         if callable(getattr(trainer, "worker", None)):
             return ThreadExecutor(parallels)
     return InlineExecutor()
-
-
-def _uplink_check(handler: Any) -> Any:
-    """The handler's optional ``check_uplink(package)``, run on every update.
-
-    Not part of the BlazeFL protocol: a handler that has it gets each client's
-    uplink checked in the coordinator (e.g. tensor shapes and dtypes against
-    the global model) before the round is aggregated; whatever it raises turns
-    that client into a failed slot, and the failure policy decides the round.
-    """
-    check = getattr(handler, "check_uplink", None)
-    return check if callable(check) else None
 
 
 class Simulation(Generic[UplinkT, DownlinkT]):
@@ -124,7 +112,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
 
     def __init__(
         self,
-        handler: Any,
+        handler: ServerHandler[UplinkT, DownlinkT],
         trainer: Any,
         *,
         executor: Executor | None = None,
@@ -136,24 +124,17 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         min_clients: int = 1,
         client_state_path: str | os.PathLike[str] | None = None,
     ) -> None:
-        for name in ("sample_clients", "downlink_package", "load", "is_stopped"):
-            if not callable(getattr(handler, name, None)):
-                raise ConfigurationError(
-                    f"handler {handler!r} has no {name}() method; expected a "
-                    "BlazeFL server handler"
-                )
+        bound = BoundHandler.of(handler)
         if on_client_failure not in _POLICIES:
             raise ConfigurationError(
                 f"on_client_failure must be one of {_POLICIES}, got "
                 f"{on_client_failure!r}"
             )
-        if on_client_failure == "drop" and not callable(
-            getattr(handler, "load_round", None)
-        ):
+        if on_client_failure == "drop" and bound.load_round is None:
             raise ConfigurationError(
                 "on_client_failure='drop' needs a handler with load_round(packages) "
                 "to aggregate a round with fewer clients than sampled; "
-                f"{type(handler).__name__} has none"
+                f"{bound.name} has none"
             )
         if (
             isinstance(min_clients, bool)
@@ -179,6 +160,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 f"ThreadExecutor, ProcessExecutor), got {executor!r}"
             )
         self.handler = handler
+        self._handler = bound
         self.trainer = trainer
         self.executor = executor if executor is not None else _default_executor(trainer)
         self._runner = RoundRunner(
@@ -186,7 +168,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             self.executor,
             make_store(seed, client_state_path),
             client_timeout=client_timeout,
-            check_uplink=_uplink_check(handler),
+            check_uplink=bound.check_uplink,
         )
         self._round_timeout = round_timeout
         self._policy = on_client_failure
@@ -268,10 +250,10 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         """
         if self._lock is not None and self._lock.locked():
             raise ConfigurationError("state_dict() was called while a round runs")
-        handler_state = getattr(self.handler, "state_dict", None)
-        if not callable(handler_state):
+        handler_state = self._handler.state_dict
+        if handler_state is None:
             raise ConfigurationError(
-                f"{type(self.handler).__name__} has no state_dict(); checkpoints "
+                f"{self._handler.name} has no state_dict(); checkpoints "
                 "need the handler's state (FederatedServer has one)"
             )
         return {
@@ -289,11 +271,9 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 f"unsupported simulation state format {state.get('format')!r}; "
                 "this version of blazefl reads format 1"
             )
-        load_handler = getattr(self.handler, "load_state_dict", None)
-        if not callable(load_handler):
-            raise ConfigurationError(
-                f"{type(self.handler).__name__} has no load_state_dict()"
-            )
+        load_handler = self._handler.load_state_dict
+        if load_handler is None:
+            raise ConfigurationError(f"{self._handler.name} has no load_state_dict()")
         load_handler(state["handler"])
         self._runner.states.load_state_dict(state["clients"], int(state["round"]))
         self._round = int(state["round"])
@@ -402,7 +382,11 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             )
         with anyio.CancelScope(shield=True):
             summary = await anyio.to_thread.run_sync(
-                self._apply, [o.result for o in survivors], bool(failed)
+                functools.partial(
+                    self._handler.aggregate,
+                    [o.result for o in survivors],
+                    partial=bool(failed),
+                )
             )
             self._runner.commit(survivors, index + 1)
             self._pending = None
@@ -452,17 +436,6 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 f"{self._min_clients}"
             )
         return None
-
-    def _apply(self, packages: list[Any], partial: bool) -> dict[str, Any]:
-        """Feed the round's results to the handler in slot order (worker thread)."""
-        handler = self.handler
-        if partial:
-            handler.load_round(packages)
-        else:
-            for package in packages:
-                handler.load(package)
-        get_summary = getattr(handler, "get_summary", None)
-        return dict(get_summary()) if callable(get_summary) else {}
 
     # -- events ------------------------------------------------------------
 

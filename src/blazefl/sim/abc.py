@@ -1,0 +1,35 @@
+"""The extension points for writing an executor, as ``anyio.abc`` is for anyio.
+
+An executor decides *where* client work runs; the coordinator never asks which
+one it has. Subclass `Executor` (start and stop workers, open one
+`RoundSession` per round with that round's payload) and run each `ClientJob`
+on a worker through `execute_job`, the one job runner every built-in executor
+uses: it builds the client's `ClientContext`, captures errors as a
+`ClientFailure` and hands back a `JobOutcome` carrying the client's new state.
+`recorded` makes the failures an executor observes itself (a worker that
+died: `WorkerDiedError`). See ``docs/writing-an-executor.md``.
+"""
+
+from blazefl import _exports
+from blazefl.sim._executors._base import Executor, RoundSession
+from blazefl.sim._jobs import (
+    ClientJob,
+    JobOutcome,
+    JobWork,
+    error_info,
+    execute_job,
+    recorded,
+)
+
+__all__ = [
+    "ClientJob",
+    "Executor",
+    "JobOutcome",
+    "JobWork",
+    "RoundSession",
+    "error_info",
+    "execute_job",
+    "recorded",
+]
+
+_exports.publish(globals())
