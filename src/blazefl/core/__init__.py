@@ -7,22 +7,23 @@ to them too.
 """
 
 from blazefl import _exports
-from blazefl.core._dataset import FilteredDataset
-from blazefl.core._process_trainer import ProcessPoolClientTrainer
-from blazefl.core._protocols import (
+
+# Through BlazeFL 3.0's own module paths, so the names show those paths too.
+from blazefl.core.client_trainer import (
     BaseClientTrainer,
-    BaseServerHandler,
-    ModelSelector,
-    PartitionedDataset,
+    ProcessPoolClientTrainer,
+    ThreadPoolClientTrainer,
 )
-from blazefl.core._tensors import (
+from blazefl.core.model_selector import ModelSelector
+from blazefl.core.partitioned_dataset import FilteredDataset, PartitionedDataset
+from blazefl.core.server_handler import BaseServerHandler
+from blazefl.core.utils import (
     SHMHandle,
     deserialize_model,
     process_tensors_in_object,
     reconstruct_from_shared_memory,
     serialize_model,
 )
-from blazefl.core._thread_trainer import ThreadPoolClientTrainer
 
 __all__ = [
     "BaseClientTrainer",

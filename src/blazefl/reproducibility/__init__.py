@@ -7,20 +7,20 @@ state for checkpoints) and `set_torch_threads` / `torch_threads`.
 """
 
 from blazefl import _exports
-from blazefl.reproducibility._global import (
-    RandomStateSnapshot,
-    seed_everything,
-    set_torch_threads,
-    setup_reproducibility,
-    torch_threads,
-)
+from blazefl.reproducibility._global import set_torch_threads, torch_threads
 from blazefl.reproducibility._rng import (
-    RNGSuite,
     RNGSuiteState,
     create_client_rng_suite,
-    create_rng_suite,
     derive_seed,
 )
+
+# Through BlazeFL 3.0's own module paths, so the names show those paths too.
+from blazefl.reproducibility.generator import (
+    RNGSuite,
+    create_rng_suite,
+    setup_reproducibility,
+)
+from blazefl.reproducibility.snapshot import RandomStateSnapshot, seed_everything
 
 __all__ = [
     # per-client generators
