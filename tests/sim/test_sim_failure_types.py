@@ -89,3 +89,12 @@ async def test_a_timed_out_client_is_a_catchable_client_timeout_error(
     (failure,) = info.value.failures
     assert isinstance(failure, ClientFailure)
     assert isinstance(failure.exception(), ClientTimeoutError)
+
+
+def test_a_refusal_by_check_uplink_is_an_update_rejected_error() -> None:
+    """A check_uplink refusal keeps the handler's exception name in type_name."""
+    failure = ClientFailure("rejected", "ConfigurationError", "bad shape")
+    rebuilt = failure.exception()
+    assert type(rebuilt) is UpdateRejectedError
+    assert rebuilt.type_name == "ConfigurationError"
+    assert str(rebuilt) == "ConfigurationError: bad shape"

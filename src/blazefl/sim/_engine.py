@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -213,7 +214,7 @@ class RoundRunner:
                     self.check_uplink(outcome.result)
                 except Exception as exc:
                     outcome.result, outcome.state = None, None
-                    outcome.error = error_info(exc)
+                    outcome.error = replace(error_info(exc), kind="rejected")
             if outcome.ok and (bad := _nonfinite(outcome.result)) is not None:
                 # A diverged client must not poison the global model: reject
                 # its update like any other failure (the policy decides).

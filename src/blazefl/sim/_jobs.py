@@ -48,6 +48,11 @@ _KINDS: tuple[tuple[type[ClientError], FailureKind], ...] = (
     (NonFiniteUpdateError, "rejected"),
 )
 _FRAMEWORK_ERRORS = {cls.__name__: (cls, kind) for cls, kind in _KINDS}
+_BY_KIND: dict[str, type[ClientError]] = {
+    "timeout": ClientTimeoutError,
+    "worker_died": WorkerDiedError,
+    "rejected": UpdateRejectedError,
+}
 
 
 class JobWork(Protocol):
@@ -90,15 +95,18 @@ class ClientFailure:
     def exception(self) -> ClientError:
         """The failure as an exception to raise, catch or ``match`` on.
 
-        Framework failures come back as their own class (`ClientTimeoutError`,
-        `WorkerDiedError`, `NonFiniteUpdateError`, `UpdateRejectedError`); an
-        exception the client's work raised comes back as a `ClientError` whose
-        ``type_name`` names the original class.
+        The class follows the kind: `ClientTimeoutError`, `WorkerDiedError`,
+        `UpdateRejectedError` (`NonFiniteUpdateError` for NaN/inf) or, for an
+        exception the client's work raised, `ClientError`. Where the original
+        exception was another class (a client's ``KeyError``, the
+        ``ConfigurationError`` a handler's ``check_uplink`` raised),
+        ``type_name`` names it and the message starts with it.
         """
         known = _FRAMEWORK_ERRORS.get(self.type)
-        if known is not None:
+        if known is not None and known[1] == self.kind:
             return known[0](self.message)
-        return ClientError(f"{self.type}: {self.message}", type_name=self.type)
+        cls = _BY_KIND.get(self.kind, ClientError)
+        return cls(f"{self.type}: {self.message}", type_name=self.type)
 
 
 @dataclass(slots=True)
