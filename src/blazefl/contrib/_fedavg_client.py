@@ -362,7 +362,9 @@ def _run_detached(
             raised.append(exc)
             raise
 
-    job = ClientJob(-1, 0, cid, device, ClientState(rng.get_state()))
+    job = ClientJob(
+        round=-1, slot=0, cid=cid, device=device, state=ClientState(rng.get_state())
+    )
     outcome = execute_job(
         run,
         job,

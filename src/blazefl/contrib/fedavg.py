@@ -9,7 +9,7 @@ local training is `blazefl.training.train`, the one loop every algorithm uses.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 import torch
 
@@ -55,11 +55,19 @@ class _OnServer(Generic[T]):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def __get__(self, handler: Any, owner: object = None) -> T:
+    @overload
+    def __get__(self, handler: None, owner: object = None) -> _OnServer[T]: ...
+    @overload
+    def __get__(self, handler: FedAvgBaseServerHandler, owner: object = None) -> T: ...
+    def __get__(
+        self, handler: FedAvgBaseServerHandler | None, owner: object = None
+    ) -> T | _OnServer[T]:
+        if handler is None:  # looked up on the class (help(), inspect)
+            return self
         value: T = getattr(handler.server, self.name)
         return value
 
-    def __set__(self, handler: Any, value: T) -> None:
+    def __set__(self, handler: FedAvgBaseServerHandler, value: T) -> None:
         setattr(handler.server, self.name, value)
 
 
