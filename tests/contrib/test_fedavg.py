@@ -12,6 +12,7 @@ from blazefl import ConfigurationError
 from blazefl.contrib import (
     FedAvgBaseClientTrainer,
     FedAvgBaseServerHandler,
+    FedAvgDownlinkPackage,
     FedAvgProcessPoolClientTrainer,
     FedAvgThreadPoolClientTrainer,
     FedAvgUplinkPackage,
@@ -19,7 +20,12 @@ from blazefl.contrib import (
 from blazefl.core import serialize_model
 from blazefl.data import SyntheticPartitionedDataset
 from blazefl.models import ModelZoo
-from blazefl.sim import Simulation, ThreadExecutor
+from blazefl.sim import (
+    Simulation,
+    ThreadExecutor,
+    load_checkpoint,
+    save_checkpoint,
+)
 
 CLIENTS = 10
 ROUNDS = 4
@@ -277,3 +283,73 @@ def test_process_worker_standalone_keeps_rng_state(
     assert (tmp_path / "3.json").exists()
     # Same start, different shuffles: the client's stream moved on.
     assert not torch.equal(first.model_parameters, second.model_parameters)
+
+
+def test_handler_resumes_from_a_checkpoint_bitwise(
+    dataset: SyntheticPartitionedDataset, tmp_path: Path
+) -> None:
+    """Two rounds, a checkpoint, two more equal four straight rounds, bit for bit."""
+    straight = _handler(dataset)
+    Simulation(
+        straight, _trainer("threads", dataset, tmp_path), executor=ThreadExecutor(2)
+    ).run_sync()
+
+    first = _handler(dataset)
+    sim = Simulation(
+        first, _trainer("threads", dataset, tmp_path), executor=ThreadExecutor(2)
+    )
+    sim.run_sync(rounds=2)
+    save_checkpoint(tmp_path / "ckpt", sim.state_dict())
+
+    resumed = _handler(dataset)
+    sim = Simulation(
+        resumed, _trainer("threads", dataset, tmp_path), executor=ThreadExecutor(2)
+    )
+    sim.load_state_dict(load_checkpoint(tmp_path / "ckpt"))
+    assert resumed.round == 2
+    sim.run_sync()
+    assert resumed.round == ROUNDS
+    assert torch.equal(serialize_model(resumed.model), serialize_model(straight.model))
+
+
+def test_handler_subclass_global_update_is_called_by_load(
+    dataset: SyntheticPartitionedDataset,
+) -> None:
+    """load dispatches to an overriding global_update, as BlazeFL's handler does."""
+
+    class Recording(FedAvgBaseServerHandler):
+        def global_update(self, buffer: list[FedAvgUplinkPackage]) -> None:
+            self.seen = [p.cid for p in buffer]
+            super().global_update(buffer)
+
+    handler = Recording(
+        ModelZoo(), "mlp", dataset, ROUNDS, CLIENTS, 0.5, "cpu", 128, seed=7
+    )
+    params = serialize_model(handler.model)
+    for cid in range(5):
+        handler.load(FedAvgUplinkPackage(cid, params.clone(), 10))
+    assert (handler.seen, handler.round) == ([0, 1, 2, 3, 4], 1)
+
+
+def test_handler_attributes_are_the_servers(
+    dataset: SyntheticPartitionedDataset,
+) -> None:
+    """The BlazeFL attributes read and write the FederatedServer's state."""
+    handler = _handler(dataset)
+    assert handler.model is handler.server.model
+    assert handler.rng_suite is handler.server.rng
+    assert (handler.global_round, handler.num_clients_per_round) == (ROUNDS, 5)
+    handler.global_round = ROUNDS + 1
+    handler.round = ROUNDS
+    assert not handler.is_stopped()
+    assert handler.server.round == ROUNDS
+
+
+def test_standalone_worker_raises_the_works_own_error(
+    dataset: SyntheticPartitionedDataset, tmp_path: Path
+) -> None:
+    """A worker called directly raises what the client work raised, not a copy."""
+    trainer = _trainer("threads", dataset, tmp_path)
+    bad = FedAvgDownlinkPackage(torch.zeros(3))
+    with pytest.raises(ConfigurationError, match=r"cannot load a tensor of shape"):
+        trainer.worker(0, "cpu", bad, trainer.stop_event)

@@ -116,7 +116,15 @@ class FederatedServer:
             raise ConfigurationError("a round needs at least one client update")
         for update in buffer:
             self.check_uplink(update)
-        self.params = self.algorithm.aggregate(self.params, buffer, self.state)
+        self.apply_updates(buffer)
+
+    def apply_updates(self, updates: list[ClientUpdate]) -> None:
+        """Aggregate updates the caller already checked into the global model.
+
+        For adapters that check their own package type first and convert it
+        (the BlazeFL FedAvg handler), so nothing is checked twice.
+        """
+        self.params = self.algorithm.aggregate(self.params, updates, self.state)
         deserialize_model(self.model, self.params)
 
     def get_summary(self) -> dict[str, float]:
