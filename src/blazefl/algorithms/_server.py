@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._prechecked import check_unless_prechecked, prechecked
 from blazefl._validate import check_int
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate
 from blazefl.core import deserialize_model, serialize_model
@@ -92,14 +93,15 @@ class FederatedServer:
     def load(self, update: ClientUpdate) -> bool:
         """Take one update; aggregate once the round's sampled count arrived."""
         try:
-            self.check_uplink(update)
+            check_unless_prechecked(self.check_uplink, update)
         except ConfigurationError:
             self._pending = []  # a rejected round leaves nothing behind
             raise
         self._pending.append(update)
         if len(self._pending) < self.clients_per_round:
             return False
-        self.load_round(self._pending)
+        with prechecked():  # each update was checked as it came in
+            self.load_round(self._pending)
         return True
 
     def load_round(self, updates: list[ClientUpdate]) -> None:
@@ -115,7 +117,7 @@ class FederatedServer:
         if not buffer:
             raise ConfigurationError("a round needs at least one client update")
         for update in buffer:
-            self.check_uplink(update)
+            check_unless_prechecked(self.check_uplink, update)
         self.apply_updates(buffer)
 
     def apply_updates(self, updates: list[ClientUpdate]) -> None:
@@ -183,8 +185,9 @@ class FederatedServer:
         algorithm lists in ``uplink_extras`` (SCAFFOLD's ``delta_c``), have the
         global model's shape and dtype, from at least one training sample.
         `blazefl.sim.Simulation` calls it on every client's update, so a
-        malformed one becomes that client's failed slot; `load` and
-        `load_round` call it as well.
+        malformed one becomes that client's failed slot; `load`, `load_round`
+        and `global_update` call it for direct callers, once per update
+        whichever door it came through (see `blazefl._prechecked`).
 
         :raises ConfigurationError: (a `ValueError`) naming the client, the
             tensor, and the shape and dtype seen and expected.

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar, overload
 import torch
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._prechecked import check_unless_prechecked, prechecked
 from blazefl._validate import check_int
 from blazefl.algorithms import ClientUpdate, FedAvg, FederatedServer
 from blazefl.algorithms._server import check_like_model
@@ -179,13 +180,14 @@ class FedAvgBaseServerHandler:
     def load(self, payload: FedAvgUplinkPackage) -> bool:
         """Take one upload; aggregate once the round's sampled count arrived."""
         try:
-            self.check_uplink(payload)
+            check_unless_prechecked(self.check_uplink, payload)
         except ConfigurationError:
             self.client_buffer_cache = []  # a rejected round leaves nothing behind
             raise
         self.client_buffer_cache.append(payload)
         if len(self.client_buffer_cache) == self.num_clients_per_round:
-            self.load_round(self.client_buffer_cache)
+            with prechecked():  # each upload was checked as it came in
+                self.load_round(self.client_buffer_cache)
             return True
         return False
 
@@ -200,7 +202,7 @@ class FedAvgBaseServerHandler:
     def global_update(self, buffer: list[FedAvgUplinkPackage]) -> None:
         """Average the uploads weighted by data size, in buffer order."""
         for package in buffer:
-            self.check_uplink(package)
+            check_unless_prechecked(self.check_uplink, package)
         self.server.apply_updates(
             [ClientUpdate(p.cid, p.model_parameters, p.data_size) for p in buffer]
         )
