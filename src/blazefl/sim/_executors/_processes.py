@@ -30,7 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from blazefl._exceptions import ConfigurationError, WorkerDiedError
 from blazefl._validate import check_number
 from blazefl.core._tensors import process_tensors_in_object
-from blazefl.sim._executors._base import Executor, RoundSession
+from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._executors._process_worker import torch_settings, worker_main
 from blazefl.sim._executors._result_buffers import (
     allocate_slot,
@@ -83,6 +83,7 @@ class ProcessExecutor(Executor):
     """
 
     kind = "processes"
+    placement = Placement.ON_HOST
 
     def __init__(
         self,

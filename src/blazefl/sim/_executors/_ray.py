@@ -42,12 +42,7 @@ from blazefl._exceptions import (
 )
 from blazefl._validate import check_int, check_number
 from blazefl.reproducibility import set_torch_threads
-from blazefl.sim._adapters import (
-    ProcessTrainerWork,
-    SerialTrainerWork,
-    ThreadTrainerWork,
-)
-from blazefl.sim._executors._base import Executor, RoundSession
+from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._executors._process_worker import (
     _apply_torch_settings,
     _capturing_logger,
@@ -202,6 +197,7 @@ class RayExecutor(Executor):
     """
 
     kind = "ray"
+    placement = Placement.CLUSTER
 
     def __init__(
         self,
@@ -271,13 +267,6 @@ class RayExecutor(Executor):
 
     async def _start(self, work: JobWork) -> None:
         ray = self._ray
-        if isinstance(work, ThreadTrainerWork | SerialTrainerWork | ProcessTrainerWork):
-            raise ConfigurationError(
-                f"RayExecutor runs native client work only, not {type(work).__name__}: "
-                "BlazeFL trainers keep their state in this process (or in local "
-                "shared memory). Write the client as work(ctx, payload), or use "
-                "ThreadExecutor/ProcessExecutor"
-            )
         try:
             if not ray.is_initialized():
                 await anyio.to_thread.run_sync(self._connect)
