@@ -3,9 +3,10 @@
 ``_base`` holds the `Executor`/`RoundSession` interface the coordinator talks
 to (and `Placement`, where an executor's workers run); each back-end is one
 module (``_inline``, ``_threads``, ``_processes`` with its child loop
-``_process_worker`` and its shared ``_result_buffers``, ``_ray``). The
-coordinator never asks which executor it has; which client code each may run
-is decided in `blazefl.sim._adapters`.
+``_process_worker`` and its shared ``_result_buffers``, ``_ray``). Process
+workers and Ray actors share their job body (``_job_body``) and the way a dead
+worker is replaced (``_pool``). The coordinator never asks which executor it
+has; which client code each may run is decided in `blazefl.sim._adapters`.
 """
 
 from blazefl.sim._executors._base import (
