@@ -147,8 +147,10 @@ class RayExecutor(Executor):
     connected to, or else starts a private local one (loopback only, no
     dashboard) and shuts it down on close. With ``address`` (``"host:port"``
     of a head node, or ``"auto"``) it connects to that cluster and disconnects
-    on close. The work must be picklable (Ray uses cloudpickle) and blazefl
-    must be installed on every node.
+    on close. The work must be native ``work(ctx, payload)`` (a BlazeFL pool
+    trainer without ``as_client_work`` keeps its clients on this machine and
+    is refused when the simulation is built), picklable (Ray uses
+    cloudpickle), and blazefl must be installed on every node.
 
     :param max_workers: how many actors, i.e. clients at once. ``None`` takes
         as many as the cluster's resources fit (e.g. 8 CPUs at
