@@ -112,3 +112,40 @@ async def test_failed_client_is_logged_as_a_warning(tmp_path: Path) -> None:
     assert "traceback" not in entry
     (finished,) = _named(logs, "round_finished")
     assert finished["failed"] == 1
+
+
+def _leveled_lines(ctx: Any, payload: Any) -> Any:
+    ctx.log.debug("client_debug", n=1)
+    ctx.log.warning("client_warning", items=[1, 2])
+    ctx.log.error("client_error", reason="scripted")
+    return payload, 1
+
+
+@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+async def test_work_log_levels_and_fields_survive_every_executor(kind: str) -> None:
+    """Each ctx.log line comes out at its own level with its own fields, whether
+    logged on a thread or replayed from a process worker."""
+    handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
+    sim = Simulation(handler, _leveled_lines, executor=EXECUTORS[kind]())
+    with structlog.testing.capture_logs() as logs:
+        async with sim:
+            result = await sim.run_round()
+    events = ("client_debug", "client_warning", "client_error")
+    for cid in result.cids:
+        lines = [e for e in logs if e["event"] in events and e["cid"] == cid]
+        base = {"round": 0, "cid": cid}
+        assert lines == [
+            {**base, "event": "client_debug", "log_level": "debug", "n": 1},
+            {
+                **base,
+                "event": "client_warning",
+                "log_level": "warning",
+                "items": [1, 2],
+            },
+            {
+                **base,
+                "event": "client_error",
+                "log_level": "error",
+                "reason": "scripted",
+            },
+        ]

@@ -1,6 +1,7 @@
-"""Turning what the user handed us into work the executors can run.
+"""What the user's client code is, and where it may run.
 
-Four shapes of client code are accepted, recognised by what they provide:
+`adapt` turns what the user handed us into work the executors can run. Five
+shapes of client code are accepted, recognised by what they provide:
 
 1. native client work: a callable ``work(ctx, payload) -> uplink``;
 2. a trainer with ``as_client_work()`` (blazefl's own contrib trainers): its
@@ -11,6 +12,14 @@ Four shapes of client code are accepted, recognised by what they provide:
    stop_event)`` runs on the workers;
 5. any other ``BaseClientTrainer``: ``local_process(payload, [cid])`` one
    client at a time (it was not written to be called concurrently).
+
+Each shape says how far from this process it can run (a `Placement`) and
+whether its clients may run concurrently; each executor says where its workers
+run. `check_executor` compares the two when a `Simulation` or a BlazeFL
+trainer's engine is built, so a mismatch fails at construction, with a message
+naming the client code, the executor and what to use instead; nothing else
+asks which executor it has. `default_executor` is what a trainer asks for when
+the user names no executor.
 """
 
 from __future__ import annotations
@@ -28,9 +37,67 @@ from blazefl.core._tensors import (
     reconstruct_from_shared_memory,
 )
 from blazefl.sim._context import ClientContext, ClientWork
+from blazefl.sim._executors._base import Executor, Placement
+from blazefl.sim._executors._inline import InlineExecutor
+from blazefl.sim._executors._processes import ProcessExecutor
+from blazefl.sim._executors._threads import ThreadExecutor
 from blazefl.sim._jobs import JobWork
 
-__all__ = ["Adapter", "adapt", "metrics_of"]
+__all__ = [
+    "Adapter",
+    "Shape",
+    "adapt",
+    "check_executor",
+    "default_executor",
+    "metrics_of",
+    "refusal",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Shape:
+    """One kind of client code and what it needs from an executor."""
+
+    #: what the user wrote, for messages ("a ThreadPoolClientTrainer")
+    name: str
+    #: the farthest placement its work can run at
+    reach: Placement
+    #: whether several of its clients may run at the same time
+    concurrent: bool = True
+    #: why it cannot run farther than ``reach`` (for the refusal)
+    bound: str = ""
+    #: the executor(s) to use instead (for the refusal)
+    instead: str = ""
+
+
+NATIVE = Shape("client work", Placement.CLUSTER)
+NATIVE_TRAINER = Shape("a trainer with as_client_work()", Placement.CLUSTER)
+PROCESS_TRAINER = Shape(
+    "a BlazeFL ProcessPoolClientTrainer",
+    Placement.ON_HOST,
+    bound="its uplinks come back through this machine's shared memory",
+    instead="ProcessExecutor or ThreadExecutor",
+)
+THREAD_TRAINER = Shape(
+    "a BlazeFL ThreadPoolClientTrainer",
+    Placement.IN_PROCESS,
+    bound="its worker() runs on the trainer object, which stays in this process",
+    instead="ThreadExecutor",
+)
+SERIAL_TRAINER = Shape(
+    "a BlazeFL BaseClientTrainer",
+    Placement.IN_PROCESS,
+    concurrent=False,
+    bound="its local_process() runs on the trainer object, in this process",
+    instead="InlineExecutor",
+)
+
+# Where each placement puts the clients, for the refusal.
+_WHERE = {
+    Placement.IN_PROCESS: "in this process",
+    Placement.ON_HOST: "in worker processes",
+    Placement.CLUSTER: "on Ray actors, possibly on other machines",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,14 +177,18 @@ class _ProcessTrainerSlots:
 
 @dataclass(frozen=True, slots=True)
 class Adapter:
-    """The executor-facing work plus the parent-side hooks around each job."""
+    """The executor-facing work plus the parent-side hooks around each job.
+
+    ``shape`` is what kind of client code it came from; ``client`` names the
+    user's object in messages.
+    """
 
     work: JobWork
     device_of: Callable[[int], str]
+    shape: Shape
+    client: str
     job_arg: Callable[[int, int], Any] | None = None
     finish: Callable[[int, Any], Any] | None = None
-    serial: bool = False
-    picklable: bool = True
 
 
 def default_device_of(device: str) -> Callable[[int], str]:
@@ -137,9 +208,10 @@ def adapt(trainer: Any, device: str) -> Adapter:
     device_of = (
         trainer_device if callable(trainer_device) else default_device_of(device)
     )
+    client = _name_of(trainer)
     native = getattr(trainer, "as_client_work", None)
     if callable(native):
-        return Adapter(NativeWork(native()), device_of)
+        return Adapter(NativeWork(native()), device_of, NATIVE_TRAINER, client)
     if all(
         callable(getattr(trainer, name, None))
         for name in (
@@ -153,24 +225,82 @@ def adapt(trainer: Any, device: str) -> Adapter:
         return Adapter(
             ProcessTrainerWork(type(trainer).worker),
             device_of,
+            PROCESS_TRAINER,
+            client,
             job_arg=slots.job_arg,
             finish=slots.finish,
         )
     if callable(getattr(trainer, "worker", None)) and hasattr(trainer, "num_parallels"):
-        return Adapter(ThreadTrainerWork(trainer), device_of, picklable=False)
+        return Adapter(ThreadTrainerWork(trainer), device_of, THREAD_TRAINER, client)
     if callable(getattr(trainer, "local_process", None)) and callable(
         getattr(trainer, "uplink_package", None)
     ):
-        return Adapter(
-            SerialTrainerWork(trainer), device_of, serial=True, picklable=False
-        )
+        return Adapter(SerialTrainerWork(trainer), device_of, SERIAL_TRAINER, client)
     if callable(trainer):
-        return Adapter(NativeWork(trainer), device_of)
+        return Adapter(NativeWork(trainer), device_of, NATIVE, client)
     raise ConfigurationError(
         f"cannot run {trainer!r} as client work: expected a callable "
         "work(ctx, payload), a ThreadPoolClientTrainer, a ProcessPoolClientTrainer "
         "or a BaseClientTrainer"
     )
+
+
+def _name_of(trainer: Any) -> str:
+    """How messages name the user's client code: a function by its name, an
+    object by its class."""
+    if callable(trainer) and hasattr(trainer, "__qualname__"):
+        return str(trainer.__qualname__)
+    return type(trainer).__qualname__
+
+
+def refusal(adapter: Adapter, executor: Executor) -> str | None:
+    """Why ``executor`` cannot run ``adapter``'s client code, or None if it can.
+
+    Picklability is not judged here: only pickling the work tells, which the
+    process and Ray executors do when they start.
+    """
+    shape = adapter.shape
+    name = type(executor).__name__
+    if executor.placement > shape.reach:
+        return (
+            f"{adapter.client} cannot run on {name}, which runs clients "
+            f"{_WHERE[executor.placement]}: {adapter.client} is {shape.name}, and "
+            f"{shape.bound}. Write the client as native work(ctx, payload), or "
+            f"use {shape.instead}"
+        )
+    if not shape.concurrent and executor.max_workers != 1:
+        return (
+            f"{adapter.client} only provides local_process/uplink_package, which "
+            f"cannot run clients concurrently; use one worker, not "
+            f"{executor.max_workers} ({name}(max_workers={executor.max_workers})):"
+            " InlineExecutor() or ThreadExecutor(1)"
+        )
+    return None
+
+
+def check_executor(adapter: Adapter, executor: Any) -> None:
+    """Refuse an executor that is none, or cannot run this client code."""
+    if not isinstance(executor, Executor):
+        raise ConfigurationError(
+            "executor must be a blazefl.sim executor (InlineExecutor, "
+            f"ThreadExecutor, ProcessExecutor, RayExecutor), got {executor!r}"
+        )
+    reason = refusal(adapter, executor)
+    if reason is not None:
+        raise ConfigurationError(reason)
+
+
+def default_executor(trainer: Any) -> Executor:
+    """The executor a trainer asks for: its ``num_parallels`` processes (a
+    trainer with shared uplink buffers) or threads (one with a ``worker``),
+    else `InlineExecutor`."""
+    parallels = getattr(trainer, "num_parallels", None)
+    if isinstance(parallels, int) and parallels >= 1:
+        if callable(getattr(trainer, "prepare_uplink_package_buffer", None)):
+            return ProcessExecutor(parallels)
+        if callable(getattr(trainer, "worker", None)):
+            return ThreadExecutor(parallels)
+    return InlineExecutor()
 
 
 def metrics_of(result: Any) -> dict[str, float]:

@@ -23,7 +23,7 @@ from blazefl._exceptions import (
 )
 from blazefl._tree import iter_tensors
 from blazefl._validate import check_number
-from blazefl.sim._adapters import Adapter, metrics_of
+from blazefl.sim._adapters import Adapter, check_executor, metrics_of
 from blazefl.sim._buffer import ResultBuffer
 from blazefl.sim._executors._base import Executor, RoundSession
 from blazefl.sim._jobs import ClientJob, JobOutcome, error_info, recorded
@@ -96,18 +96,7 @@ class RoundRunner:
             client_timeout = check_number(
                 "client_timeout", client_timeout, unit="seconds"
             )
-        if adapter.serial and executor.max_workers != 1:
-            raise ConfigurationError(
-                f"this trainer only provides local_process/uplink_package, which "
-                f"cannot run clients concurrently; use one worker, not "
-                f"{executor.max_workers}"
-            )
-        if not adapter.picklable and executor.kind == "processes":
-            raise ConfigurationError(
-                "this trainer cannot run on ProcessExecutor: write the client as "
-                "native work(ctx, payload) or a ProcessPoolClientTrainer, or use "
-                "ThreadExecutor"
-            )
+        check_executor(adapter, executor)
         self.adapter = adapter
         self.executor = executor
         self.states = states

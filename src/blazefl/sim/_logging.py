@@ -69,11 +69,13 @@ def configure_logging(
 
 
 def replay(entries: list[dict[str, Any]]) -> None:
-    """Re-emit log lines captured in a process worker through this process."""
+    """Re-emit log lines captured in a process worker or Ray actor through this
+    process, at their own level (``log_level``, as `structlog.testing.LogCapture`
+    records it)."""
     log = get_logger()
     for entry in entries:
         fields = dict(entry)
-        level = str(fields.pop("level", "info"))
+        level = str(fields.pop("log_level", "info"))
         event = fields.pop("event", "client_log")
         method = getattr(log, level, log.info)
         method(event, **fields)

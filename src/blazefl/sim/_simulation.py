@@ -31,7 +31,7 @@ from blazefl._exceptions import (
     SimulationFinishedError,
 )
 from blazefl._validate import check_number
-from blazefl.sim._adapters import adapt
+from blazefl.sim._adapters import adapt, check_executor, default_executor
 from blazefl.sim._context import ClientState
 from blazefl.sim._engine import RoundRunner, check_cids
 from blazefl.sim._events import (
@@ -45,9 +45,6 @@ from blazefl.sim._events import (
     RoundStarted,
 )
 from blazefl.sim._executors._base import Executor, gil_enabled
-from blazefl.sim._executors._inline import InlineExecutor
-from blazefl.sim._executors._processes import ProcessExecutor
-from blazefl.sim._executors._threads import ThreadExecutor
 from blazefl.sim._handler import BoundHandler, ServerHandler
 from blazefl.sim._jobs import JobOutcome
 from blazefl.sim._logging import get_logger, replay
@@ -68,16 +65,6 @@ GIL_WARNING = (
     "workers no longer run Python code in parallel. Fix: run with PYTHON_GIL=0, "
     "or uninstall triton."
 )
-
-
-def _default_executor(trainer: Any) -> Executor:
-    parallels = getattr(trainer, "num_parallels", None)
-    if isinstance(parallels, int) and parallels >= 1:
-        if callable(getattr(trainer, "prepare_uplink_package_buffer", None)):
-            return ProcessExecutor(parallels)
-        if callable(getattr(trainer, "worker", None)):
-            return ThreadExecutor(parallels)
-    return InlineExecutor()
 
 
 class Simulation(Generic[UplinkT, DownlinkT]):
@@ -154,17 +141,17 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             raise ConfigurationError(
                 f"seed must be an integer in [0, 2**128), got {seed!r}"
             )
-        if executor is not None and not isinstance(executor, Executor):
-            raise ConfigurationError(
-                f"executor must be a blazefl.sim executor (InlineExecutor, "
-                f"ThreadExecutor, ProcessExecutor), got {executor!r}"
-            )
+        adapter = adapt(trainer, device)
+        if executor is None:
+            executor = default_executor(trainer)
+        # Before anything is built (the client-state store may be a file).
+        check_executor(adapter, executor)
         self.handler = handler
         self._handler = bound
         self.trainer = trainer
-        self.executor = executor if executor is not None else _default_executor(trainer)
+        self.executor = executor
         self._runner = RoundRunner(
-            adapt(trainer, device),
+            adapter,
             self.executor,
             make_store(seed, client_state_path),
             client_timeout=client_timeout,

@@ -18,6 +18,7 @@ import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from enum import IntEnum
 from typing import Any, ClassVar
 
 from blazefl._exceptions import ConfigurationError, ExecutorClosedError
@@ -25,7 +26,7 @@ from blazefl._validate import check_int
 from blazefl.reproducibility import set_torch_threads
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork
 
-__all__ = ["Executor", "RoundSession", "gil_enabled"]
+__all__ = ["Executor", "Placement", "RoundSession", "gil_enabled"]
 
 
 def gil_enabled() -> bool:
@@ -67,6 +68,21 @@ class _ThreadPin:
 _THREAD_PIN = _ThreadPin()
 
 
+class Placement(IntEnum):
+    """Where an executor runs client code, nearest first.
+
+    Client code that can run at one placement can run at every nearer one;
+    which client code goes how far is decided in `blazefl.sim._adapters`.
+    """
+
+    #: in this process: the trainer object itself is shared (inline, threads)
+    IN_PROCESS = 0
+    #: in other processes of this machine: pickled work, local shared memory
+    ON_HOST = 1
+    #: on any node of a cluster: pickled work, nothing shared but the wire
+    CLUSTER = 2
+
+
 class RoundSession(ABC):
     """An executor's view of one round: the payload is already with the workers."""
 
@@ -86,6 +102,8 @@ class Executor(ABC):
     """
 
     kind: ClassVar[str]
+    #: where this executor's workers run, i.e. which client code it can take
+    placement: ClassVar[Placement]
 
     def __init__(self, max_workers: int = 1, *, torch_threads: int = 1) -> None:
         self._max_workers = check_int("max_workers", max_workers)

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
-from blazefl.sim._executors._base import Executor, RoundSession
+from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, execute_job
 
 __all__ = ["InlineExecutor"]
@@ -26,6 +26,7 @@ class InlineExecutor(Executor):
     """
 
     kind = "inline"
+    placement = Placement.IN_PROCESS
 
     def __init__(self, *, torch_threads: int = 1) -> None:
         super().__init__(1, torch_threads=torch_threads)

@@ -27,23 +27,19 @@ import anyio
 import torch
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from blazefl._exceptions import ConfigurationError, WorkerDiedError
+from blazefl._exceptions import ConfigurationError
 from blazefl._validate import check_number
 from blazefl.core._tensors import process_tensors_in_object
-from blazefl.sim._executors._base import Executor, RoundSession
-from blazefl.sim._executors._process_worker import torch_settings, worker_main
+from blazefl.sim._executors._base import Executor, Placement, RoundSession
+from blazefl.sim._executors._job_body import torch_settings
+from blazefl.sim._executors._pool import WorkerPool, died
+from blazefl.sim._executors._process_worker import worker_main
 from blazefl.sim._executors._result_buffers import (
     allocate_slot,
     tensor_bytes,
     unpack_result,
 )
-from blazefl.sim._jobs import (
-    ClientFailure,
-    ClientJob,
-    JobOutcome,
-    JobWork,
-    recorded,
-)
+from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
 
 __all__ = ["ProcessExecutor"]
 
@@ -83,6 +79,7 @@ class ProcessExecutor(Executor):
     """
 
     kind = "processes"
+    placement = Placement.ON_HOST
 
     def __init__(
         self,
@@ -101,9 +98,8 @@ class ProcessExecutor(Executor):
         self._stop_grace = check_number(
             "stop_grace", stop_grace, allow_zero=True, unit="seconds"
         )
-        self._workers: list[_Worker] = []
+        self._workers = WorkerPool(self._spawn, self._retire)
         self._result_capacity = 0
-        self._next_index = 0
 
     @property
     def pids(self) -> list[int]:
@@ -114,16 +110,17 @@ class ProcessExecutor(Executor):
 
     async def _start(self, work: JobWork) -> None:
         try:
-            for _ in range(self.max_workers):
-                self._workers.append(self._spawn(work))
-            for worker in list(self._workers):
+            self._workers.start(self.max_workers)
+            for worker in self._workers:
                 await self._await_ready(worker)
         except BaseException:
             with anyio.CancelScope(shield=True):
                 await self._close()
             raise
 
-    def _spawn(self, work: JobWork) -> _Worker:
+    def _spawn(self, index: int) -> _Worker:
+        work = self._work
+        assert work is not None  # workers start (and restart) only while running
         ctx = mp.get_context(self._start_method)
         try:
             work_bytes = bytes(ForkingPickler.dumps(work))
@@ -135,8 +132,6 @@ class ProcessExecutor(Executor):
             ) from exc
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         stop = ctx.Event()
-        index = self._next_index
-        self._next_index += 1
         process = ctx.Process(  # type: ignore[attr-defined]
             target=worker_main,
             args=(
@@ -177,7 +172,7 @@ class ProcessExecutor(Executor):
 
     async def _close(self) -> None:
         with anyio.CancelScope(shield=True):
-            workers, self._workers = self._workers, []
+            workers = self._workers.take_all()
             for worker in workers:
                 with suppress(OSError, ValueError):
                     worker.conn.send(("stop",))
@@ -186,17 +181,14 @@ class ProcessExecutor(Executor):
                 worker.conn.close()
             self._result_capacity = 0
 
-    def _replace(self, dead: _Worker) -> _Worker:
-        """Swap a dead or killed worker for a fresh one (ready on first use)."""
-        assert self._work is not None
+    @staticmethod
+    def _retire(dead: _Worker) -> None:
+        """Kill a dead or stuck worker; its replacement is ready on first use."""
         with suppress(OSError):
             dead.conn.close()
         if dead.process.is_alive():
             dead.process.kill()
         dead.process.join(timeout=5)
-        new = self._spawn(self._work)
-        self._workers = [new if w is dead else w for w in self._workers]
-        return new
 
     # -- rounds ------------------------------------------------------------
 
@@ -257,17 +249,12 @@ class _ProcessSession(RoundSession):
             message = await _recv(worker.conn)
         except (EOFError, OSError):
             code = await _reap(worker.process)
-            self._send.send_nowait(owner._replace(worker))
-            return JobOutcome(
-                slot=job.slot,
-                cid=job.cid,
-                worker=worker.label,
-                seconds=0.0,
-                error=recorded(
-                    WorkerDiedError,
-                    f"worker process {worker.label} (pid {worker.pid}) exited with "
-                    f"code {code} while running client {job.cid}",
-                ),
+            self._send.send_nowait(owner._workers.replace(worker))
+            return died(
+                job,
+                worker.label,
+                f"worker process {worker.label} (pid {worker.pid}) exited with "
+                f"code {code} while running client {job.cid}",
             )
         except BaseException:
             # Cancelled (timeout or the round was cancelled): ask the client to
@@ -280,7 +267,9 @@ class _ProcessSession(RoundSession):
                         with suppress(EOFError, OSError):
                             await _recv(worker.conn)
                             answered = True
-                self._send.send_nowait(worker if answered else owner._replace(worker))
+                self._send.send_nowait(
+                    worker if answered else owner._workers.replace(worker)
+                )
             raise
         outcome: JobOutcome
         _, outcome, used, packed = message
@@ -300,7 +289,7 @@ class _ProcessSession(RoundSession):
         owner = self._owner
         if not worker.process.is_alive():
             await _reap(worker.process)
-            worker = owner._replace(worker)
+            worker = owner._workers.replace(worker)
         await owner._await_ready(worker)
         if worker.payload_round != self._index:
             await anyio.to_thread.run_sync(

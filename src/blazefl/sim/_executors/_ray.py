@@ -35,32 +35,12 @@ import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from blazefl._exceptions import (
-    ConfigurationError,
-    MissingDependencyError,
-    WorkerDiedError,
-)
+from blazefl._exceptions import ConfigurationError, MissingDependencyError
 from blazefl._validate import check_int, check_number
-from blazefl.reproducibility import set_torch_threads
-from blazefl.sim._adapters import (
-    ProcessTrainerWork,
-    SerialTrainerWork,
-    ThreadTrainerWork,
-)
-from blazefl.sim._executors._base import Executor, RoundSession
-from blazefl.sim._executors._process_worker import (
-    _apply_torch_settings,
-    _capturing_logger,
-    torch_settings,
-)
-from blazefl.sim._jobs import (
-    ClientFailure,
-    ClientJob,
-    JobOutcome,
-    JobWork,
-    execute_job,
-    recorded,
-)
+from blazefl.sim._executors._base import Executor, Placement, RoundSession
+from blazefl.sim._executors._job_body import prepare_worker, run_job, torch_settings
+from blazefl.sim._executors._pool import WorkerPool, died
+from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
 
 __all__ = ["RayExecutor"]
 
@@ -97,9 +77,7 @@ class _RayWorker:
         settings: dict[str, Any],
     ) -> None:
         ray = _import_ray()
-        set_torch_threads(torch_threads)
-        # An actor computes exactly like the coordinator would.
-        _apply_torch_settings(settings)
+        prepare_worker(torch_threads, settings)
         self._work = work
         self._node = str(ray.get_runtime_context().get_node_id())
         self._label = f"ray-{index}@{self._node[:8]}"
@@ -129,22 +107,18 @@ class _RayWorker:
                 self._early_stops.discard(key)
                 flag.set()
             self._flags[key] = flag
-        logs: list[dict[str, Any]] = []
         try:
-            outcome = execute_job(
+            return run_job(
                 self._work,
                 job,
                 self._payload,
                 stop_event=flag,
                 cache=self._cache,
                 worker=self._label,
-                make_logger=lambda j: _capturing_logger(logs, j),
             )
         finally:
             with self._lock:
                 self._flags.pop(key, None)
-        outcome.logs = logs
-        return outcome
 
     def stop(self, round_index: int, slot: int) -> None:
         """Ask the client of (round, slot) to stop, even if it has not started."""
@@ -173,8 +147,10 @@ class RayExecutor(Executor):
     connected to, or else starts a private local one (loopback only, no
     dashboard) and shuts it down on close. With ``address`` (``"host:port"``
     of a head node, or ``"auto"``) it connects to that cluster and disconnects
-    on close. The work must be picklable (Ray uses cloudpickle) and blazefl
-    must be installed on every node.
+    on close. The work must be native ``work(ctx, payload)`` (a BlazeFL pool
+    trainer without ``as_client_work`` keeps its clients on this machine and
+    is refused when the simulation is built), picklable (Ray uses
+    cloudpickle), and blazefl must be installed on every node.
 
     :param max_workers: how many actors, i.e. clients at once. ``None`` takes
         as many as the cluster's resources fit (e.g. 8 CPUs at
@@ -202,6 +178,7 @@ class RayExecutor(Executor):
     """
 
     kind = "ray"
+    placement = Placement.CLUSTER
 
     def __init__(
         self,
@@ -258,11 +235,10 @@ class RayExecutor(Executor):
         )
         self._init_kwargs = dict(init_kwargs or {})
         self._actor_options = dict(actor_options or {})
-        self._actors: list[_Actor] = []
+        self._actors = WorkerPool(self._spawn, self._kill)
         self._actor_class: Any = None
         self._work_ref: Any = None
         self._owns_ray = False
-        self._next_index = 0
 
     def describe(self) -> dict[str, Any]:
         return {**super().describe(), "address": self._address or "local"}
@@ -271,13 +247,6 @@ class RayExecutor(Executor):
 
     async def _start(self, work: JobWork) -> None:
         ray = self._ray
-        if isinstance(work, ThreadTrainerWork | SerialTrainerWork | ProcessTrainerWork):
-            raise ConfigurationError(
-                f"RayExecutor runs native client work only, not {type(work).__name__}: "
-                "BlazeFL trainers keep their state in this process (or in local "
-                "shared memory). Write the client as work(ctx, payload), or use "
-                "ThreadExecutor/ProcessExecutor"
-            )
         try:
             if not ray.is_initialized():
                 await anyio.to_thread.run_sync(self._connect)
@@ -301,7 +270,7 @@ class RayExecutor(Executor):
                 max_restarts=0,
                 **self._actor_options,
             )
-            self._actors = [self._spawn() for _ in range(self._max_workers)]
+            self._actors.start(self._max_workers)
             await self._await_ready()
         except BaseException:
             with anyio.CancelScope(shield=True):
@@ -339,9 +308,7 @@ class RayExecutor(Executor):
             )
         return wanted
 
-    def _spawn(self) -> _Actor:
-        index = self._next_index
-        self._next_index += 1
+    def _spawn(self, index: int) -> _Actor:
         handle = self._actor_class.remote(
             index, self._work_ref, self.torch_threads, torch_settings()
         )
@@ -368,8 +335,7 @@ class RayExecutor(Executor):
     async def _close(self) -> None:
         ray = self._ray
         with anyio.CancelScope(shield=True):
-            actors, self._actors = self._actors, []
-            for actor in actors:
+            for actor in self._actors.take_all():
                 self._kill(actor)
             self._work_ref = None
             self._actor_class = None
@@ -380,13 +346,6 @@ class RayExecutor(Executor):
     def _kill(self, actor: _Actor) -> None:
         with suppress(Exception):  # already dead, or the cluster is gone
             self._ray.kill(actor.handle, no_restart=True)
-
-    def _replace(self, dead: _Actor) -> _Actor:
-        """Kill ``dead`` (if it still runs) and put a fresh actor in its place."""
-        self._kill(dead)
-        new = self._spawn()
-        self._actors = [new if a is dead else a for a in self._actors]
-        return new
 
     # -- rounds ------------------------------------------------------------
 
@@ -421,11 +380,11 @@ class RayExecutor(Executor):
             try:
                 await anyio.to_thread.run_sync(ray.get, ref)
             except ray.exceptions.RayActorError:
-                return self._replace(actor)
+                return self._actors.replace(actor)
             except Exception:
                 pass  # an error of the cancelled client itself: moot now
             return actor
-        return self._replace(actor)
+        return self._actors.replace(actor)
 
 
 class _RaySession(RoundSession):
@@ -444,17 +403,17 @@ class _RaySession(RoundSession):
     async def run(self, job: ClientJob) -> JobOutcome:
         owner = self._owner
         errors = owner._ray.exceptions
-        died = (errors.RayActorError, errors.WorkerCrashedError, errors.ObjectLostError)
+        lost = (errors.RayActorError, errors.WorkerCrashedError, errors.ObjectLostError)
         actor = await self._receive.receive()
         try:
             for attempt in range(owner._max_retries + 1):
                 ref = actor.handle.run.remote(job, self._box)
                 try:
                     outcome: JobOutcome = await owner._result(ref)
-                except died as exc:
+                except lost as exc:
                     # Its replacement serves the next attempt or client.
-                    dead, actor = actor, owner._replace(actor)
-                    death = _failed(job, dead, _worker_died(job, dead, attempt, exc))
+                    dead, actor = actor, owner._actors.replace(actor)
+                    death = _worker_died(job, dead, attempt, exc)
                     continue
                 except errors.RayTaskError as exc:
                     # The actor failed around the client (its result could
@@ -482,10 +441,11 @@ def _failed(job: ClientJob, actor: _Actor, failure: ClientFailure) -> JobOutcome
 
 def _worker_died(
     job: ClientJob, dead: _Actor, attempt: int, exc: BaseException
-) -> ClientFailure:
+) -> JobOutcome:
     tries = f" (attempt {attempt + 1})" if attempt else ""
-    return recorded(
-        WorkerDiedError,
+    return died(
+        job,
+        f"ray-{dead.index}",
         f"Ray actor ray-{dead.index} died while running client {job.cid}{tries}: "
         f"{type(exc).__name__}",
         str(exc),

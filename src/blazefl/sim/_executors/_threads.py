@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from blazefl.sim._executors._base import Executor, RoundSession
+from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, execute_job
 
 __all__ = ["ThreadExecutor"]
@@ -32,6 +32,7 @@ class ThreadExecutor(Executor):
     """
 
     kind = "threads"
+    placement = Placement.IN_PROCESS
 
     def __init__(self, max_workers: int = 2, *, torch_threads: int = 1) -> None:
         super().__init__(max_workers, torch_threads=torch_threads)
