@@ -28,8 +28,8 @@ import torch
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from blazefl._exceptions import ConfigurationError, WorkerDiedError
+from blazefl._tree import share_tensors
 from blazefl._validate import check_number
-from blazefl.core._tensors import process_tensors_in_object
 from blazefl.sim._executors._base import Executor, RoundSession
 from blazefl.sim._executors._process_worker import torch_settings, worker_main
 from blazefl.sim._executors._result_buffers import (
@@ -204,7 +204,7 @@ class ProcessExecutor(Executor):
     async def _round(
         self, work: JobWork, index: int, payload: Any
     ) -> AsyncIterator[RoundSession]:
-        process_tensors_in_object(payload, "move")
+        share_tensors(payload)
         if self._result_capacity == 0:
             # A first guess that is exact for "send back a model like the one
             # you got" algorithms; grown after any result that does not fit.
