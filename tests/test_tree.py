@@ -351,3 +351,10 @@ def test_equal_tensors_in_a_set_stay_two_in_client_state() -> None:
     """Two equal tensors in a set are two tensors after the state codec."""
     packed = pickle.loads(pickle.dumps(_pack({"s": {t(1.0), t(1.0)}})))
     assert len(_rebuild_state(None, packed).data["s"]) == 2  # type: ignore[arg-type]
+
+
+def test_paths_name_items_attributes_and_set_positions() -> None:
+    """Paths read like Python: [key] for items, .name for attributes, {i} for
+    a set element's position."""
+    obj = {"s": {t(1.0)}, "b": [Bag(t(2.0))]}
+    assert [p for p, _ in leaves(obj)] == ["obj['s']{0}", "obj['b'][0].tensor"]

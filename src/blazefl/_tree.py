@@ -29,7 +29,7 @@ import functools
 import sys
 import types
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -38,21 +38,23 @@ from blazefl._exceptions import ConfigurationError
 
 __all__ = [
     "MAX_DEPTH",
+    "STRICT",
     "Reach",
     "SHMHandle",
+    "is_tensor",
     "iter_tensors",
     "leaves",
+    "format_path",
     "map_leaves",
     "rebuild_from_handles",
     "replace_with_handles",
     "share_tensors",
+    "walk",
 ]
 
+# Deep enough for any package seen in practice (a module costs two levels: it
+# and its _parameters), shallow enough for the recursive copy's stack.
 MAX_DEPTH = 64
-"""How deep the internal walks look for a leaf. Deep enough for any model or
-package seen in practice (a module costs two levels: itself and its
-``_parameters``), shallow enough that the recursive copy stays far below
-Python's recursion limit."""
 
 Leaf = Callable[[Any], bool]
 
@@ -63,13 +65,10 @@ def is_tensor(x: Any) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class Reach:
-    """How far a walk goes and what it does at its limit.
-
-    ``strict`` walks raise on a leaf past ``max_depth``; lenient ones return
-    a container at depth >= ``max_depth`` as it is, unentered. An object's
-    attributes lie ``attr_step`` levels below it. ``opaque`` types are kept
-    as they are, like classes and functions.
-    """
+    """How far a walk goes: ``strict`` walks raise on a leaf past ``max_depth``,
+    lenient ones keep a container at depth >= ``max_depth`` unentered. An
+    object's attributes lie ``attr_step`` levels below it; ``opaque`` types
+    are kept as they are, like classes and functions."""
 
     max_depth: int = MAX_DEPTH
     strict: bool = True
@@ -109,6 +108,7 @@ SHMHandle.__module__ = "blazefl.core"
 _OPAQUE: tuple[type, ...] = (type, types.ModuleType, types.FunctionType)
 _OPAQUE += (types.BuiltinFunctionType, types.MethodType, functools.partial)
 _OPAQUE += (enum.Enum, torch.Tensor)
+_ATOMS = frozenset((str, bytes, int, float, bool, complex, type(None)))
 _KEPT: tuple[type, ...] = (str, bytes, bytearray, int, float, complex, type(None))
 _KEPT += _OPAQUE
 _SLOTTED: dict[type, bool] = {}
@@ -157,62 +157,82 @@ def _attribute_names(obj: object) -> Iterator[str]:
                 yield name
 
 
-# A child: (how it hangs, its key, the value, its path, its depth step).
-Child = tuple[str, Any, Any, str, int]
+# A place: the root's name, or (parent place, how it hangs, key), formatted
+# only for a message, so a walk builds no strings.
+Path = str | tuple[Any, str, Any]
 
 
-def _children(node: Any, kind: str, path: str, reach: Reach) -> list[Child]:
-    if kind in ("list", "tuple"):
-        return [("item", i, v, f"{path}[{i}]", 1) for i, v in enumerate(node)]
+def format_path(path: Path) -> str:
+    """``obj['a'][0].weight`` for a place reached by a walk."""
+    steps: list[str] = []
+    while isinstance(path, tuple):
+        path, how, key = path
+        if how == "attr":
+            steps.append(f".{key}")
+        else:
+            steps.append(f"{{{key}}}" if how == "elem" else f"[{key!r}]")
+    return path + "".join(reversed(steps))
+
+
+def _children(node: Any, kind: str) -> Iterator[tuple[str, Any, Any]]:
+    """``(how it hangs, key, value)`` for each child of a container."""
     if kind == "dict":
-        return [("item", k, v, f"{path}[{k!r}]", 1) for k, v in list(node.items())]
-    if kind == "set":
-        return [("elem", i, v, f"{path}{{{i}}}", 1) for i, v in enumerate(node)]
-    step = reach.attr_step
-    return [
-        ("attr", name, getattr(node, name), f"{path}.{name}", step)
-        for name in list(_attribute_names(node))
-    ]
+        return (("item", k, v) for k, v in list(node.items()))
+    if kind == "object":
+        return (("attr", n, getattr(node, n)) for n in list(_attribute_names(node)))
+    # A set's elements have no keys: their place is their position.
+    how = "item" if kind != "set" else "elem"
+    return ((how, i, v) for i, v in enumerate(list(node)))
 
 
-def _too_deep(path: str, depth: int, max_depth: int) -> ConfigurationError:
+def _too_deep(path: Path, depth: int, max_depth: int) -> ConfigurationError:
     # A tensor the walk skipped would be a lost result or an unchecked NaN.
     return ConfigurationError(
-        f"tensor at {path} is nested {depth} levels deep, past the limit of "
-        f"{max_depth}; keep tensors at most {max_depth} containers deep (flatten "
-        "nested lists, dicts and objects, e.g. into one dict of tensors)"
+        f"tensor at {format_path(path)} is nested {depth} levels deep, past the "
+        f"limit of {max_depth}; keep tensors at most {max_depth} containers deep "
+        "(flatten nested lists, dicts and objects, e.g. into one dict of tensors)"
     )
 
 
-def _reach(
-    obj: Any, is_leaf: Leaf, reach: Reach, *, name: str = "obj", depth: int = 0
-) -> Iterator[tuple[Any, str, int]]:
+def _below(
+    node: Any, kind: str, path: Path, depth: int
+) -> Iterator[tuple[Any, Path, int]]:
+    return ((v, (path, how, k), depth) for how, k, v in _children(node, kind))
+
+
+def walk(
+    obj: Any, is_leaf: Leaf, reach: Reach, *, name: Path = "obj", depth: int = 0
+) -> Iterator[tuple[Any, Path, int]]:
     """Yield ``(leaf, path, depth)`` for every leaf reachable from ``obj``, once
-    each, depth-first in container order. Iterative, so depth costs no stack."""
-    stack: list[tuple[Any, str, int]] = [(obj, name, depth)]
+    each, depth-first in container order. Iterative, so depth costs no stack;
+    lazy, so a search for the first leaf stops there."""
+    stack: list[Iterator[tuple[Any, Path, int]]] = [iter([(obj, name, depth)])]
     seen: set[int] = set()
     keep: list[object] = []  # keep visited objects alive so ids stay unique
     while stack:
-        node, path, at = stack.pop()
-        if is_leaf(node):
-            # Checked before the seen test: the mapping walk refuses a deep
-            # place even when the leaf there was mapped higher up already.
-            if reach.strict and at > reach.max_depth:
-                raise _too_deep(path, at, reach.max_depth)
-            if id(node) not in seen:
-                seen.add(id(node))
-                keep.append(node)
-                yield node, path, at
-            continue
-        kind = _kind(node, reach)
-        if kind is None or id(node) in seen:
-            continue
-        seen.add(id(node))
-        keep.append(node)
-        if not reach.strict and not reach.enters(kind, at):
-            continue
-        children = _children(node, kind, path, reach)
-        stack.extend((v, p, at + step) for _, _, v, p, step in reversed(children))
+        for node, path, at in stack[-1]:
+            if is_leaf(node):
+                # Checked before the seen test: the mapping walk refuses a deep
+                # place even when the leaf there was mapped higher up already.
+                if reach.strict and at > reach.max_depth:
+                    raise _too_deep(path, at, reach.max_depth)
+                if id(node) not in seen:
+                    seen.add(id(node))
+                    keep.append(node)
+                    yield node, path, at
+                continue
+            kind = _kind(node, reach)
+            if kind is None or id(node) in seen:
+                continue
+            seen.add(id(node))
+            keep.append(node)
+            if not reach.strict and not reach.enters(kind, at):
+                continue
+            step = reach.attr_step if kind == "object" else 1
+            stack.append(_below(node, kind, path, at + step))
+            break
+        else:
+            stack.pop()
 
 
 def leaves(
@@ -220,12 +240,13 @@ def leaves(
 ) -> list[tuple[str, Any]]:
     """``(path, leaf)`` for every leaf in ``obj``, in a stable walk order, each
     once. Raises before returning anything when a strict walk finds one too deep."""
-    return [(path, leaf) for leaf, path, _ in _reach(obj, is_leaf, reach, name=name)]
+    found = walk(obj, is_leaf, reach, name=name)
+    return [(format_path(path), leaf) for leaf, path, _ in found]
 
 
 def iter_tensors(obj: Any, reach: Reach = STRICT) -> list[torch.Tensor]:
     """Every tensor reachable in ``obj``, in a stable walk order, each once."""
-    return [leaf for _, leaf in leaves(obj, is_tensor, reach)]
+    return [leaf for leaf, _, _ in walk(obj, is_tensor, reach)]
 
 
 class _Mapper:
@@ -251,7 +272,7 @@ class _Mapper:
         self.clean: set[int] = set()  # ids of nodes that lead to no leaf
         self.keep: list[object] = []  # originals alive, so ids are not reused
 
-    def on_leaf(self, leaf: Any, other: Any, path: str) -> Any:
+    def on_leaf(self, leaf: Any, other: Any, path: Path) -> Any:
         assert self.fn is not None
         return self.fn(leaf)
 
@@ -259,25 +280,21 @@ class _Mapper:
         """The counterpart in ``other`` of a child (parallel walks only)."""
         return None
 
-    def check(self, node: Any, other: Any, path: str) -> None:
+    def check(self, node: Any, other: Any, path: Path) -> None:
         """Validate ``other`` against ``node`` (which leads to a leaf)."""
 
-    def first_leaf(self, node: Any, depth: int, path: str) -> tuple[str, int] | None:
+    def first_leaf(self, node: Any, depth: int, path: Path) -> tuple[Path, int] | None:
         if id(node) in self.clean:
             return None
-        lenient = Reach(
-            sys.maxsize if self.reach.strict else self.reach.max_depth,
-            strict=False,
-            attr_step=self.reach.attr_step,
-            opaque=self.reach.opaque,
-        )
-        for _, found, at in _reach(node, self.is_leaf, lenient, name=path, depth=depth):
+        bound = sys.maxsize if self.reach.strict else self.reach.max_depth
+        lenient = replace(self.reach, max_depth=bound, strict=False)
+        for _, found, at in walk(node, self.is_leaf, lenient, name=path, depth=depth):
             return found, at
         if self.reach.strict:  # unbounded search: nothing below leads anywhere
             self.clean.add(id(node))
         return None
 
-    def visit(self, node: Any, other: Any, depth: int, path: str) -> Any:
+    def visit(self, node: Any, other: Any, depth: int, path: Path) -> Any:
         if self.is_leaf(node):
             if not self.memo_leaves:
                 return self.on_leaf(node, other, path)
@@ -299,12 +316,25 @@ class _Mapper:
             return node
         self.check(node, other, path)
         self.keep.append(node)
-        children = _children(node, kind, path, self.reach)
+        children = list(_children(node, kind))
+        step = self.reach.attr_step if kind == "object" else 1
 
-        def mapped(how: str, key: Any, value: Any, child_path: str, step: int) -> Any:
-            return self.visit(
-                value, self.child(other, how, key), depth + step, child_path
-            )
+        memo, memo_leaves, is_leaf = self.memo, self.memo_leaves, self.is_leaf
+
+        def mapped(how: str, key: Any, value: Any) -> Any:
+            # Leaves and atoms are handled here rather than in visit(): most
+            # children are one or the other, and a call less each is felt.
+            if type(value) in _ATOMS:
+                return value
+            counterpart = None if other is None else self.child(other, how, key)
+            if not is_leaf(value):
+                return self.visit(value, counterpart, depth + step, (path, how, key))
+            if not memo_leaves:
+                return self.on_leaf(value, counterpart, (path, how, key))
+            if id(value) not in memo:
+                self.keep.append(value)
+                memo[id(value)] = self.on_leaf(value, counterpart, (path, how, key))
+            return memo[id(value)]
 
         if kind == "tuple" or (kind == "set" and isinstance(node, frozenset)):
             items = [mapped(*c) for c in children]
@@ -339,10 +369,7 @@ def _rebuild(original: Any, items: list[Any]) -> Any:
 
 
 def map_leaves(
-    obj: Any,
-    fn: Callable[[Any], Any],
-    is_leaf: Leaf = is_tensor,
-    reach: Reach = STRICT,
+    obj: Any, fn: Callable[[Any], Any], is_leaf: Leaf = is_tensor, reach: Reach = STRICT
 ) -> Any:
     """A copy of ``obj`` with every leaf replaced by ``fn(leaf)``.
 
@@ -373,7 +400,7 @@ class _Rebuilder(_Mapper):
     # the worker reused one handle object for several places.
     memo_leaves = False
 
-    def on_leaf(self, leaf: Any, other: Any, path: str) -> Any:
+    def on_leaf(self, leaf: Any, other: Any, path: Path) -> Any:
         if not isinstance(other, torch.Tensor):
             raise _mismatch(path, "a tensor", other)
         return other
@@ -388,7 +415,7 @@ class _Rebuilder(_Mapper):
         except (LookupError, TypeError):
             return _MISSING
 
-    def check(self, node: Any, other: Any, path: str) -> None:
+    def check(self, node: Any, other: Any, path: Path) -> None:
         if other is _MISSING:
             raise _mismatch(path, f"a {type(node).__name__}", other)
         if isinstance(node, list | tuple) and not isinstance(other, list | tuple):
@@ -401,10 +428,11 @@ class _Rebuilder(_Mapper):
 _MISSING: Any = object()
 
 
-def _mismatch(path: str, expected: str, seen: object) -> ConfigurationError:
+def _mismatch(path: Path, expected: str, seen: object) -> ConfigurationError:
     found = "nothing" if seen is _MISSING else type(seen).__name__
     return ConfigurationError(
-        f"shared-memory buffer does not match the handle copy at {path}: expected "
+        "shared-memory buffer does not match the handle copy at "
+        f"{format_path(path)}: expected "
         f"{expected}, found {found}; pass the buffer the worker wrote into"
     )
 

@@ -22,7 +22,7 @@ from blazefl._exceptions import (
     NonFiniteUpdateError,
     UpdateRejectedError,
 )
-from blazefl._tree import leaves
+from blazefl._tree import STRICT, format_path, is_tensor, walk
 from blazefl._validate import check_number
 from blazefl.sim._adapters import Adapter, metrics_of
 from blazefl.sim._buffer import ResultBuffer
@@ -83,12 +83,13 @@ def _nonfinite(result: Any) -> str | None:
     sum that overflowed or is not finite gets the exact element-wise check.
     """
     with torch.no_grad():  # a module's parameters would grow a graph
-        for index, (path, tensor) in enumerate(leaves(result, name="update")):
+        found = walk(result, is_tensor, STRICT, name="update")
+        for index, (tensor, path, _) in enumerate(found):
             if tensor.is_meta:
                 raise _UncheckableError(
-                    f"tensor #{index} at {path} is on the meta device and holds no "
-                    "values, so it cannot be checked for NaN or infinite values; "
-                    "send tensors that hold data"
+                    f"tensor #{index} at {format_path(path)} is on the meta device "
+                    "and holds no values, so it cannot be checked for NaN or "
+                    "infinite values; send tensors that hold data"
                 )
             if not (tensor.is_floating_point() or tensor.is_complex()):
                 continue
