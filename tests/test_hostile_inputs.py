@@ -553,7 +553,7 @@ CASES: list[Case] = [
         lambda _: Simulation(_server(), _client(), executor="threads"),  # type: ignore[arg-type]
         ConfigurationError,
         r"^executor must be a blazefl\.sim executor \(InlineExecutor, "
-        r"ThreadExecutor, ProcessExecutor\), got 'threads'$",
+        r"ThreadExecutor, ProcessExecutor, RayExecutor\), got 'threads'$",
     ),
     Case(
         "sim-unknown-failure-policy",

@@ -286,13 +286,62 @@ def test_shared_tensor_reference_stays_shared() -> None:
     assert handles["a"] is handles["b"]
 
 
-def test_tensor_past_max_depth_raises() -> None:
-    """A tensor nested deeper than max_depth raises instead of being skipped."""
-    deep: Any = torch.zeros(1)
-    for _ in range(4):
-        deep = [deep]
-    with pytest.raises(ConfigurationError, match=r"obj\[0\]\[0\]\[0\]\[0\].*=2"):
-        process_tensors_in_object(deep, "move", max_depth=2)
+def nested(leaf: Any, levels: int) -> Any:
+    """``leaf`` wrapped in ``levels`` one-element lists."""
+    for _ in range(levels):
+        leaf = [leaf]
+    return leaf
+
+
+def test_move_leaves_tensor_past_max_depth_in_place() -> None:
+    """As in BlazeFL, a container at depth >= max_depth is not entered by move."""
+    deep = nested(torch.zeros(1), 4)
+    shallow = torch.zeros(1)
+    process_tensors_in_object([shallow, deep], "move", max_depth=2)
+    assert is_shared(shallow)
+    assert not is_shared(deep[0][0][0][0])
+
+
+def test_replace_leaves_tensor_past_max_depth_in_place() -> None:
+    """As in BlazeFL, replace returns a container at depth >= max_depth as it is."""
+    deep = nested(torch.zeros(1), 4)
+    handles = process_tensors_in_object([torch.zeros(1), deep], "replace", max_depth=2)
+    assert isinstance(handles[0], SHMHandle)
+    assert handles[1][0] is deep[0]
+    assert isinstance(handles[1][0][0][0][0], torch.Tensor)
+
+
+def test_tensor_at_max_depth_is_processed() -> None:
+    """A tensor is processed wherever it is reached, max_depth included."""
+    handles = process_tensors_in_object(nested(torch.zeros(1), 2), "replace", 2)
+    assert isinstance(handles[0][0], SHMHandle)
+
+
+def test_object_attributes_count_two_levels() -> None:
+    """An object's attributes are two levels down, as BlazeFL walks its __dict__."""
+    obj = [Plain(torch.zeros(1))]
+    assert isinstance(
+        process_tensors_in_object(obj, "replace", 2)[0].tensor, torch.Tensor
+    )
+    assert isinstance(process_tensors_in_object(obj, "replace", 3)[0].tensor, SHMHandle)
+
+
+def test_tensor_left_in_place_survives_round_trip() -> None:
+    """A tensor replace left in place is the handle copy's own after reconstruct."""
+    buffer = process_tensors_in_object({"params": torch.zeros(2)}, "move")
+    result = {"params": torch.ones(2), "extra": nested(torch.full((1,), 5.0), 12)}
+    rebuilt = reconstruct_from_shared_memory(
+        process_tensors_in_object(result, "replace"), buffer
+    )
+    assert rebuilt["params"] is buffer["params"]
+    assert nested_leaf(rebuilt["extra"]).tolist() == [5.0]
+
+
+def nested_leaf(obj: Any) -> Any:
+    """The innermost element of one-element lists."""
+    while isinstance(obj, list):
+        (obj,) = obj
+    return obj
 
 
 def test_deep_structure_without_tensors_is_fine() -> None:

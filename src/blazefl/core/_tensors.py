@@ -11,24 +11,28 @@ tensors into that skeleton and returns a copy with every tensor replaced by an
 `SHMHandle` (``mode="replace"``), and the parent puts the shared tensors back
 in place of the handles (`reconstruct_from_shared_memory`).
 
-The walkers look inside lists, tuples, dicts and objects (their ``__dict__``
-and ``__slots__``, so slotted and frozen dataclasses work too); anything else
-is a leaf that is kept as is. Shared and circular references are visited once.
+All three are thin faces over the package's one walker (`blazefl._tree`),
+which looks inside lists, tuples, dicts and objects (their ``__dict__`` and
+``__slots__``, so slotted and frozen dataclasses work too); shared and
+circular references are visited once. Only their depth rule is BlazeFL's own
+(see `process_tensors_in_object`).
 """
 
 from __future__ import annotations
 
-import copy
-import enum
 import functools
-import types
-from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import torch
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._tree import (
+    Reach,
+    SHMHandle,
+    rebuild_from_handles,
+    replace_with_handles,
+    share_tensors,
+)
 
 __all__ = [
     "SHMHandle",
@@ -84,256 +88,6 @@ def deserialize_model(model: torch.nn.Module, flat: torch.Tensor) -> None:
             offset += count
 
 
-@dataclass(frozen=True, slots=True)
-class SHMHandle:
-    """Placeholder for a tensor that travels through shared memory instead."""
-
-
-# Objects that carry a __dict__ but are not data: descending into them would
-# copy or rewrite classes, modules, functions or enum singletons.
-_OPAQUE = (
-    type,
-    types.ModuleType,
-    types.FunctionType,
-    types.BuiltinFunctionType,
-    types.MethodType,
-    functools.partial,
-    enum.Enum,
-)
-
-
-def _attribute_names(obj: object) -> Iterator[str]:
-    """Yield the names of the instance attributes that are set on ``obj``."""
-    seen: set[str] = set()
-    instance_dict = getattr(obj, "__dict__", None)
-    if isinstance(instance_dict, dict):
-        seen.update(instance_dict)
-        yield from instance_dict
-    for klass in type(obj).__mro__:
-        slots = klass.__dict__.get("__slots__", ())
-        for slot in (slots,) if isinstance(slots, str) else slots:
-            if slot in ("__dict__", "__weakref__"):
-                continue
-            name = slot
-            if slot.startswith("__") and not slot.endswith("__"):
-                name = f"_{klass.__name__.lstrip('_')}{slot}"
-            if name not in seen and hasattr(obj, name):
-                seen.add(name)
-                yield name
-
-
-def _is_object_node(obj: object) -> bool:
-    if isinstance(obj, _OPAQUE):
-        return False
-    return hasattr(obj, "__dict__") or any(
-        "__slots__" in klass.__dict__ for klass in type(obj).__mro__[:-1]
-    )
-
-
-def _is_node(obj: object) -> bool:
-    return isinstance(obj, list | tuple | dict) or _is_object_node(obj)
-
-
-def _rebuild_tuple(original: tuple[Any, ...], items: list[Any]) -> tuple[Any, ...]:
-    if type(original) is tuple:
-        return tuple(items)
-    if hasattr(original, "_make"):  # namedtuple: positional constructor
-        return type(original)(*items)
-    return type(original)(items)
-
-
-def _walk(
-    obj: Any,
-    target: type[Any],
-    seen: set[int],
-    depth: int,
-    path: str,
-) -> Iterator[tuple[Any, int, str]]:
-    """Yield ``(found, depth, path)`` for every ``target`` reachable from ``obj``.
-
-    Depth-first; every container or object is entered once (ids in ``seen``).
-    """
-    if isinstance(obj, target):
-        yield obj, depth, path
-        return
-    if not _is_node(obj) or id(obj) in seen:
-        return
-    seen.add(id(obj))
-    if isinstance(obj, list | tuple):
-        for i, value in enumerate(obj):
-            yield from _walk(value, target, seen, depth + 1, f"{path}[{i}]")
-    elif isinstance(obj, dict):
-        for key, value in obj.items():
-            yield from _walk(value, target, seen, depth + 1, f"{path}[{key!r}]")
-    else:
-        for name in list(_attribute_names(obj)):
-            yield from _walk(
-                getattr(obj, name), target, seen, depth + 1, f"{path}.{name}"
-            )
-
-
-def _too_deep(path: str, max_depth: int) -> ConfigurationError:
-    # BlazeFL 3.0 silently skipped tensors below max_depth: a skipped tensor in
-    # "move" mode is never shared, and the worker's results quietly vanish.
-    return ConfigurationError(
-        f"tensor at {path} is nested deeper than max_depth={max_depth}; "
-        "pass a larger max_depth"
-    )
-
-
-class _Copier:
-    """Copy the parts of a structure that lead to a ``target``, mapping each one.
-
-    Only containers and objects on a path to a target are copied; target-free
-    parts are shared with the original, which spares copying objects that do
-    not support it (loggers, open files) and that need no change anyway.
-    Copies are registered before their children are visited, so shared and
-    circular references come out shared and circular in the copy.
-    """
-
-    def __init__(self, target: type[Any]) -> None:
-        self.target = target
-        self.memo: dict[int, Any] = {}
-        # ids of nodes from which no target is reachable.
-        self.clean: set[int] = set()
-        # Keep originals alive so their ids are not reused during the walk.
-        self.keep: list[object] = []
-
-    def first_target(self, obj: Any, depth: int, path: str) -> tuple[int, str] | None:
-        """Return (depth, path) of the first target under ``obj``, or None."""
-        if id(obj) in self.clean:
-            return None
-        seen: set[int] = set()
-        for _, found_depth, found_path in _walk(obj, self.target, seen, depth, path):
-            return found_depth, found_path
-        # Nothing below any node this walk entered can reach a target either.
-        self.clean.update(seen)
-        return None
-
-    def on_target(self, found: Any, other: Any, path: str) -> Any:
-        raise NotImplementedError
-
-    def child(self, other: Any, kind: str, key: Any, path: str) -> Any:
-        """Return the counterpart of ``other``'s child, for parallel walks."""
-        return None
-
-    def visit(self, obj: Any, other: Any, depth: int, path: str) -> Any:
-        if isinstance(obj, self.target):
-            return self.on_target(obj, other, path)
-        if not _is_node(obj):
-            return obj
-        if id(obj) in self.memo:
-            return self.memo[id(obj)]
-        found = self.first_target(obj, depth, path)
-        if found is None:
-            return obj
-        self.check(obj, other, depth, path, found)
-        self.keep.append(obj)
-        if isinstance(obj, tuple):
-            items = [
-                self.visit(
-                    v, self.child(other, "item", i, path), depth + 1, f"{path}[{i}]"
-                )
-                for i, v in enumerate(obj)
-            ]
-            # A cycle through this tuple has already produced its copy.
-            if id(obj) in self.memo:
-                return self.memo[id(obj)]
-            new_tuple = _rebuild_tuple(obj, items)
-            self.memo[id(obj)] = new_tuple
-            return new_tuple
-        new = copy.copy(obj)
-        self.memo[id(obj)] = new
-        if isinstance(obj, list):
-            new[:] = [
-                self.visit(
-                    v, self.child(other, "item", i, path), depth + 1, f"{path}[{i}]"
-                )
-                for i, v in enumerate(obj)
-            ]
-        elif isinstance(obj, dict):
-            for key, value in obj.items():
-                new[key] = self.visit(
-                    value,
-                    self.child(other, "item", key, path),
-                    depth + 1,
-                    f"{path}[{key!r}]",
-                )
-        else:
-            for name in list(_attribute_names(obj)):
-                value = self.visit(
-                    getattr(obj, name),
-                    self.child(other, "attr", name, path),
-                    depth + 1,
-                    f"{path}.{name}",
-                )
-                # object.__setattr__ also works on frozen dataclasses.
-                object.__setattr__(new, name, value)
-        return new
-
-    def check(
-        self, obj: Any, other: Any, depth: int, path: str, found: tuple[int, str]
-    ) -> None:
-        """Validate ``obj`` (which leads to a target) before it is copied."""
-
-
-class _Replacer(_Copier):
-    def __init__(self, max_depth: int) -> None:
-        super().__init__(torch.Tensor)
-        self.max_depth = max_depth
-
-    def on_target(self, found: Any, other: Any, path: str) -> Any:
-        return SHMHandle()
-
-    def check(
-        self, obj: Any, other: Any, depth: int, path: str, found: tuple[int, str]
-    ) -> None:
-        if depth >= self.max_depth:
-            raise _too_deep(found[1], self.max_depth)
-
-
-class _Reconstructor(_Copier):
-    def __init__(self) -> None:
-        super().__init__(SHMHandle)
-
-    def on_target(self, found: Any, other: Any, path: str) -> Any:
-        if not isinstance(other, torch.Tensor):
-            raise _mismatch(path, "a tensor", other)
-        return other
-
-    def child(self, other: Any, kind: str, key: Any, path: str) -> Any:
-        # Only the places that lead to a handle must exist in the buffer: the
-        # result may carry extra plain values (a loss, a note) the skeleton lacks.
-        if kind == "attr":
-            return getattr(other, key, _MISSING)
-        try:
-            return other[key]
-        except (LookupError, TypeError):
-            return _MISSING
-
-    def check(
-        self, obj: Any, other: Any, depth: int, path: str, found: tuple[int, str]
-    ) -> None:
-        if other is _MISSING:
-            raise _mismatch(path, f"a {type(obj).__name__}", other)
-        if isinstance(obj, list | tuple) and not isinstance(other, list | tuple):
-            raise _mismatch(path, "a list or tuple", other)
-        if isinstance(obj, dict) and not isinstance(other, dict):
-            raise _mismatch(path, "a dict", other)
-
-
-# Stands for a place that exists in the handle copy but not in the buffer.
-_MISSING: Any = object()
-
-
-def _mismatch(path: str, expected: str, seen: object) -> ConfigurationError:
-    found = "nothing" if seen is _MISSING else type(seen).__name__
-    return ConfigurationError(
-        f"shared-memory buffer does not match the handle copy at {path}: expected "
-        f"{expected}, found {found}; pass the buffer the worker wrote into"
-    )
-
-
 def process_tensors_in_object(
     obj: Any, mode: Literal["move", "replace"], max_depth: int = 10
 ) -> Any:
@@ -347,23 +101,23 @@ def process_tensors_in_object(
     copied; everything else is shared with ``obj``. Shared and circular
     references are preserved in the copy.
 
-    Structure deeper than ``max_depth`` is left alone; a tensor found there
-    raises `ConfigurationError`, since skipping it would lose data silently.
+    ``max_depth`` means what it means in BlazeFL 3.0: ``obj`` itself is depth
+    0, a tensor is processed wherever it is reached, and a container at depth
+    >= ``max_depth`` is returned as it is, not entered (an object's attributes
+    count two levels down, as BlazeFL reaches them through its ``__dict__``).
+    A tensor left in place that way is not lost in the worker round trip: it
+    stays a tensor in the handle copy and travels pickled. Sets are not
+    entered either. blazefl's own executors use the strict walk instead,
+    which raises on a tensor it cannot reach.
     """
     if mode not in _MODES:
         raise ConfigurationError(
             f"mode must be one of {', '.join(map(repr, _MODES))}, got {mode!r}"
         )
+    reach = Reach.blazefl(max_depth)
     if mode == "replace":
-        return _Replacer(max_depth).visit(obj, None, 0, "obj")
-    # Check every depth before sharing anything, so an error changes nothing.
-    found = list(_walk(obj, torch.Tensor, set(), 0, "obj"))
-    for _, depth, path in found:
-        if depth > max_depth:
-            raise _too_deep(path, max_depth)
-    for tensor, _, _ in found:
-        tensor.share_memory_()
-    return obj
+        return replace_with_handles(obj, reach)
+    return share_tensors(obj, reach)
 
 
 def reconstruct_from_shared_memory(handle_obj: Any, shm_obj: Any) -> Any:
@@ -377,4 +131,4 @@ def reconstruct_from_shared_memory(handle_obj: Any, shm_obj: Any) -> Any:
     clone them before the buffer is reused. Raises `ConfigurationError` when
     the two structures do not match.
     """
-    return _Reconstructor().visit(handle_obj, shm_obj, 0, "obj")
+    return rebuild_from_handles(handle_obj, shm_obj)

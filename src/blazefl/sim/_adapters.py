@@ -31,11 +31,7 @@ from typing import Any
 import torch
 
 from blazefl._exceptions import ConfigurationError
-from blazefl._tree import map_leaves
-from blazefl.core._tensors import (
-    process_tensors_in_object,
-    reconstruct_from_shared_memory,
-)
+from blazefl._tree import map_leaves, rebuild_from_handles, share_tensors
 from blazefl.sim._context import ClientContext, ClientWork
 from blazefl.sim._executors._base import Executor, Placement
 from blazefl.sim._executors._inline import InlineExecutor
@@ -163,14 +159,12 @@ class _ProcessTrainerSlots:
     def job_arg(self, cid: int, slot: int) -> Any:
         buffer = self._buffers.get(slot)
         if buffer is None:
-            buffer = process_tensors_in_object(
-                self._trainer.prepare_uplink_package_buffer(), "move"
-            )
+            buffer = share_tensors(self._trainer.prepare_uplink_package_buffer())
             self._buffers[slot] = buffer
         return self._trainer.get_client_config(cid), buffer
 
     def finish(self, slot: int, light: Any) -> Any:
-        full = reconstruct_from_shared_memory(light, self._buffers[slot])
+        full = rebuild_from_handles(light, self._buffers[slot])
         # The slot's buffer is reused next round: hand the trainer private copies.
         return self._trainer.convert_buffer_to_uplink(map_leaves(full, torch.clone))
 

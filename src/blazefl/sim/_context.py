@@ -110,7 +110,8 @@ class ClientContext:
         return self.stop_event.is_set()
 
 
-@dataclass(frozen=True, slots=True)
+# Compared by identity: two equal tensors in a set stay two tensors.
+@dataclass(frozen=True, slots=True, eq=False)
 class _TensorBytes:
     dtype: torch.dtype
     shape: tuple[int, ...]

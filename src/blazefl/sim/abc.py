@@ -1,7 +1,8 @@
 """The extension points for writing an executor, as ``anyio.abc`` is for anyio.
 
 An executor decides *where* client work runs; the coordinator never asks which
-one it has. Subclass `Executor` (start and stop workers, open one
+one it has. Subclass `Executor` (say its `Placement`: which client code may run
+on it follows from that; start and stop workers; open one
 `RoundSession` per round with that round's payload) and run each `ClientJob`
 on a worker through `execute_job`, the one job runner every built-in executor
 uses: it builds the client's `ClientContext`, captures errors as a
@@ -11,7 +12,7 @@ died: `WorkerDiedError`). See ``docs/writing-an-executor.md``.
 """
 
 from blazefl import _exports
-from blazefl.sim._executors._base import Executor, RoundSession
+from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._jobs import (
     ClientJob,
     JobOutcome,
@@ -26,6 +27,7 @@ __all__ = [
     "Executor",
     "JobOutcome",
     "JobWork",
+    "Placement",
     "RoundSession",
     "error_info",
     "execute_job",

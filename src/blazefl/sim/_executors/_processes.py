@@ -28,8 +28,8 @@ import torch
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._tree import share_tensors
 from blazefl._validate import check_number
-from blazefl.core._tensors import process_tensors_in_object
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._executors._job_body import torch_settings
 from blazefl.sim._executors._pool import WorkerPool, died
@@ -196,7 +196,7 @@ class ProcessExecutor(Executor):
     async def _round(
         self, work: JobWork, index: int, payload: Any
     ) -> AsyncIterator[RoundSession]:
-        process_tensors_in_object(payload, "move")
+        share_tensors(payload)
         if self._result_capacity == 0:
             # A first guess that is exact for "send back a model like the one
             # you got" algorithms; grown after any result that does not fit.

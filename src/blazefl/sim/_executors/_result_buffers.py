@@ -17,29 +17,44 @@ from typing import Any
 
 import torch
 
-from blazefl._tree import iter_tensors, map_leaves
+from blazefl._tree import leaves, map_leaves
 
 __all__ = ["SlotRef", "allocate_slot", "pack_result", "tensor_bytes", "unpack_result"]
 
 _ALIGN = 64
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)
 class SlotRef:
-    """Where one result tensor lies inside a result buffer."""
+    """Where one result tensor lies inside a result buffer.
+
+    Compared by identity: two empty tensors share an offset but stay two
+    tensors. ``parameter`` remembers an ``nn.Parameter`` (a module inside a
+    result is walked into, so its parameters come back as parameters).
+    """
 
     offset: int
     dtype: torch.dtype
     shape: tuple[int, ...]
+    parameter: bool = False
+    requires_grad: bool = False
 
 
 def _aligned(n: int) -> int:
     return (n + _ALIGN - 1) // _ALIGN * _ALIGN
 
 
+def _packable(x: Any) -> bool:
+    # A meta tensor holds no data to copy: it travels pickled (shape and dtype
+    # only) and the coordinator's NaN check refuses it.
+    return isinstance(x, torch.Tensor) and not x.is_meta
+
+
 def tensor_bytes(obj: Any) -> int:
     """Bytes a buffer needs to hold every tensor in ``obj`` (with alignment)."""
-    return sum(_aligned(t.numel() * t.element_size()) for t in iter_tensors(obj))
+    return sum(
+        _aligned(t.numel() * t.element_size()) for _, t in leaves(obj, _packable)
+    )
 
 
 def allocate_slot(nbytes: int) -> torch.Tensor:
@@ -59,22 +74,23 @@ def pack_result(result: Any, buffer: torch.Tensor | None) -> tuple[Any, int, boo
     if buffer is None or needed > buffer.numel():
         return result, needed, False
     offset = 0
-    placed: dict[int, SlotRef] = {}
 
+    # The walker maps a tensor reached under two names once, so it is packed
+    # (and rebuilt) once and stays shared.
     def place(t: torch.Tensor) -> SlotRef:
         nonlocal offset
-        if id(t) in placed:
-            return placed[id(t)]
         src = t.detach().to("cpu").contiguous()
         nbytes = src.numel() * src.element_size()
         if nbytes:
             buffer[offset : offset + nbytes].copy_(src.reshape(-1).view(torch.uint8))
-        ref = SlotRef(offset, src.dtype, tuple(src.shape))
-        placed[id(t)] = ref
+        is_param = isinstance(t, torch.nn.Parameter)
+        ref = SlotRef(
+            offset, src.dtype, tuple(src.shape), is_param, is_param and t.requires_grad
+        )
         offset += _aligned(nbytes)
         return ref
 
-    return map_leaves(result, place), needed, True
+    return map_leaves(result, place, _packable), needed, True
 
 
 def unpack_result(skeleton: Any, buffer: torch.Tensor | None) -> Any:
@@ -82,15 +98,13 @@ def unpack_result(skeleton: Any, buffer: torch.Tensor | None) -> Any:
     if buffer is None:
         return skeleton
 
-    taken: dict[SlotRef, torch.Tensor] = {}
-
     def take(ref: SlotRef) -> torch.Tensor:
-        # One tensor under two names was packed once; rebuild it once too.
-        if ref not in taken:
-            nbytes = _numel(ref.shape) * _itemsize(ref.dtype)
-            raw = buffer[ref.offset : ref.offset + nbytes]
-            taken[ref] = raw.view(ref.dtype).reshape(ref.shape).clone()
-        return taken[ref]
+        nbytes = _numel(ref.shape) * _itemsize(ref.dtype)
+        raw = buffer[ref.offset : ref.offset + nbytes]
+        tensor = raw.view(ref.dtype).reshape(ref.shape).clone()
+        if ref.parameter:
+            return torch.nn.Parameter(tensor, requires_grad=ref.requires_grad)
+        return tensor
 
     return map_leaves(skeleton, take, is_leaf=lambda x: isinstance(x, SlotRef))
 
