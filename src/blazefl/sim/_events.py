@@ -17,6 +17,8 @@ from typing import Any, ClassVar
 import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
+from blazefl.sim._jobs import JobOutcome
+
 __all__ = [
     "ClientFailed",
     "ClientFinished",
@@ -158,10 +160,39 @@ class EventStream:
         await self.aclose()
 
 
-class EventHub:
-    """Fans each published event out to every open stream."""
+def client_event(round_index: int, outcome: JobOutcome) -> Event:
+    """The event for one client's outcome: `ClientFinished` or `ClientFailed`."""
+    error = outcome.error
+    if error is None:
+        return ClientFinished(
+            round_index,
+            outcome.cid,
+            outcome.slot,
+            outcome.worker,
+            outcome.seconds,
+            outcome.metrics,
+        )
+    return ClientFailed(
+        round_index,
+        outcome.cid,
+        outcome.slot,
+        outcome.worker,
+        outcome.seconds,
+        error.kind,
+        str(error),
+        error.traceback,
+    )
 
-    def __init__(self) -> None:
+
+class EventHub:
+    """Fans each published event out to every open stream and to the log.
+
+    The log line has the event's name and fields (a failure's traceback stays
+    in the stream's event only), at ``warning`` for failures and aborts.
+    """
+
+    def __init__(self, log: Any) -> None:
+        self._log = log
         self._sends: list[MemoryObjectSendStream[Event]] = []
         self._closed = False
 
@@ -179,6 +210,11 @@ class EventHub:
         return EventStream(receive)
 
     def publish(self, event: Event) -> None:
+        fields = event.fields()
+        level = "warning" if isinstance(event, ClientFailed | RoundAborted) else "info"
+        if isinstance(event, ClientFailed):
+            fields.pop("traceback")
+        getattr(self._log, level)(event.name, **fields)
         alive = []
         for send in self._sends:
             try:

@@ -35,14 +35,13 @@ from blazefl.sim._adapters import adapt, check_executor, default_executor
 from blazefl.sim._context import ClientState
 from blazefl.sim._engine import RoundRunner, check_cids
 from blazefl.sim._events import (
-    ClientFailed,
-    ClientFinished,
     Event,
     EventHub,
     EventStream,
     RoundAborted,
     RoundFinished,
     RoundStarted,
+    client_event,
 )
 from blazefl.sim._executors._base import Executor, gil_enabled
 from blazefl.sim._handler import BoundHandler, ServerHandler
@@ -160,8 +159,8 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         self._round_timeout = round_timeout
         self._policy = on_client_failure
         self._min_clients = min_clients
-        self._hub = EventHub()
         self._log = get_logger()
+        self._hub = EventHub(self._log)
         self._round = 0
         self._pending: tuple[list[int], Any] | None = None
         self._lock: anyio.Lock | None = None
@@ -191,7 +190,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         """Start the executor's workers (what ``async with`` does on entry)."""
         self._lock = anyio.Lock()
         if self._hub.closed:  # started again after a close
-            self._hub = EventHub()
+            self._hub = EventHub(self._log)
         self._gil_at_start = gil_enabled()
         await self.executor.start(self._runner.adapter.work)
         self._log.info(
@@ -429,39 +428,10 @@ class Simulation(Generic[UplinkT, DownlinkT]):
     def _on_outcome(self, outcome: JobOutcome) -> None:
         if outcome.logs:
             replay(outcome.logs)
-        if outcome.error is None:
-            self._emit(
-                ClientFinished(
-                    self._round,
-                    outcome.cid,
-                    outcome.slot,
-                    outcome.worker,
-                    outcome.seconds,
-                    outcome.metrics,
-                )
-            )
-        else:
-            error = outcome.error
-            self._emit(
-                ClientFailed(
-                    self._round,
-                    outcome.cid,
-                    outcome.slot,
-                    outcome.worker,
-                    outcome.seconds,
-                    error.kind,
-                    str(error),
-                    error.traceback,
-                )
-            )
+        self._emit(client_event(self._round, outcome))
 
     def _emit(self, event: Event) -> None:
         self._hub.publish(event)
-        fields = event.fields()
-        level = "warning" if isinstance(event, ClientFailed | RoundAborted) else "info"
-        if isinstance(event, ClientFailed):
-            fields.pop("traceback")
-        getattr(self._log, level)(event.name, **fields)
 
     def _check_gil(self) -> None:
         if self._gil_at_start or self._gil_warned or not gil_enabled():
