@@ -11,13 +11,12 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cli_helpers import PAUSE_ENV, final_params, metrics, wait_until
+from cli_helpers import final_params, metrics, paused_command, wait_until
 from leaks import children_of, pid_alive, shm_entries, shm_held_by
 
 #: One worker process: each costs a torch import, and the count changes no number.
@@ -39,20 +38,17 @@ def outcome(folder: Path) -> tuple[torch.Tensor, list[dict[str, Any]]]:
 
 
 class PausedRun:
-    """`blazefl run` in a subprocess, paused by the test hook after a round."""
+    """`blazefl run` in a subprocess, paused after a round (tests/paused_cli.py)."""
 
     def __init__(self, tmp: Path, pause_after: int, *args: str) -> None:
         self.out = tmp / "run"
         self.stderr_path = tmp / "run.stderr"
-        env = {**os.environ, PAUSE_ENV: str(pause_after)}
-        command = [sys.executable, "-m", "blazefl.cli", "run", "--out", str(self.out)]
+        command = paused_command(pause_after, "run", "--out", str(self.out), *args)
         with (
             (tmp / "run.stdout").open("wb") as so,
             self.stderr_path.open("wb") as se,
         ):
-            self.process = subprocess.Popen(
-                [*command, *args], stdout=so, stderr=se, env=env
-            )
+            self.process = subprocess.Popen(command, stdout=so, stderr=se)
         marker = f"paused after round {pause_after}"
         if not wait_until(lambda: marker in self.stderr or not self.running, 90):
             self.process.kill()
