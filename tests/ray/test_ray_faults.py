@@ -16,15 +16,14 @@ pytest.importorskip("ray.exceptions")
 
 from ray_fakes import DieOnce, Probe, Stubborn, federation, final_params
 
-pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.anyio]
+pytestmark = [
+    pytest.mark.usefixtures("ray_local"),
+    pytest.mark.anyio,
+    pytest.mark.anyio_backends("asyncio"),
+]
 
 # FedAvg with seed 0 samples (0, 3, 5), (2, 3, 4), (2, 3, 5).
 ROUND1_CLIENT = 3
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 async def test_dead_actor_is_a_failed_slot_and_is_replaced(tmp_path: Path) -> None:

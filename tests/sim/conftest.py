@@ -1,4 +1,4 @@
-"""Fixtures shared by the tests/sim suite (anyio_backend stays per module)."""
+"""Fixtures shared by the tests/sim suite (anyio_backend: tests/conftest.py)."""
 
 from __future__ import annotations
 

@@ -25,11 +25,6 @@ from leaks import pid_alive, shm_left, shm_mapped_by
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 def _cids(control: Path, prefix: str) -> set[str]:
     return {p.name.rsplit("-c", 1)[1] for p in control.glob(f"{prefix}-*")}
 
@@ -104,7 +99,7 @@ async def test_cancelled_threaded_clients_are_not_left_running(
     assert threading.active_count() <= baseline + 3
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio_backends("asyncio")
 async def test_cancelled_round_on_processes_changes_nothing(
     reference: dict[str, Any], tmp_path: Path
 ) -> None:

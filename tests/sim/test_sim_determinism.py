@@ -27,11 +27,6 @@ from blazefl.sim import (
 MAX_SLEEP = 0.04
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
     assert torch.equal(got["params"], want["params"])
     assert got["metrics"] == want["metrics"]
@@ -82,7 +77,7 @@ async def test_threads_match_reference_bitwise(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio_backends("asyncio")
 async def test_spawned_processes_match_reference_bitwise(
     reference: dict[str, Any],
 ) -> None:

@@ -26,11 +26,6 @@ from blazefl.sim import (
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 async def test_round_events_arrive_live_in_order_and_the_stream_ends() -> None:
     """RoundStarted, one ClientFinished per client, RoundFinished; then the end."""
     handler = FedAvgHandler(per_round=4, rounds=2)

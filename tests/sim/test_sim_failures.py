@@ -29,11 +29,6 @@ EXECUTORS: dict[str, Callable[[], Executor]] = {
 }
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 def _sim(
     handler: FedAvgHandler, control: Path, kind: str, **kwargs: Any
 ) -> Simulation[Any, Any]:

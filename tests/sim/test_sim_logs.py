@@ -21,11 +21,6 @@ EXECUTORS: dict[str, Callable[[], Executor]] = {
 WORKER_PREFIX = {"threads": "thread-", "processes": "process-"}
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 async def _logged_round(
     kind: str, work: ScriptedWork, **kwargs: Any
 ) -> tuple[Any, list[dict[str, Any]]]:

@@ -25,12 +25,7 @@ from blazefl import RoundFailedError
 from blazefl.sim import ClientFailed, ClientFailure, Simulation, ThreadExecutor
 from leaks import pid_alive
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+pytestmark = [pytest.mark.anyio, pytest.mark.anyio_backends("asyncio")]
 
 
 async def test_workers_keep_their_pids_across_rounds() -> None:

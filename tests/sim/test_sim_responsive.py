@@ -24,11 +24,6 @@ BUSY_SECONDS = 1.0
 TICK_SECONDS = 0.01
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 async def _ticks_during_round(executor: Executor) -> tuple[RoundResult, int]:
     """Run one CPU-bound round while another task ticks every 10 ms."""
     handler = FedAvgHandler(num_clients=2, per_round=2, rounds=1)

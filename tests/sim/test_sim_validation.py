@@ -19,10 +19,7 @@ from blazefl.sim import (
     ThreadExecutor,
 )
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+pytestmark = pytest.mark.anyio_backends("asyncio")
 
 
 def _sim(**kwargs: Any) -> Simulation[Any, Any]:
