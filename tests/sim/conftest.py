@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sim_fakes import SEED, FedAvgHandler, ScriptedWork, digest
+from sim_fakes import SEED, digest
 
 from blazefl.sim import InlineExecutor, Simulation
+from fakes import FedAvgHandler, ScriptedWork
 
 
 @pytest.fixture(scope="session")

@@ -6,15 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from sim_fakes import (
-    SEED,
-    FedAvgHandler,
-    ScriptedWork,
-    digest,
-    finish_order,
-    quick_processes,
-    run_federation,
-)
+from sim_fakes import SEED, digest, finish_order, run_federation
 
 from blazefl.sim import (
     Executor,
@@ -23,6 +15,7 @@ from blazefl.sim import (
     Simulation,
     ThreadExecutor,
 )
+from fakes import FedAvgHandler, ScriptedWork, quick_processes
 
 MAX_SLEEP = 0.04
 

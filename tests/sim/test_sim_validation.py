@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sim_fakes import FedAvgHandler, ScriptedWork
 
 from blazefl import (
     BlazeFLError,
@@ -18,6 +17,7 @@ from blazefl.sim import (
     Simulation,
     ThreadExecutor,
 )
+from fakes import FedAvgHandler, ScriptedWork
 
 pytestmark = pytest.mark.anyio_backends("asyncio")
 
