@@ -45,25 +45,25 @@ import torch
 FAULTS = ("raise", "hang", "stuck", "exit", "kill", "segfault", "abort")
 HANG_LIMIT_SECONDS = 30.0
 
-_active_lock = threading.Lock()
-_active = 0
+# A token per call running in this process. list.append and list.remove are
+# atomic with the GIL and without it, and a list pickles where a lock does not
+# (the Ray suite ships this module to its workers by value).
+_running: list[object] = []
 
 
 def active_clients() -> int:
     """How many `Misbehave` calls are running right now in this process."""
-    return _active
+    return len(_running)
 
 
 @contextlib.contextmanager
 def _count_active() -> Iterator[None]:
-    global _active
-    with _active_lock:
-        _active += 1
+    token = object()
+    _running.append(token)
     try:
         yield
     finally:
-        with _active_lock:
-            _active -= 1
+        _running.remove(token)
 
 
 class ScriptedError(RuntimeError):
