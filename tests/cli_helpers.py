@@ -80,6 +80,7 @@ class PausedRun:
         marker = f"paused after round {pause_after}"
         if not wait_until(lambda: marker in self.stderr or not self.running, 90):
             self.process.kill()
+            self.process.wait()
             raise AssertionError(f"the run never paused:\n{self.stderr}")
         assert self.running, f"the run exited early:\n{self.stderr}"
         self.children = children_of(self.process.pid)

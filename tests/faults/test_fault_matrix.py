@@ -388,7 +388,7 @@ def _interrupted(signum: int, *, resume: bool) -> Callable[[Cell], None]:
         args = [*SMALL, *executor_args(cell.kind), "--checkpoint-every", "5"]
         run = PausedRun(cell.tmp, 2, *args)
         try:
-            code = run.send(signum)
+            code = run.stop_with(signum)
             assert code == 128 + signum, run.stderr
             name = signal.Signals(signum).name
             assert (
@@ -411,7 +411,7 @@ def _killed_then_resumed(cell: Cell) -> None:
     args = [*SMALL, *executor_args(cell.kind), "--checkpoint-every", "2"]
     run = PausedRun(cell.tmp, 3, *args)
     try:
-        assert run.send(signal.SIGKILL) == -signal.SIGKILL
+        assert run.stop_with(signal.SIGKILL) == -signal.SIGKILL
         # The orphaned workers see their pipe close and exit by themselves;
         # the resource tracker removes the semaphores the run left.
         _no_leftovers(run, cell.kind)
@@ -485,7 +485,7 @@ def _file_too_large_at_sigint(cell: Cell) -> None:
         limit = len(before) // 2
         assert limit > 16 * 1024
         resource.prlimit(run.pid, resource.RLIMIT_FSIZE, (limit, limit))
-        code = run.send(signal.SIGINT)
+        code = run.stop_with(signal.SIGINT)
         assert code == EXIT_CHECKPOINT_WRITE, run.stderr
         assert (
             f"error: could not write checkpoint {path}: File too large\nthe run "
