@@ -22,7 +22,8 @@ from leaks import children_of, pid_alive, shm_mapped_by
 
 #: A federation small enough to run in about a second.
 SMALL = ["--clients", "6", "--rounds", "4", "--sample-ratio", "0.5", "--epochs", "1"]
-PAUSE_ENV = "BLAZEFL_TEST_PAUSE_AFTER_ROUND"
+#: ``python PAUSED_CLI K ARGS...`` is ``blazefl ARGS...`` pausing after round K.
+PAUSED_CLI = Path(__file__).with_name("paused_cli.py")
 
 
 def invoke(*args: str | os.PathLike[str]) -> Result:
@@ -61,22 +62,25 @@ def wait_until(predicate: Any, within: float) -> bool:
     return bool(predicate())
 
 
+def paused_command(pause_after: int, *args: str) -> list[str]:
+    """The command line of ``blazefl ARGS`` pausing after round ``pause_after``."""
+    return [sys.executable, str(PAUSED_CLI), str(pause_after), *args]
+
+
 class PausedRun:
-    """`blazefl run` in a subprocess, paused by the test hook after a round."""
+    """`blazefl run` in a subprocess, paused after a round (tests/paused_cli.py)."""
 
     def __init__(self, tmp: Path, out: Path, pause_after: int, *args: str) -> None:
         self.out = out
         self.stdout_path = tmp / f"{out.name}.stdout"
         self.stderr_path = tmp / f"{out.name}.stderr"
-        env = {**os.environ, PAUSE_ENV: str(pause_after)}
-        command = [sys.executable, "-m", "blazefl.cli", "run", "--out", str(out)]
+        command = paused_command(pause_after, "run", "--out", str(out), *args)
         with self.stdout_path.open("wb") as so, self.stderr_path.open("wb") as se:
-            self.process = subprocess.Popen(
-                [*command, *args], stdout=so, stderr=se, env=env
-            )
+            self.process = subprocess.Popen(command, stdout=so, stderr=se)
         marker = f"paused after round {pause_after}"
         if not wait_until(lambda: marker in self.stderr or not self.running, 90):
             self.process.kill()
+            self.process.wait()
             raise AssertionError(f"the run never paused:\n{self.stderr}")
         assert self.running, f"the run exited early:\n{self.stderr}"
         self.children = children_of(self.process.pid)

@@ -9,6 +9,50 @@ from collections.abc import Iterator
 import pytest
 import structlog
 
+# -- anyio: which backends an async test runs under --------------------------
+
+#: Every ``@pytest.mark.anyio`` test runs under both backends, unless it (or its
+#: module) is marked ``anyio_backends("asyncio")``: worker processes and Ray
+#: behave the same under either, and a second run costs seconds.
+ANYIO_BACKENDS = ("asyncio", "trio")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "anyio_backends(*names): the anyio backends to run this async test under "
+        "(default: asyncio and trio)",
+    )
+
+
+def _parametrized(metafunc: pytest.Metafunc, name: str) -> bool:
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0]
+        if isinstance(names, str):
+            names = [n.strip() for n in names.split(",")]
+        if name in names:
+            return True
+    return False
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # A module with its own anyio_backend fixture, or a test parametrizing it
+    # directly, chooses for itself.
+    if (
+        "anyio_backend" in metafunc.fixturenames
+        and not hasattr(metafunc.module, "anyio_backend")
+        and not _parametrized(metafunc, "anyio_backend")
+    ):
+        mark = metafunc.definition.get_closest_marker("anyio_backends")
+        backends = mark.args if mark is not None else ANYIO_BACKENDS
+        metafunc.parametrize("anyio_backend", backends, indirect=True)
+
+
+@pytest.fixture
+def anyio_backend(request: pytest.FixtureRequest) -> str:
+    """The anyio backend of this run of an async test (see `ANYIO_BACKENDS`)."""
+    return str(request.param)
+
 
 @pytest.fixture(autouse=True)
 def _reset_structlog() -> Iterator[None]:

@@ -22,7 +22,7 @@ import torch
 
 from blazefl.sim import ClientContext, Simulation, ThreadExecutor, gil_enabled
 
-pytestmark = pytest.mark.anyio
+pytestmark = [pytest.mark.anyio, pytest.mark.anyio_backends("asyncio")]
 
 FREE_THREADED = bool(sysconfig.get_config_var("Py_GIL_DISABLED"))
 # PYTHON_GIL=1 or -X gil=1: the GIL was asked for, e.g. to compare timings.
@@ -37,11 +37,6 @@ gil_build_only = pytest.mark.skipif(FREE_THREADED, reason="needs a GIL build")
 # anything a working executor needs, far below the suite's per-test timeout.
 MEET_TIMEOUT_SECONDS = 30.0
 SPIN_ITERATIONS = 300_000
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 class PairHandler:

@@ -96,11 +96,11 @@ _SHM = Reach(opaque=(set, frozenset))
 
 @dataclass(frozen=True, slots=True)
 class SHMHandle:
-    """Placeholder for a tensor that travels through shared memory instead."""
+    """Placeholder for a tensor that travels through shared memory instead.
 
-
-# Public (and pickled) as blazefl.core.SHMHandle, where BlazeFL 3.0 has it.
-SHMHandle.__module__ = "blazefl.core"
+    Public as ``blazefl.core.utils.SHMHandle``, where BlazeFL 3.0 defines it
+    (``blazefl.core.utils`` publishes it under that path).
+    """
 
 
 # Things that carry a __dict__ but are not data: descending into them would

@@ -5,6 +5,9 @@ from __future__ import annotations
 import signal
 from pathlib import Path
 
+import pytest
+
+from blazefl.cli import main
 from cli_helpers import (
     SMALL,
     Interrupted,
@@ -62,3 +65,23 @@ def test_sigterm_exits_with_143(tmp_path: Path) -> None:
     assert run.process.returncode == 143, run.stderr
     assert "SIGTERM: interrupted after round 1" in run.stderr
     assert checkpoint(run.out)["sim"]["round"] == 1
+
+
+def test_after_round_sees_each_committed_round_and_its_checkpoint(
+    tmp_path: Path,
+) -> None:
+    """main(after_round=...) is awaited once per round, after its checkpoint."""
+    out = tmp_path / "run"
+    seen: list[tuple[int, int | None]] = []
+
+    async def after_round(rounds_done: int) -> None:
+        saved = (out / "checkpoint.ckpt").exists()
+        seen.append((rounds_done, checkpoint(out)["sim"]["round"] if saved else None))
+
+    with pytest.raises(SystemExit) as info:
+        main(
+            ["run", *SMALL, "--checkpoint-every", "2", "--quiet", "--out", str(out)],
+            after_round=after_round,
+        )
+    assert info.value.code == 0
+    assert seen == [(1, None), (2, 2), (3, 2), (4, 4)]

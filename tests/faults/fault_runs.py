@@ -1,24 +1,20 @@
-"""`blazefl run` for the fault matrix: in-process runs, paused subprocess runs,
-and what a run folder holds afterwards.
-
-The moves of tests/cli_helpers.py (invoke, checkpoint, metrics, wait_until),
-plus what the matrix needs on top: the run's executor, and whether its worker
-processes and shared memory are gone.
+"""`blazefl run` for the fault matrix: what tests/cli_helpers.py has, plus
+what the matrix needs on top: the run's executor, the run folder's outcome,
+and whether a paused run's worker processes and shared memory are gone.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cli_helpers import PAUSE_ENV, final_params, metrics, wait_until
-from leaks import children_of, pid_alive, shm_entries, shm_held_by
+import cli_helpers
+from cli_helpers import final_params, metrics, wait_until
+from leaks import pid_alive, shm_entries, shm_held_by
 
 #: One worker process: each costs a torch import, and the count changes no number.
 WORKERS = {"inline": [], "threads": ["--workers", "2"], "processes": ["--workers", "1"]}
@@ -38,46 +34,25 @@ def outcome(folder: Path) -> tuple[torch.Tensor, list[dict[str, Any]]]:
     return final_params(folder), metrics(folder)
 
 
-class PausedRun:
-    """`blazefl run` in a subprocess, paused by the test hook after a round."""
+class PausedRun(cli_helpers.PausedRun):
+    """`blazefl run` in a subprocess into ``tmp/run``, paused after a round, and
+    what the matrix checks once it is signalled: its exit code, and whether
+    its worker processes and shared memory are gone."""
 
     def __init__(self, tmp: Path, pause_after: int, *args: str) -> None:
-        self.out = tmp / "run"
-        self.stderr_path = tmp / "run.stderr"
-        env = {**os.environ, PAUSE_ENV: str(pause_after)}
-        command = [sys.executable, "-m", "blazefl.cli", "run", "--out", str(self.out)]
-        with (
-            (tmp / "run.stdout").open("wb") as so,
-            self.stderr_path.open("wb") as se,
-        ):
-            self.process = subprocess.Popen(
-                [*command, *args], stdout=so, stderr=se, env=env
-            )
-        marker = f"paused after round {pause_after}"
-        if not wait_until(lambda: marker in self.stderr or not self.running, 90):
-            self.process.kill()
-            self.process.wait()
-            raise AssertionError(f"the run never paused:\n{self.stderr}")
-        assert self.running, f"the run exited early:\n{self.stderr}"
-        self.children = children_of(self.process.pid)
+        super().__init__(tmp, tmp / "run", pause_after, *args)
+        # By inode as well as by name: a semaphore's creator maps it under
+        # sem_open's temporary name.
         self.shm = shm_held_by({self.process.pid, *self.children})
 
     @property
     def pid(self) -> int:
         return self.process.pid
 
-    @property
-    def running(self) -> bool:
-        return self.process.poll() is None
-
-    @property
-    def stderr(self) -> str:
-        return self.stderr_path.read_text()
-
-    def send(self, signum: int, within: float = 60) -> int:
+    def stop_with(self, signum: int, within: float = 60) -> int:
         """Send ``signum``, wait for the exit, return the exit code."""
-        os.kill(self.process.pid, signum)
-        return self.process.wait(within)
+        self.send(signum, within)
+        return self.process.wait()
 
     def leftovers(self, within: float = 20) -> list[str]:
         """The run's worker processes and shared memory still there after

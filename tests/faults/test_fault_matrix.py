@@ -1,8 +1,8 @@
 """The fault matrix: every fault, on every executor it can happen on.
 
 Each cell runs the federation undisturbed (the reference, once per module
-and executor), then again with one fault injected into one round (a marker
-file the work consumes, so the fault strikes once); checks the state the docs
+and executor), then again with one fault injected into one round (a once-cue
+of `Misbehave`, so the fault strikes once); checks the state the docs
 promise right after the fault; recovers as the policy says (re-run the round,
 or ``blazefl run --resume``); compares the final model with the reference bit
 for bit where the policy allows it; and checks that nothing is left behind: no
@@ -56,7 +56,13 @@ import anyio
 import numpy as np
 import pytest
 import torch
-from fault_fakes import FaultWork, FedAvgHandler, quick_processes, sampled
+from fault_fakes import (
+    Misbehave,
+    SoftmaxWork,
+    federation_handler,
+    first_sampled,
+    quick_processes,
+)
 from fault_runs import PausedRun, executor_args, outcome, stray_files
 
 from blazefl import RoundFailedError
@@ -79,7 +85,7 @@ SEED = 3
 EXECUTORS = ("inline", "threads", "processes")
 FAULT_ROUND = 1
 #: A client of round 1 that also ran in round 0: it has a committed state.
-FAULTY = sampled(FAULT_ROUND)[1]
+FAULTY = first_sampled(FAULT_ROUND)[1]
 #: Generous: an undisturbed client takes milliseconds, even on a busy machine.
 CLIENT_TIMEOUT = 3.0
 EXIT_CHECKPOINT_WRITE = 74
@@ -178,12 +184,17 @@ class Cell:
 # -- faults in the coordinator ---------------------------------------------
 
 
+def _work(control: Path) -> Misbehave:
+    """The federation's client work, misbehaving as cued in ``control``."""
+    return Misbehave(SoftmaxWork(), str(control))
+
+
 def _simulation(
     kind: str, control: Path, policy: str, timeout: float | None = None
 ) -> Simulation[Any, Any]:
     return Simulation(
-        FedAvgHandler(),
-        FaultWork(str(control)),
+        federation_handler(),
+        _work(control),
         executor=_executor(kind),
         seed=SEED,
         on_client_failure=policy,
@@ -209,7 +220,7 @@ def _committed(sim: Simulation[Any, Any]) -> dict[int, Any]:
 class SimFault:
     """A fault injected into client ``FAULTY`` of round ``FAULT_ROUND``.
 
-    :param marker: the `FaultWork` fault to script.
+    :param marker: the `Misbehave` fault, cued once for client ``FAULTY``.
     :param failure: (kind, type, message regex) of the expected failed slot.
     :param kill_worker: SIGKILL the worker from the test once the client runs.
     :param replaced: the fault costs the client's worker process (it died or
@@ -245,7 +256,7 @@ class SimFault:
             pids = sim.executor.pids if cell.kind == "processes" else []
             params = sim.handler.params.clone()
             states = _committed(sim)
-            (cell.tmp / f"{self.marker}-r{FAULT_ROUND}-c{FAULTY}").touch()
+            _work(cell.tmp).arm(self.marker, cid=FAULTY, round=FAULT_ROUND, once=True)
             async with anyio.create_task_group() as tg:
                 if self.kill_worker:
                     tg.start_soon(self._kill_worker, cell.tmp)
@@ -281,7 +292,7 @@ class SimFault:
         # Recovery: the same round again, with the same sampled clients.
         rerun = await sim.run_round()
         assert rerun.failures == ()
-        assert list(rerun.cids) == sampled(FAULT_ROUND)
+        assert list(rerun.cids) == first_sampled(FAULT_ROUND)
 
     async def _is_dropped(
         self, sim: Simulation[Any, Any], states: dict[int, Any]
@@ -294,7 +305,7 @@ class SimFault:
         assert (failed.failure.kind, failed.failure.type) == (kind, type_)
         assert re.match(message, failed.failure.message)
         # The survivors were aggregated and committed; the dropped client not.
-        survivors = [c for c in sampled(FAULT_ROUND) if c != FAULTY]
+        survivors = [c for c in first_sampled(FAULT_ROUND) if c != FAULTY]
         assert [c.cid for c in result.clients if c.ok] == survivors
         assert result.metrics["num_samples"] == 2 * 12
         assert sim.round == FAULT_ROUND + 1
@@ -303,11 +314,12 @@ class SimFault:
         assert not any(_same(after[c], states[c]) for c in survivors)
 
     async def _kill_worker(self, control: Path) -> None:
-        running = control / f"running-r{FAULT_ROUND}-c{FAULTY}"
+        work = _work(control)
         with anyio.fail_after(60):
-            while not running.exists():  # noqa: ASYNC110  (a file, not an event)
+            # A file, not an event.
+            while (pid := work.pid(FAULT_ROUND, FAULTY)) is None:  # noqa: ASYNC110
                 await anyio.sleep(0.01)
-        os.kill(int(running.read_text()), signal.SIGKILL)
+        os.kill(pid, signal.SIGKILL)
 
     @staticmethod
     def _replaced(executor: ProcessExecutor, before: list[int]) -> None:
@@ -327,7 +339,7 @@ def _died(code: int) -> tuple[str, str, str]:
     )
 
 
-RAISED = ("error", "FaultError", rf"client {FAULTY} failed on cue")
+RAISED = ("error", "ScriptedError", rf"scripted failure of client {FAULTY}")
 TIMED_OUT = (
     "timeout",
     "ClientTimeoutError",
@@ -376,7 +388,7 @@ def _interrupted(signum: int, *, resume: bool) -> Callable[[Cell], None]:
         args = [*SMALL, *executor_args(cell.kind), "--checkpoint-every", "5"]
         run = PausedRun(cell.tmp, 2, *args)
         try:
-            code = run.send(signum)
+            code = run.stop_with(signum)
             assert code == 128 + signum, run.stderr
             name = signal.Signals(signum).name
             assert (
@@ -399,7 +411,7 @@ def _killed_then_resumed(cell: Cell) -> None:
     args = [*SMALL, *executor_args(cell.kind), "--checkpoint-every", "2"]
     run = PausedRun(cell.tmp, 3, *args)
     try:
-        assert run.send(signal.SIGKILL) == -signal.SIGKILL
+        assert run.stop_with(signal.SIGKILL) == -signal.SIGKILL
         # The orphaned workers see their pipe close and exit by themselves;
         # the resource tracker removes the semaphores the run left.
         _no_leftovers(run, cell.kind)
@@ -473,7 +485,7 @@ def _file_too_large_at_sigint(cell: Cell) -> None:
         limit = len(before) // 2
         assert limit > 16 * 1024
         resource.prlimit(run.pid, resource.RLIMIT_FSIZE, (limit, limit))
-        code = run.send(signal.SIGINT)
+        code = run.stop_with(signal.SIGINT)
         assert code == EXIT_CHECKPOINT_WRITE, run.stderr
         assert (
             f"error: could not write checkpoint {path}: File too large\nthe run "
@@ -507,11 +519,11 @@ FAULTS: dict[str, tuple[Scenario, dict[str, str]]] = {
         {"inline": NO_TIMEOUT_INLINE, "threads": NO_THREAD_KILL},
     ),
     "worker_sigkilled-fail_round": (
-        SimFault("wait", "fail_round", _died(-9), kill_worker=True, replaced=True),
+        SimFault("hang", "fail_round", _died(-9), kill_worker=True, replaced=True),
         PROCESSES_ONLY,
     ),
     "worker_sigkilled-drop": (
-        SimFault("wait", "drop", _died(-9), kill_worker=True, replaced=True),
+        SimFault("hang", "drop", _died(-9), kill_worker=True, replaced=True),
         PROCESSES_ONLY,
     ),
     "worker_segfaults": (

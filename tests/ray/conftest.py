@@ -35,11 +35,16 @@ def _ray() -> Any:
 
 @pytest.fixture(scope="session", autouse=True)
 def _fakes_by_value() -> None:
-    """The fakes' work classes travel by value: Ray workers cannot import them."""
+    """The fakes' work classes travel by value: Ray workers cannot import them
+    (they do not get the test session's sys.path)."""
     _ray()
     import ray_fakes
 
-    _ray().cloudpickle.register_pickle_by_value(ray_fakes)
+    import fakes
+    import misbehave
+
+    for module in (ray_fakes, fakes, misbehave):
+        _ray().cloudpickle.register_pickle_by_value(module)
 
 
 class LocalRay:

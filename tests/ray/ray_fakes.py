@@ -1,5 +1,6 @@
-"""Helpers for tests/ray: small federations, client work that misbehaves on
-cue, and loopback-only clusters whose processes are tracked by id."""
+"""Helpers for tests/ray: small federations, a probe of who served a client,
+and loopback-only clusters whose processes are tracked by id. Clients
+misbehave on cue through the shared `Misbehave` (tests/misbehave.py)."""
 
 from __future__ import annotations
 
@@ -68,43 +69,6 @@ class Probe:
     def __call__(self, ctx: ClientContext, payload: Any) -> Any:
         ctx.metrics["payload_id"] = float(id(payload))
         ctx.metrics["pid"] = float(os.getpid())
-        return self.inner(ctx, payload)
-
-
-@dataclass(frozen=True)
-class DieOnce:
-    """Client ``cid`` in round ``round`` kills its own process once: the first
-    to remove ``marker`` dies (with no marker, nothing happens)."""
-
-    inner: Any
-    marker: str
-    cid: int
-    round: int = 1
-
-    def __call__(self, ctx: ClientContext, payload: Any) -> Any:
-        if ctx.cid == self.cid and ctx.round == self.round:
-            try:
-                os.remove(self.marker)
-            except FileNotFoundError:
-                pass
-            else:
-                os.kill(os.getpid(), signal.SIGKILL)
-        return self.inner(ctx, payload)
-
-
-@dataclass(frozen=True)
-class Stubborn:
-    """Client ``cid`` hangs, ignoring its stop flag, while ``marker`` exists."""
-
-    inner: Any
-    marker: str
-    cid: int
-
-    def __call__(self, ctx: ClientContext, payload: Any) -> Any:
-        if ctx.cid == self.cid:
-            deadline = time.monotonic() + 60
-            while Path(self.marker).exists() and time.monotonic() < deadline:
-                time.sleep(0.05)
         return self.inner(ctx, payload)
 
 

@@ -19,12 +19,11 @@ pytest.importorskip("ray.exceptions")
 
 from ray_fakes import NUM_CLIENTS, Probe, federation, final_params
 
-pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.anyio]
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+pytestmark = [
+    pytest.mark.usefixtures("ray_local"),
+    pytest.mark.anyio,
+    pytest.mark.anyio_backends("asyncio"),
+]
 
 
 @pytest.mark.parametrize("backend", ["asyncio", "trio"])

@@ -14,25 +14,26 @@ from blazefl.sim import RayExecutor, Simulation, ThreadExecutor
 # import as a namespace package named ray.
 pytest.importorskip("ray.exceptions")
 
-from ray_fakes import DieOnce, Probe, Stubborn, federation, final_params
+from ray_fakes import Probe, federation, final_params
 
-pytestmark = [pytest.mark.usefixtures("ray_local"), pytest.mark.anyio]
+from misbehave import Misbehave
+
+pytestmark = [
+    pytest.mark.usefixtures("ray_local"),
+    pytest.mark.anyio,
+    pytest.mark.anyio_backends("asyncio"),
+]
 
 # FedAvg with seed 0 samples (0, 3, 5), (2, 3, 4), (2, 3, 5).
 ROUND1_CLIENT = 3
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def test_dead_actor_is_a_failed_slot_and_is_replaced(tmp_path: Path) -> None:
     """An actor killed mid-client fails that slot only; a new actor takes over."""
-    marker = tmp_path / "die"
-    marker.touch()
     server, client = federation()
-    work = Probe(DieOnce(client, str(marker), cid=ROUND1_CLIENT))
+    misbehave = Misbehave(client, str(tmp_path))
+    marker = misbehave.arm("kill", cid=ROUND1_CLIENT, round=1, once=True)
+    work = Probe(misbehave)
     sim = Simulation(
         server, work, executor=RayExecutor(2), seed=0, on_client_failure="drop"
     )
@@ -57,10 +58,9 @@ async def test_dead_actor_is_a_failed_slot_and_is_replaced(tmp_path: Path) -> No
 def test_dead_actor_retried_on_replacement_is_bitwise_equal(tmp_path: Path) -> None:
     """With max_retries=1 the killed client reruns elsewhere, same final model."""
     expected, _ = final_params(ThreadExecutor(2))
-    marker = tmp_path / "die"
-    marker.touch()
     _server, client = federation()
-    work = DieOnce(client, str(marker), cid=ROUND1_CLIENT)
+    work = Misbehave(client, str(tmp_path))
+    marker = work.arm("kill", cid=ROUND1_CLIENT, round=1, once=True)
     params, results = final_params(RayExecutor(2, max_retries=1), work=work)
     assert not marker.exists(), "no actor was killed"
     assert all(r.failures == () for r in results)
@@ -71,10 +71,9 @@ async def test_stuck_client_times_out_and_its_actor_is_replaced(
     tmp_path: Path,
 ) -> None:
     """A client ignoring its stop flag is killed with its actor after the grace."""
-    marker = tmp_path / "hang"
-    marker.touch()
     server, client = federation()
-    work = Stubborn(client, str(marker), cid=0)  # sampled in round 0
+    work = Misbehave(client, str(tmp_path))
+    work.arm("stuck", cid=0)  # sampled in round 0
     executor = RayExecutor(2, stop_grace=0.5)
     sim = Simulation(
         server,
@@ -86,7 +85,7 @@ async def test_stuck_client_times_out_and_its_actor_is_replaced(
     )
     async with sim:
         stuck = await sim.run_round()
-        marker.unlink()
+        work.disarm("stuck", cid=0)
         rest = await sim.run()
     (failed,) = stuck.failures
     assert failed.cid == 0

@@ -1,13 +1,14 @@
-"""Fixtures shared by the tests/sim suite (anyio_backend stays per module)."""
+"""Fixtures shared by the tests/sim suite (anyio_backend: tests/conftest.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 import pytest
-from sim_fakes import SEED, FedAvgHandler, ScriptedWork, digest
+from sim_fakes import SEED, digest
 
 from blazefl.sim import InlineExecutor, Simulation
+from fakes import FedAvgHandler, ScriptedWork
 
 
 @pytest.fixture(scope="session")

@@ -13,40 +13,28 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
-from sim_fakes import FedAvgHandler
 
 from blazefl.reproducibility import derive_seed
 from blazefl.sim import ClientContext
+from fakes import FedAvgHandler
 
 FEATURES = 4
 
 
 class TinyHandler(FedAvgHandler):
-    """Linear regression by FedAvg over ``num_clients`` registered clients.
-
-    The tests/sim FedAvg handler with a 4-weight float64 model instead of a CNN.
-    """
+    """Linear regression by FedAvg over ``num_clients`` registered clients:
+    the shared FedAvg handler with a 4-weight float64 model instead of a CNN."""
 
     def __init__(
         self, num_clients: int, per_round: int, rounds: int, seed: int = 0
     ) -> None:
         super().__init__(
-            num_clients=num_clients, per_round=per_round, rounds=rounds, seed=seed
+            num_clients=num_clients,
+            per_round=per_round,
+            rounds=rounds,
+            seed=seed,
+            params=torch.zeros(FEATURES, dtype=torch.float64),
         )
-        self.params = torch.zeros(FEATURES, dtype=torch.float64)
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "round": self.round,
-            "params": self.params.clone(),
-            "rng": self._rng.getstate(),
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.round = state["round"]
-        self.params = state["params"].clone()
-        version, internal, gauss = state["rng"]
-        self._rng.setstate((version, tuple(internal), gauss))
 
 
 @dataclass(frozen=True)

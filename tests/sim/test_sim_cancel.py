@@ -10,39 +10,30 @@ from typing import Any
 import anyio
 import pytest
 import torch
-from sim_fakes import (
-    SEED,
+from sim_fakes import SEED, wait_for
+
+from blazefl.sim import Executor, ProcessExecutor, Simulation, ThreadExecutor
+from fakes import (
     FedAvgHandler,
+    Misbehave,
     ScriptedWork,
     active_clients,
     quick_processes,
-    wait_for,
 )
-
-from blazefl.sim import Executor, ProcessExecutor, Simulation, ThreadExecutor
 from leaks import pid_alive, shm_left, shm_mapped_by
 
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def _cids(control: Path, prefix: str) -> set[str]:
-    return {p.name.rsplit("-c", 1)[1] for p in control.glob(f"{prefix}-*")}
-
-
-async def _cancel_mid_round(sim: Simulation[Any, Any], control: Path) -> None:
+async def _cancel_mid_round(sim: Simulation[Any, Any], work: Misbehave) -> None:
     """Start a round whose clients block, wait until they run, cancel it."""
     index = sim.round
-    (control / "hang-all").touch()
+    work.arm("hang")
     async with anyio.create_task_group() as tg:
         tg.start_soon(sim.run_round)
-        await wait_for(lambda: bool(_cids(control, f"started-r{index}")))
+        await wait_for(lambda: bool(work.started(index)))
         tg.cancel_scope.cancel()
-    (control / "hang-all").unlink()
+    work.disarm("hang")
 
 
 class _Snapshot:
@@ -63,16 +54,15 @@ async def _disturbed_run(
     executor: Executor, control: Path, reference: dict[str, Any]
 ) -> None:
     handler = FedAvgHandler()
-    sim = Simulation(
-        handler, ScriptedWork(control=str(control)), executor=executor, seed=SEED
-    )
+    work = Misbehave(ScriptedWork(), str(control))
+    sim = Simulation(handler, work, executor=executor, seed=SEED)
     async with sim:
         await sim.run_round()
         snapshot = _Snapshot(sim, handler)
-        await _cancel_mid_round(sim, control)
+        await _cancel_mid_round(sim, work)
         snapshot.assert_unchanged(sim, handler)
         # Every client that started saw its stop flag and returned.
-        assert _cids(control, "started-r1") == _cids(control, "stopped-r1")
+        assert work.started(1) == work.stopped(1)
         await sim.run()
     # The rerun sampled nothing new and used the clients' uncommitted RNG states.
     assert handler.sample_calls == 3
@@ -91,12 +81,11 @@ async def test_cancelled_threaded_clients_are_not_left_running(
 ) -> None:
     """When cancellation returns, no thread is still running client work."""
     handler = FedAvgHandler()
-    sim = Simulation(
-        handler, ScriptedWork(control=str(tmp_path)), executor=ThreadExecutor(3)
-    )
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = Simulation(handler, work, executor=ThreadExecutor(3))
     baseline = threading.active_count()
     async with sim:
-        await _cancel_mid_round(sim, tmp_path)
+        await _cancel_mid_round(sim, work)
         assert active_clients() == 0
     assert active_clients() == 0
     # Idle pool threads of the event loop may linger, but no more than one per
@@ -104,21 +93,20 @@ async def test_cancelled_threaded_clients_are_not_left_running(
     assert threading.active_count() <= baseline + 3
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio_backends("asyncio")
 async def test_cancelled_round_on_processes_changes_nothing(
     reference: dict[str, Any], tmp_path: Path
 ) -> None:
     """A cancelled round on spawned processes is undone; the workers survive it."""
     executor = ProcessExecutor(1)
     handler = FedAvgHandler()
-    sim = Simulation(
-        handler, ScriptedWork(control=str(tmp_path)), executor=executor, seed=SEED
-    )
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = Simulation(handler, work, executor=executor, seed=SEED)
     async with sim:
         await sim.run_round()
         pids = executor.pids
         snapshot = _Snapshot(sim, handler)
-        await _cancel_mid_round(sim, tmp_path)
+        await _cancel_mid_round(sim, work)
         snapshot.assert_unchanged(sim, handler)
         assert executor.pids == pids  # the client honoured its stop flag
         shm = shm_mapped_by(pids)
@@ -141,20 +129,19 @@ async def test_cancel_kills_and_replaces_a_worker_that_ignores_its_stop_flag(
     """A process client stuck past stop_grace is killed; a new worker takes over."""
     executor = quick_processes(1, stop_grace=0.2)
     handler = FedAvgHandler()
-    sim = Simulation(
-        handler, ScriptedWork(control=str(tmp_path)), executor=executor, seed=SEED
-    )
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = Simulation(handler, work, executor=executor, seed=SEED)
     async with sim:
         await sim.run_round()
         (old,) = executor.pids
         shm = shm_mapped_by([old])
         snapshot = _Snapshot(sim, handler)
-        (tmp_path / "stuck-all").touch()
+        work.arm("stuck")
         async with anyio.create_task_group() as tg:
             tg.start_soon(sim.run_round)
-            await wait_for(lambda: bool(_cids(tmp_path, "started-r1")))
+            await wait_for(lambda: bool(work.started(1)))
             tg.cancel_scope.cancel()
-        (tmp_path / "stuck-all").unlink()
+        work.disarm("stuck")
         snapshot.assert_unchanged(sim, handler)
         (new,) = executor.pids
         assert new != old
@@ -169,17 +156,16 @@ async def test_cancel_kills_and_replaces_a_worker_that_ignores_its_stop_flag(
 async def test_move_on_after_around_run_round_cancels_it(tmp_path: Path) -> None:
     """A cancel scope deadline around run_round cancels it cleanly (threads)."""
     handler = FedAvgHandler()
-    sim = Simulation(
-        handler, ScriptedWork(control=str(tmp_path)), executor=ThreadExecutor(2)
-    )
-    (tmp_path / "hang-all").touch()
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = Simulation(handler, work, executor=ThreadExecutor(2))
+    work.arm("hang")
     async with sim:
         with anyio.move_on_after(0.3) as scope:
             await sim.run_round()
         assert scope.cancelled_caught
         assert active_clients() == 0
         assert (sim.round, handler.load_calls) == (0, 0)
-        (tmp_path / "hang-all").unlink()
+        work.disarm("hang")
         result = await sim.run_round()
     assert result.round == 0
     assert handler.round == 1

@@ -6,15 +6,7 @@ from typing import Any
 
 import pytest
 import torch
-from sim_fakes import (
-    SEED,
-    FedAvgHandler,
-    ScriptedWork,
-    digest,
-    finish_order,
-    quick_processes,
-    run_federation,
-)
+from sim_fakes import SEED, digest, finish_order, run_federation
 
 from blazefl.sim import (
     Executor,
@@ -23,13 +15,9 @@ from blazefl.sim import (
     Simulation,
     ThreadExecutor,
 )
+from fakes import FedAvgHandler, ScriptedWork, quick_processes
 
 MAX_SLEEP = 0.04
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 def _assert_same(got: dict[str, Any], want: dict[str, Any]) -> None:
@@ -82,7 +70,7 @@ async def test_threads_match_reference_bitwise(
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio_backends("asyncio")
 async def test_spawned_processes_match_reference_bitwise(
     reference: dict[str, Any],
 ) -> None:

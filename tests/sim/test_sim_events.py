@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from sim_fakes import SEED, FedAvgHandler, ScriptedWork, drain, quick_processes
+from sim_fakes import SEED, drain
 
 from blazefl import RoundFailedError
 from blazefl.sim import (
@@ -22,13 +22,9 @@ from blazefl.sim import (
     ThreadExecutor,
     gil_enabled,
 )
+from fakes import FedAvgHandler, Misbehave, ScriptedWork, quick_processes
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 async def test_round_events_arrive_live_in_order_and_the_stream_ends() -> None:
@@ -89,13 +85,9 @@ async def test_client_failed_event_carries_the_traceback(
     """A failed client's event names it and carries its formatted traceback."""
     handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
     executor = ThreadExecutor(2) if kind == "threads" else quick_processes(2)
-    sim = Simulation(
-        handler,
-        ScriptedWork(control=str(tmp_path)),
-        executor=executor,
-        on_client_failure="drop",
-    )
-    (tmp_path / "raise-2").touch()
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = Simulation(handler, work, executor=executor, on_client_failure="drop")
+    work.arm("raise", cid=2)
     async with sim:
         stream = sim.events()
         result = await sim.run_round()
@@ -106,7 +98,7 @@ async def test_client_failed_event_carries_the_traceback(
     assert failed.kind == "error"
     assert failed.error == "ScriptedError: scripted failure of client 2"
     assert failed.traceback.startswith("Traceback (most recent call last)")
-    assert "sim_fakes.py" in failed.traceback
+    assert "misbehave.py" in failed.traceback
     assert failed.traceback.rstrip().endswith(
         "ScriptedError: scripted failure of client 2"
     )
@@ -119,10 +111,9 @@ async def test_failed_round_emits_round_aborted_and_no_round_finished(
 ) -> None:
     """A round rejected by its policy ends with RoundAborted giving the reason."""
     handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
-    sim = Simulation(
-        handler, ScriptedWork(control=str(tmp_path)), executor=ThreadExecutor(2)
-    )
-    (tmp_path / "raise-0").touch()
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = Simulation(handler, work, executor=ThreadExecutor(2))
+    work.arm("raise", cid=0)
     async with sim:
         stream = sim.events()
         with pytest.raises(RoundFailedError, match=r"client 0"):

@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sim_fakes import FedAvgHandler, ScriptedWork
 
 from blazefl import (
     ClientError,
@@ -17,13 +16,9 @@ from blazefl import (
 )
 from blazefl.sim import ClientFailure, ProcessExecutor, Simulation, ThreadExecutor
 from blazefl.sim.abc import error_info, recorded
+from fakes import FedAvgHandler, Misbehave, ScriptedWork
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.mark.parametrize(
@@ -75,11 +70,12 @@ async def test_a_timed_out_client_is_a_catchable_client_timeout_error(
     executor: str, tmp_path: Path
 ) -> None:
     """The failures RoundFailedError carries rebuild as ClientTimeoutError."""
-    (tmp_path / "hang-1").touch()
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    work.arm("hang", cid=1)
     handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
     sim = Simulation(
         handler,
-        ScriptedWork(control=str(tmp_path)),
+        work,
         executor=ThreadExecutor(2) if executor == "threads" else ProcessExecutor(2),
         client_timeout=0.5,
     )

@@ -2,51 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
-from sim_fakes import SEED, FedAvgHandler, ScriptedWork, quick_processes
+from sim_fakes import EXECUTORS, SEED
+from sim_fakes import simulation as _sim
 
 from blazefl import RoundFailedError
 from blazefl.sim import (
     ClientFailure,
-    Executor,
-    InlineExecutor,
     Simulation,
     ThreadExecutor,
 )
 from blazefl.sim._results import aggregate_metrics
+from fakes import FedAvgHandler, Misbehave, ScriptedWork, sampled
 
 pytestmark = pytest.mark.anyio
-
-EXECUTORS: dict[str, Callable[[], Executor]] = {
-    "inline": InlineExecutor,
-    "threads": lambda: ThreadExecutor(2),
-    "processes": lambda: quick_processes(2),
-}
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def _sim(
-    handler: FedAvgHandler, control: Path, kind: str, **kwargs: Any
-) -> Simulation[Any, Any]:
-    work = ScriptedWork(control=str(control))
-    return Simulation(handler, work, executor=EXECUTORS[kind](), seed=SEED, **kwargs)
-
-
-def _sampled(round_index: int, **handler_args: Any) -> list[int]:
-    """The clients a fresh FedAvgHandler samples in round ``round_index``."""
-    twin = FedAvgHandler(**handler_args)
-    for _ in range(round_index):
-        twin.sample_clients()
-    return twin.sample_clients()
 
 
 @pytest.mark.parametrize("kind", sorted(EXECUTORS))
@@ -54,13 +27,14 @@ async def test_client_error_fails_the_round_and_changes_nothing(
     kind: str, tmp_path: Path, reference: dict[str, Any]
 ) -> None:
     """Under fail_round an error aborts the round unapplied; the rerun is exact."""
-    cid = _sampled(1)[2]
+    cid = sampled(FedAvgHandler(), 1)[2]
     handler = FedAvgHandler()
-    sim = _sim(handler, tmp_path, kind)
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = _sim(handler, work, kind)
     async with sim:
         await sim.run_round()
         params = handler.params.clone()
-        (tmp_path / f"raise-{cid}").touch()
+        work.arm("raise", cid=cid)
         with pytest.raises(
             RoundFailedError,
             match=(
@@ -78,7 +52,7 @@ async def test_client_error_fails_the_round_and_changes_nothing(
         assert 'raise ScriptedError(f"scripted failure of client' in failure.traceback
         assert torch.equal(handler.params, params)
         assert (sim.round, handler.round, handler.load_calls) == (1, 1, 6)
-        (tmp_path / f"raise-{cid}").unlink()
+        work.disarm("raise", cid=cid)
         await sim.run()
     assert handler.sample_calls == 3
     assert torch.equal(handler.params, reference["params"])
@@ -89,8 +63,9 @@ async def test_drop_aggregates_the_survivors(kind: str, tmp_path: Path) -> None:
     """Under drop a failed client is a failed slot; load_round gets the survivors."""
     handler = FedAvgHandler(num_clients=4, per_round=4, rounds=1)
     start = handler.params.clone()
-    sim = _sim(handler, tmp_path, kind, on_client_failure="drop", min_clients=3)
-    (tmp_path / "raise-3").touch()
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = _sim(handler, work, kind, on_client_failure="drop", min_clients=3)
+    work.arm("raise", cid=3)
     async with sim:
         result = await sim.run_round()
     slot = result.cids.index(3)
@@ -115,9 +90,10 @@ async def test_drop_with_too_few_survivors_fails_the_round(
     """Under drop, fewer survivors than min_clients abort the round unapplied."""
     handler = FedAvgHandler(num_clients=4, per_round=4, rounds=1)
     start = handler.params.clone()
-    sim = _sim(handler, tmp_path, kind, on_client_failure="drop", min_clients=3)
-    (tmp_path / "raise-1").touch()
-    (tmp_path / "raise-2").touch()
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = _sim(handler, work, kind, on_client_failure="drop", min_clients=3)
+    work.arm("raise", cid=1)
+    work.arm("raise", cid=2)
     async with sim:
         with pytest.raises(
             RoundFailedError,
@@ -130,7 +106,7 @@ async def test_drop_with_too_few_survivors_fails_the_round(
         ]
         assert torch.equal(handler.params, start)
         assert (sim.round, handler.load_calls) == (0, 0)
-        (tmp_path / "raise-2").unlink()
+        work.disarm("raise", cid=2)
         result = await sim.run_round()
     assert [f.cid for f in result.failures] == [1]
 
@@ -138,16 +114,17 @@ async def test_drop_with_too_few_survivors_fails_the_round(
 async def test_failed_round_is_rerun_with_the_same_clients(tmp_path: Path) -> None:
     """After a failed round the handler is not asked to sample again."""
     handler = FedAvgHandler(rounds=1)
-    sim = _sim(handler, tmp_path, "threads")
-    (tmp_path / "raise-all").touch()
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = _sim(handler, work, "threads")
+    work.arm("raise")
     async with sim:
         for _ in range(2):
             with pytest.raises(RoundFailedError, match=r"6 of 6 clients failed"):
                 await sim.run_round()
-        (tmp_path / "raise-all").unlink()
+        work.disarm("raise")
         result = await sim.run_round()
     assert handler.sample_calls == 1
-    assert list(result.cids) == _sampled(0)
+    assert list(result.cids) == sampled(FedAvgHandler(), 0)
 
 
 @pytest.mark.parametrize("kind", ["threads", "processes"])
@@ -157,13 +134,13 @@ async def test_client_state_of_a_failed_round_is_not_committed(
     """ctx.state written in a failed round is dropped; committed rounds keep it."""
     handler = FedAvgHandler(num_clients=3, per_round=3, rounds=2)
     executor = EXECUTORS[kind]()
-    work = ScriptedWork(control=str(tmp_path), record=True)
+    work = Misbehave(ScriptedWork(record=True), str(tmp_path))
     sim = Simulation(handler, work, executor=executor, seed=SEED)
-    (tmp_path / "raise-0").touch()
+    work.arm("raise", cid=0)
     async with sim:
         with pytest.raises(RoundFailedError, match=r"client 0"):
             await sim.run_round()  # clients 1 and 2 ran and wrote their state
-        (tmp_path / "raise-0").unlink()
+        work.disarm("raise", cid=0)
         first, second = await sim.run()
     assert [c.metrics["visits"] for c in first.clients] == [1, 1, 1]
     assert [c.metrics["visits"] for c in second.clients] == [2, 2, 2]

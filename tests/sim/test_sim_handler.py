@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sim_fakes import FedAvgHandler, ScriptedWork
 
 from blazefl import ConfigurationError
 from blazefl._prechecked import check_unless_prechecked
 from blazefl.sim import InlineExecutor, ServerHandler, Simulation
+from fakes import FedAvgHandler, ScriptedWork
 
 REQUIRED = ("sample_clients", "downlink_package", "load", "is_stopped")
 
@@ -72,8 +72,3 @@ def test_a_direct_load_still_checks_its_update() -> None:
     package = (handler.downlink_package(), 1)
     handler.load(package)
     assert handler.checks == 1
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"

@@ -2,32 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog.testing
-from sim_fakes import FedAvgHandler, ScriptedWork, quick_processes
+from sim_fakes import EXECUTORS, OFF_LOOP
 
-from blazefl.sim import Executor, Simulation, ThreadExecutor, gil_enabled
+from blazefl.sim import Simulation, gil_enabled
+from fakes import FedAvgHandler, Misbehave, ScriptedWork
 
 pytestmark = pytest.mark.anyio
 
-EXECUTORS: dict[str, Callable[[], Executor]] = {
-    "threads": lambda: ThreadExecutor(2),
-    "processes": lambda: quick_processes(2),
-}
 WORKER_PREFIX = {"threads": "thread-", "processes": "process-"}
 
 
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
 async def _logged_round(
-    kind: str, work: ScriptedWork, **kwargs: Any
+    kind: str, work: Any, **kwargs: Any
 ) -> tuple[Any, list[dict[str, Any]]]:
     handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
     sim = Simulation(handler, work, executor=EXECUTORS[kind](), **kwargs)
@@ -41,7 +32,7 @@ def _named(logs: list[dict[str, Any]], event: str) -> list[dict[str, Any]]:
     return [entry for entry in logs if entry["event"] == event]
 
 
-@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+@pytest.mark.parametrize("kind", OFF_LOOP)
 async def test_each_client_gets_a_client_finished_entry(kind: str) -> None:
     """client_finished carries round, cid, slot, worker, seconds and metrics."""
     result, logs = await _logged_round(kind, ScriptedWork())
@@ -60,7 +51,7 @@ async def test_each_client_gets_a_client_finished_entry(kind: str) -> None:
         assert set(entry["metrics"]) == {"loss", "num_samples"}
 
 
-@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+@pytest.mark.parametrize("kind", OFF_LOOP)
 async def test_each_round_gets_a_round_finished_entry(kind: str) -> None:
     """round_finished: round, clients, seconds, metrics, executor, workers, GIL."""
     result, logs = await _logged_round(kind, ScriptedWork())
@@ -79,7 +70,7 @@ async def test_each_round_gets_a_round_finished_entry(kind: str) -> None:
     assert names[-1] == "round_finished"
 
 
-@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+@pytest.mark.parametrize("kind", OFF_LOOP)
 async def test_work_log_lines_carry_round_and_cid(kind: str) -> None:
     """ctx.log lines (replayed from process workers) are bound to round and cid."""
     result, logs = await _logged_round(kind, ScriptedWork(log=True))
@@ -101,8 +92,8 @@ async def test_work_log_lines_carry_round_and_cid(kind: str) -> None:
 
 async def test_failed_client_is_logged_as_a_warning(tmp_path: Path) -> None:
     """client_failed is a warning with kind and error, its traceback left out."""
-    (tmp_path / "raise-1").touch()
-    work = ScriptedWork(control=str(tmp_path))
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    work.arm("raise", cid=1)
     result, logs = await _logged_round("threads", work, on_client_failure="drop")
     (entry,) = _named(logs, "client_failed")
     assert entry["log_level"] == "warning"

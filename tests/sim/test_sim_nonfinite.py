@@ -26,11 +26,6 @@ EXECUTORS: dict[str, Callable[[], Executor]] = {
 GOOD_MEAN = [1.0, 1.0, 1.0]
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 async def _failed_slot(kind: str, executor: str) -> tuple[MeanHandler, str, str]:
     """Run one round with client BAD spoiled as ``kind``; return the handler
     and the failed slot's (type, message)."""

@@ -10,27 +10,14 @@ from typing import Any
 
 import pytest
 import torch
-from sim_fakes import (
-    SEED,
-    FedAvgHandler,
-    RecordingHandler,
-    ScriptedWork,
-    aliased_uplink,
-    drain,
-    quick_processes,
-    wait_for,
-)
+from sim_fakes import SEED, RecordingHandler, aliased_uplink, drain, wait_for
 
 from blazefl import RoundFailedError
 from blazefl.sim import ClientFailed, ClientFailure, Simulation, ThreadExecutor
+from fakes import FedAvgHandler, Misbehave, ScriptedWork, quick_processes
 from leaks import pid_alive
 
-pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+pytestmark = [pytest.mark.anyio, pytest.mark.anyio_backends("asyncio")]
 
 
 async def test_workers_keep_their_pids_across_rounds() -> None:
@@ -65,18 +52,15 @@ async def test_dead_worker_is_a_failed_slot_and_is_replaced(tmp_path: Path) -> N
     """A worker exiting mid-client fails that slot only; a fresh one replaces it."""
     handler = FedAvgHandler(num_clients=4, per_round=4, rounds=3)
     executor = quick_processes(2)
+    work = Misbehave(ScriptedWork(), str(tmp_path))
     sim = Simulation(
-        handler,
-        ScriptedWork(control=str(tmp_path)),
-        executor=executor,
-        on_client_failure="drop",
-        min_clients=1,
+        handler, work, executor=executor, on_client_failure="drop", min_clients=1
     )
     async with sim:
         stream = sim.events()
         await sim.run_round()
         before = executor.pids
-        (tmp_path / "exit-2").touch()
+        work.arm("exit", cid=2, once=True)
         hit = await sim.run_round()
         after = executor.pids
         last = await sim.run_round()
@@ -109,9 +93,10 @@ async def test_dead_worker_fails_the_round_then_the_rerun_succeeds(
     handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
     start = handler.params.clone()
     executor = quick_processes(1)
-    sim = Simulation(handler, ScriptedWork(control=str(tmp_path)), executor=executor)
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = Simulation(handler, work, executor=executor)
     async with sim:
-        (tmp_path / "exit-1").touch()
+        work.arm("exit", cid=1, once=True)
         with pytest.raises(
             RoundFailedError, match=r"client 1: WorkerDiedError"
         ) as info:

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import anyio
 import pytest
-from sim_fakes import FedAvgHandler, ScriptedWork, quick_processes
+from sim_fakes import EXECUTORS, OFF_LOOP
 
 from blazefl.sim import (
     Executor,
     InlineExecutor,
     RoundResult,
     Simulation,
-    ThreadExecutor,
 )
+from fakes import FedAvgHandler, ScriptedWork
 
 pytestmark = pytest.mark.anyio
 
@@ -22,11 +20,6 @@ pytestmark = pytest.mark.anyio
 # assertion needs only 5 of a possible 100.
 BUSY_SECONDS = 1.0
 TICK_SECONDS = 0.01
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
 
 
 async def _ticks_during_round(executor: Executor) -> tuple[RoundResult, int]:
@@ -50,16 +43,10 @@ async def _ticks_during_round(executor: Executor) -> tuple[RoundResult, int]:
     return result, during
 
 
-FREE: dict[str, Callable[[], Executor]] = {
-    "threads": lambda: ThreadExecutor(2),
-    "processes": lambda: quick_processes(2),
-}
-
-
-@pytest.mark.parametrize("kind", sorted(FREE))
+@pytest.mark.parametrize("kind", OFF_LOOP)
 async def test_loop_keeps_ticking_while_clients_train(kind: str) -> None:
     """Another task on the loop runs many times during a CPU-bound round."""
-    result, ticks = await _ticks_during_round(FREE[kind]())
+    result, ticks = await _ticks_during_round(EXECUTORS[kind]())
     assert result.seconds >= BUSY_SECONDS
     assert ticks >= 5
 

@@ -12,7 +12,6 @@ from typing import Any
 import pytest
 import torch
 from scale_fakes import TinyHandler, TinyWork
-from sim_fakes import quick_processes
 
 from blazefl import ConfigurationError
 from blazefl.sim import (
@@ -23,6 +22,7 @@ from blazefl.sim import (
     load_checkpoint,
     save_checkpoint,
 )
+from fakes import quick_processes
 
 SEED = 11
 

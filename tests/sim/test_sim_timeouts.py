@@ -2,78 +2,60 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import anyio
 import pytest
 import torch
-from sim_fakes import (
-    SEED,
-    FedAvgHandler,
-    ScriptedWork,
-    active_clients,
-    drain,
-    quick_processes,
-)
+from sim_fakes import OFF_LOOP, drain
+from sim_fakes import simulation as _sim
 
 from blazefl import RoundFailedError
 from blazefl.sim import (
     ClientFailure,
-    Executor,
     RoundAborted,
     Simulation,
     ThreadExecutor,
 )
+from fakes import (
+    FedAvgHandler,
+    Misbehave,
+    ScriptedWork,
+    active_clients,
+)
 
 pytestmark = pytest.mark.anyio
-
-EXECUTORS: dict[str, Callable[[], Executor]] = {
-    "threads": lambda: ThreadExecutor(2),
-    "processes": lambda: quick_processes(2),
-}
-
-
-@pytest.fixture(params=["asyncio", "trio"])
-def anyio_backend(request: pytest.FixtureRequest) -> str:
-    return str(request.param)
-
-
-def _sim(
-    handler: FedAvgHandler, control: Path, kind: str, **kwargs: Any
-) -> Simulation[Any, Any]:
-    work = ScriptedWork(control=str(control))
-    return Simulation(handler, work, executor=EXECUTORS[kind](), seed=SEED, **kwargs)
 
 
 async def test_fail_after_around_run_round_applies_nothing(tmp_path: Path) -> None:
     """anyio.fail_after around run_round raises TimeoutError; the rerun commits."""
     handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
     start = handler.params.clone()
-    sim = _sim(handler, tmp_path, "threads")
-    (tmp_path / "hang-all").touch()
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = _sim(handler, work, "threads")
+    work.arm("hang")
     async with sim:
         with pytest.raises(TimeoutError), anyio.fail_after(0.3):
             await sim.run_round()
         assert active_clients() == 0
         assert torch.equal(handler.params, start)
         assert (sim.round, handler.load_calls) == (0, 0)
-        (tmp_path / "hang-all").unlink()
+        work.disarm("hang")
         result = await sim.run_round()
     assert result.round == 0
     assert handler.round == 1
 
 
-@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+@pytest.mark.parametrize("kind", OFF_LOOP)
 async def test_round_timeout_raises_and_applies_nothing(
     kind: str, tmp_path: Path
 ) -> None:
     """round_timeout aborts the whole round with TimeoutError, nothing applied."""
     handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
     start = handler.params.clone()
-    sim = _sim(handler, tmp_path, kind, round_timeout=0.4)
-    (tmp_path / "hang-all").touch()
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = _sim(handler, work, kind, round_timeout=0.4)
+    work.arm("hang")
     async with sim:
         stream = sim.events()
         with anyio.fail_after(10):
@@ -81,7 +63,7 @@ async def test_round_timeout_raises_and_applies_nothing(
                 await sim.run_round()
         assert torch.equal(handler.params, start)
         assert (sim.round, handler.load_calls) == (0, 0)
-        (tmp_path / "hang-all").unlink()
+        work.disarm("hang")
         result = await sim.run_round()
     assert result.round == 0
     assert handler.sample_calls == 1
@@ -90,15 +72,16 @@ async def test_round_timeout_raises_and_applies_nothing(
     assert aborted.reason == "round timeout (0.4s)"
 
 
-@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+@pytest.mark.parametrize("kind", OFF_LOOP)
 async def test_client_timeout_fails_the_round_under_fail_round(
     kind: str, tmp_path: Path
 ) -> None:
     """A client past client_timeout is a 'timeout' failure that aborts the round."""
     handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
     start = handler.params.clone()
-    sim = _sim(handler, tmp_path, kind, client_timeout=0.3)
-    (tmp_path / "hang-1").touch()
+    work = Misbehave(ScriptedWork(), str(tmp_path))
+    sim = _sim(handler, work, kind, client_timeout=0.3)
+    work.arm("hang", cid=1)
     async with sim:
         with pytest.raises(
             RoundFailedError, match=r"^round 0: 1 of 3 clients failed \(first: client 1"
@@ -109,30 +92,31 @@ async def test_client_timeout_fails_the_round_under_fail_round(
         assert failure.kind == "timeout"
         assert failure.type == "ClientTimeoutError"
         assert "client 1 ran past its 0.3s timeout" in failure.message
-        assert (tmp_path / "stopped-r0-c1").exists()  # its stop flag was set
+        assert work.stopped(0) == {1}  # its stop flag was set
         assert torch.equal(handler.params, start)
         assert (sim.round, handler.load_calls) == (0, 0)
-        (tmp_path / "hang-1").unlink()
+        work.disarm("hang", cid=1)
         result = await sim.run_round()
     assert result.failures == ()
     assert handler.round == 1
 
 
-@pytest.mark.parametrize("kind", sorted(EXECUTORS))
+@pytest.mark.parametrize("kind", OFF_LOOP)
 async def test_client_timeout_drops_the_client_under_drop(
     kind: str, tmp_path: Path
 ) -> None:
     """Under drop, a timed-out client is a failed slot and the rest are aggregated."""
     handler = FedAvgHandler(num_clients=3, per_round=3, rounds=1)
+    work = Misbehave(ScriptedWork(), str(tmp_path))
     sim = _sim(
         handler,
-        tmp_path,
+        work,
         kind,
         client_timeout=0.3,
         on_client_failure="drop",
         min_clients=2,
     )
-    (tmp_path / "hang-1").touch()
+    work.arm("hang", cid=1)
     async with sim:
         result = await sim.run_round()
     (failed,) = result.failures

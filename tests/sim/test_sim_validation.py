@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from sim_fakes import FedAvgHandler, ScriptedWork
 
 from blazefl import (
     BlazeFLError,
@@ -18,11 +17,9 @@ from blazefl.sim import (
     Simulation,
     ThreadExecutor,
 )
+from fakes import FedAvgHandler, ScriptedWork
 
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
+pytestmark = pytest.mark.anyio_backends("asyncio")
 
 
 def _sim(**kwargs: Any) -> Simulation[Any, Any]:

@@ -7,7 +7,7 @@ matplotlib). See docs/cli.md.
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 __all__ = ["main"]
 
@@ -17,8 +17,18 @@ _MISSING = (
 )
 
 
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run the command line (the ``blazefl`` console script)."""
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    after_round: Callable[[int], Awaitable[None]] | None = None,
+) -> None:
+    """Run the command line (the ``blazefl`` console script).
+
+    ``after_round`` is awaited by ``blazefl run`` after each committed round
+    with the number of rounds done (its checkpoint, if due, saved): the seam
+    for observers such as the tests' "pause after round k" launcher. The
+    console script passes none.
+    """
     try:
         import click
     except ImportError:
@@ -31,6 +41,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             args=list(argv) if argv is not None else None,
             prog_name="blazefl",
             standalone_mode=False,
+            obj=after_round,
         )
     except click.exceptions.Abort:
         # Ctrl-C before a run installed its own signal handling (while it

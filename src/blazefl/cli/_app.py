@@ -170,7 +170,13 @@ def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
         else:
             config = _resume_config(resume, {**file_values, **given})
             folder = resume
-        code = execute(config, folder, resume=resume is not None)
+        code = execute(
+            config,
+            folder,
+            resume=resume is not None,
+            # main(after_round=...) hands its observer over as click's obj
+            after_round=click.get_current_context().obj,
+        )
     except ConfigurationError as exc:
         raise _usage(exc) from exc
     raise SystemExit(code)

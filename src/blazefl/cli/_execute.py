@@ -34,7 +34,7 @@ from blazefl.cli._files import (
 from blazefl.cli._info import versions
 from blazefl.cli._plot import plot_metrics, read_metrics
 from blazefl.cli._progress import Display, make_display
-from blazefl.cli._run import Runner, RunOutcome
+from blazefl.cli._run import AfterRound, Runner, RunOutcome
 from blazefl.sim import configure_logging
 
 __all__ = ["EXIT_CHECKPOINT_WRITE", "execute"]
@@ -142,11 +142,18 @@ def _header(config: RunConfig, folder: Path, done: int) -> str:
     return text + (f"\nresuming after round {done}" if done else "")
 
 
-def execute(config: RunConfig, folder: Path | None, *, resume: bool) -> int:
+def execute(
+    config: RunConfig,
+    folder: Path | None,
+    *,
+    resume: bool,
+    after_round: AfterRound | None = None,
+) -> int:
     """Run (or resume) a federation into its run folder; return the exit code.
 
     Raises `ConfigurationError` for a bad configuration, folder or checkpoint,
-    before any round runs.
+    before any round runs. ``after_round`` goes to the `Runner` (an observer
+    awaited after each committed round; none for ``blazefl run``).
     """
     started = time.perf_counter()
     if config.log_format == "json":
@@ -175,7 +182,8 @@ def execute(config: RunConfig, folder: Path | None, *, resume: bool) -> int:
             _finish(config, folder, display, 0.0, resumed_from)
             return 0
         display.header(_header(config, folder, done), done)
-        outcome = anyio.run(Runner(config, built, folder, display).run)
+        runner = Runner(config, built, folder, display, after_round=after_round)
+        outcome = anyio.run(runner.run)
         if outcome.checkpoint_error is not None or outcome.log_error is not None:
             display.note(_write_error_message(outcome, folder))
             return EXIT_CHECKPOINT_WRITE

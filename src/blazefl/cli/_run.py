@@ -20,20 +20,20 @@ round's lines, then checkpoints every ``checkpoint_every`` rounds and after
 the last. Lines past the checkpoint (a SIGKILL between two checkpoints) are
 cut on ``--resume``: those rounds run again.
 
-Test hook: with the environment variable ``BLAZEFL_TEST_PAUSE_AFTER_ROUND=k``
-the run prints ``paused after round k`` to stderr after committing (and, if
-due, checkpointing) round k and sleeps until a signal arrives, so tests can
-interrupt or kill it at a known point.
+``after_round`` is the one seam for watching a run from outside: an async
+callback awaited with the number of committed rounds once a round's lines are
+written and its checkpoint (if due) is saved. It runs inside the run's cancel
+scope, so a signal cancels whatever it awaits. The tests use it to pause a run
+after round k and interrupt or kill it there (tests/paused_cli.py); ``blazefl
+run`` itself passes none.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import os
 import signal
-import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TextIO
@@ -59,9 +59,10 @@ from blazefl.sim import (
     save_checkpoint,
 )
 
-__all__ = ["PAUSE_ENV", "RunOutcome", "Runner", "metrics_row"]
+__all__ = ["AfterRound", "RunOutcome", "Runner", "metrics_row"]
 
-PAUSE_ENV = "BLAZEFL_TEST_PAUSE_AFTER_ROUND"
+#: Awaited with the number of committed rounds after each round (see above).
+AfterRound = Callable[[int], Awaitable[None]]
 
 
 def _finite(value: object) -> float | None:
@@ -187,7 +188,13 @@ class Runner:
     """Drives one run (fresh or resumed) of `built` into `folder`."""
 
     def __init__(
-        self, config: RunConfig, built: Built, folder: Path, display: Display
+        self,
+        config: RunConfig,
+        built: Built,
+        folder: Path,
+        display: Display,
+        *,
+        after_round: AfterRound | None = None,
     ) -> None:
         self.config = config
         self.sim = built.simulation
@@ -196,8 +203,7 @@ class Runner:
         self.digest = config_digest(config)
         self.outcome = RunOutcome()
         self.outcome.rounds_done = self.sim.round
-        pause = os.environ.get(PAUSE_ENV, "")
-        self._pause = int(pause) if pause.strip().isdigit() else None
+        self._after_round = after_round
         # A resumed simulation starts from the checkpoint in the folder.
         self._saved: int | None = self.sim.round or None
         self.outcome.checkpoint_round = self._saved
@@ -248,13 +254,8 @@ class Runner:
             await recorder.wait_for(sim.round)
             if sim.round % every == 0 or sim.round == self.config.rounds:
                 await self._checkpoint()
-            if sim.round == self._pause:
-                print(
-                    f"blazefl: test hook {PAUSE_ENV}: paused after round {sim.round}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-                await anyio.sleep_forever()
+            if self._after_round is not None:
+                await self._after_round(sim.round)
 
     async def _checkpoint(self) -> None:
         """Save the committed state; a failed write is recorded, then raised."""
