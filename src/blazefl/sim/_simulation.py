@@ -29,7 +29,7 @@ from blazefl._exceptions import (
     RoundFailedError,
     SimulationFinishedError,
 )
-from blazefl._validate import check_number
+from blazefl._validate import check_number, check_seed
 from blazefl.sim._adapters import adapt
 from blazefl.sim._context import ClientState
 from blazefl.sim._engine import RoundRunner, check_cids
@@ -165,14 +165,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             )
         if round_timeout is not None:
             round_timeout = check_number("round_timeout", round_timeout, unit="seconds")
-        if (
-            isinstance(seed, bool)
-            or not isinstance(seed, int)
-            or not 0 <= seed < 2**128
-        ):
-            raise ConfigurationError(
-                f"seed must be an integer in [0, 2**128), got {seed!r}"
-            )
+        seed = check_seed("seed", seed)
         if executor is not None and not isinstance(executor, Executor):
             raise ConfigurationError(
                 f"executor must be a blazefl.sim executor (InlineExecutor, "
