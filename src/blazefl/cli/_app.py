@@ -16,17 +16,12 @@ import click
 
 import blazefl
 from blazefl._exceptions import ConfigurationError
-from blazefl.cli._checks import (
-    ALGORITHM_NAMES,
-    DATASETS,
-    EXECUTORS,
-    LOG_FORMATS,
-    MODELS,
-    PARTITIONS,
-)
+from blazefl.cli._checks import algorithm_options
 from blazefl.cli._config import (
     INVOCATION_KEYS,
+    KEYS,
     OPERATIONAL_KEYS,
+    RUN_SETTINGS,
     RunConfig,
     option_name,
     read_config_file,
@@ -36,81 +31,44 @@ from blazefl.cli._config import (
 __all__ = ["cli"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _options() -> list[tuple[str, str, Any, str | None, str]]:
+    """(key, option, click type, metavar, help) of every `blazefl run` option,
+    in `KEYS` order: run settings from `RunConfig`, algorithm settings from
+    the algorithms' declarations."""
+    options = algorithm_options()
+    found: list[tuple[str, str, Any, str | None, str]] = []
+    for key in KEYS:
+        if key in options:
+            o = options[key]
+            kind = next(iter(o.declared.values())).default.__class__
+            found.append((key, o.cli, kind, None, o.help))
+            continue
+        s = RUN_SETTINGS[key]
+        kind = click.Choice(s.choices) if s.choices else s.kind
+        default = getattr(_D, key)
+        shown = s.help
+        if default is not None and "[default:" not in shown and s.kind is not bool:
+            shown = f"{shown} [default: {default}]"
+        found.append((key, option_name(key), kind, s.metavar, shown))
+    return found
+
+
 _D = RunConfig()
-
-# (option, click type, help); the default comes from RunConfig.
-_RUN_OPTIONS: list[tuple[str, Any, str]] = [
-    ("algorithm", click.Choice(ALGORITHM_NAMES), "Federated algorithm."),
-    (
-        "dataset",
-        click.Choice(DATASETS),
-        "Data set (mnist and cifar10 need --data-dir).",
-    ),
-    ("model", click.Choice(MODELS), "Model [default: the data set's own]."),
-    ("partition", click.Choice(PARTITIONS), "How training data is split over clients."),
-    (
-        "alpha",
-        float,
-        "Dirichlet concentration (--partition dirichlet, synthetic mixes).",
-    ),
-    ("shards_per_client", int, "Label shards per client (--partition shards)."),
-    ("classes_per_client", int, "Classes per client (--partition label-skew)."),
-    ("unbalance_sigma", float, "Log-normal size spread (--partition unbalanced)."),
-    ("clients", int, "Clients in the federation."),
-    ("rounds", int, "Communication rounds."),
-    ("sample_ratio", float, "Fraction of clients sampled each round, in (0, 1]."),
-    ("epochs", int, "Local epochs per client per round."),
-    ("batch_size", int, "Local batch size."),
-    ("lr", float, "Client learning rate."),
-    ("seed", int, "Run seed: data, sampling, model and client RNGs."),
-    ("mu", float, "FedProx proximal strength μ >= 0."),
-    (
-        "server_lr",
-        float,
-        "Server learning rate (fedavgm, scaffold, fedadam/yogi/adagrad).",
-    ),
-    ("momentum", float, "FedAvgM server momentum in [0, 1)."),
-    ("beta1", float, "FedOpt first-moment decay in [0, 1)."),
-    ("beta2", float, "FedOpt second-moment decay in [0, 1)."),
-    ("tau", float, "FedOpt adaptivity τ > 0."),
-    ("executor", click.Choice(EXECUTORS), "Where clients run."),
-    ("workers", int, "Worker threads or processes."),
-    ("checkpoint_every", int, "Checkpoint every K rounds (and after the last)."),
-    ("data_dir", str, "Folder with the official MNIST / CIFAR-10 files."),
-    (
-        "ray_address",
-        str,
-        "With --executor ray: the cluster to join (e.g. 10.0.0.1:6379); "
-        "default: a private one-machine Ray instance.",
-    ),
-    ("out", str, "Run folder [default: runs/<timestamp>-<algorithm>]."),
-    (
-        "log_format",
-        click.Choice(LOG_FORMATS),
-        "Logs on stderr: console (warnings) or json (all events).",
-    ),
-]
-
-
-def _help(key: str, text: str) -> str:
-    default = getattr(_D, key)
-    if default is None or "[default:" in text:
-        return text
-    return f"{text} [default: {default}]"
 
 
 def _run_options(func: F) -> F:
-    for key, kind, text in reversed(_RUN_OPTIONS):
-        func = click.option(
-            option_name(key),
-            key,
-            type=kind,
-            default=None,
-            metavar="DIR"
-            if key in ("data_dir", "out")
-            else ("ADDR" if key == "ray_address" else None),
-            help=_help(key, text),
-        )(func)
+    for key, name, kind, metavar, text in reversed(_options()):
+        if kind is bool:
+            names = (name, "-q") if key == "quiet" else (name,)
+            func = click.option(*names, key, is_flag=True, default=None, help=text)(
+                func
+            )
+        else:
+            func = click.option(
+                name, key, type=kind, default=None, metavar=metavar, help=text
+            )(func)
     return func
 
 
@@ -143,13 +101,6 @@ def cli() -> None:
     "--checkpoint-every, --data-dir, --quiet and --log-format.",
 )
 @_run_options
-@click.option(
-    "--quiet",
-    "-q",
-    is_flag=True,
-    default=None,
-    help="Print only the final summary line.",
-)
 def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     """Train a federation and write its run folder.
 
@@ -200,10 +151,10 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
     for key in requested:
         if key in OPERATIONAL_KEYS or key in INVOCATION_KEYS:
             continue
-        if getattr(merged, key) != getattr(stored, key):
+        if merged.value(key) != stored.value(key):
             raise ConfigurationError(
-                f"{option_name(key)} {getattr(merged, key)!r} does not match "
-                f"{key} = {getattr(stored, key)!r} in {stored_file}; --resume "
+                f"{option_name(key)} {merged.value(key)!r} does not match "
+                f"{key} = {stored.value(key)!r} in {stored_file}; --resume "
                 f"continues a run with its own configuration: leave "
                 f"{option_name(key)} out"
             )
