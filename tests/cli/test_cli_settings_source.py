@@ -10,6 +10,7 @@ import textwrap
 from pathlib import Path
 from typing import Any, ClassVar
 
+import click
 import pytest
 
 from blazefl import ConfigurationError
@@ -72,6 +73,7 @@ def test_declared_checks_run_at_construction() -> None:
 
 def test_options_keys_and_checks_are_the_declarations() -> None:
     """`blazefl run`'s options, the config keys and the checks are one set."""
+    run.get_params(click.Context(run))  # the setting options are made lazily
     options = {p.name for p in run.params} - {"config_file", "resume"}
     knobs = {
         s.name
@@ -155,12 +157,20 @@ def test_a_new_algorithm_setting_gets_option_key_check_and_resume_rule(
     assert "--mu-decay 0.5 does not match mu_decay = 0.25" in resumed.stderr
 
 
-def test_help_imports_no_torch() -> None:
-    """`blazefl run --help` reads every declaration without importing torch."""
+@pytest.mark.parametrize(
+    ("args", "never"),
+    [
+        (["run", "--help"], ("torch", "numpy")),
+        (["--help"], ("torch", "numpy", "blazefl.algorithms")),
+    ],
+)
+def test_help_imports_no_torch(args: list[str], never: tuple[str, ...]) -> None:
+    """`blazefl run --help` reads every declaration without importing torch;
+    `blazefl --help` does not even read the declarations."""
     code = (
         "import sys\nfrom blazefl.cli import main\n"
-        "try:\n    main(['run', '--help'])\nexcept SystemExit:\n    pass\n"
-        "print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+        f"try:\n    main({args!r})\nexcept SystemExit:\n    pass\n"
+        f"print(sorted(m for m in {never!r} if m in sys.modules))"
     )
     proc = subprocess.run(
         [sys.executable, "-c", code],

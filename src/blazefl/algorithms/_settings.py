@@ -48,7 +48,7 @@ check_count: Check = check_int
 _KEY = "blazefl.setting"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class Setting:
     """One algorithm setting as declared on its field (see `setting`)."""
 

@@ -7,69 +7,71 @@ file and the checks, so the command line and the file are validated alike.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 import blazefl
 from blazefl._exceptions import ConfigurationError
-from blazefl.cli._checks import algorithm_options
-from blazefl.cli._config import (
-    INVOCATION_KEYS,
-    KEYS,
-    OPERATIONAL_KEYS,
-    RUN_SETTINGS,
-    RunConfig,
-    option_name,
-    read_config_file,
-    resolve,
-)
+
+if TYPE_CHECKING:
+    from blazefl.cli._config import RunConfig
 
 __all__ = ["cli"]
 
-F = TypeVar("F", bound=Callable[..., Any])
 
+def _setting_options() -> list[click.Option]:
+    """One option per setting, in `KEYS` order: run settings from
+    `RunConfig`, algorithm settings from the algorithms' declarations.
 
-def _options() -> list[tuple[str, str, Any, str | None, str]]:
-    """(key, option, click type, metavar, help) of every `blazefl run` option,
-    in `KEYS` order: run settings from `RunConfig`, algorithm settings from
-    the algorithms' declarations."""
-    options = algorithm_options()
-    found: list[tuple[str, str, Any, str | None, str]] = []
+    Every option defaults to None ("not given"); the help shows the real
+    default."""
+    from blazefl.cli._checks import algorithm_options
+    from blazefl.cli._config import KEYS, RUN_SETTINGS, RunConfig, option_name
+
+    defaults = RunConfig()
+    algorithm = algorithm_options()
+    found: list[click.Option] = []
     for key in KEYS:
-        if key in options:
-            o = options[key]
-            kind = next(iter(o.declared.values())).default.__class__
-            found.append((key, o.cli, kind, None, o.help))
+        if key in algorithm:
+            o = algorithm[key]
+            kind = type(next(iter(o.declared.values())).default)
+            found.append(click.Option([o.cli, key], type=kind, help=o.help))
             continue
         s = RUN_SETTINGS[key]
-        kind = click.Choice(s.choices) if s.choices else s.kind
-        default = getattr(_D, key)
-        shown = s.help
-        if default is not None and "[default:" not in shown and s.kind is not bool:
+        shown, default = s.help, getattr(defaults, key)
+        if s.kind is bool:
+            names = [option_name(key), *(["-q"] if key == "quiet" else []), key]
+            found.append(click.Option(names, is_flag=True, default=None, help=shown))
+            continue
+        if default is not None and "[default:" not in shown:
             shown = f"{shown} [default: {default}]"
-        found.append((key, option_name(key), kind, s.metavar, shown))
+        found.append(
+            click.Option(
+                [option_name(key), key],
+                type=click.Choice(s.choices) if s.choices else s.kind,
+                metavar=s.metavar,
+                help=shown,
+            )
+        )
     return found
 
 
-_D = RunConfig()
+class _RunCommand(click.Command):
+    """`blazefl run`, whose setting options are made when first needed.
 
+    They come from `RunConfig` and the algorithms' declarations, which
+    ``blazefl --help``, ``info`` and ``plot`` then need not import.
+    """
 
-def _run_options(func: F) -> F:
-    for key, name, kind, metavar, text in reversed(_options()):
-        if kind is bool:
-            names = (name, "-q") if key == "quiet" else (name,)
-            func = click.option(*names, key, is_flag=True, default=None, help=text)(
-                func
-            )
-        else:
-            func = click.option(
-                name, key, type=kind, default=None, metavar=metavar, help=text
-            )(func)
-    return func
+    _derived = False
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not self._derived:
+            self._derived = True
+            self.params.extend(_setting_options())
+        return super().get_params(ctx)
 
 
 def _usage(exc: ConfigurationError) -> click.UsageError:
@@ -85,7 +87,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
+@cli.command(cls=_RunCommand)
 @click.option(
     "--config",
     "config_file",
@@ -100,7 +102,6 @@ def cli() -> None:
     "must match its config.toml, except --executor, --workers, "
     "--checkpoint-every, --data-dir, --quiet and --log-format.",
 )
-@_run_options
 def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     """Train a federation and write its run folder.
 
@@ -110,6 +111,7 @@ def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     metrics.png. Ctrl-C stops after saving a checkpoint; continue with
     --resume.
     """
+    from blazefl.cli._config import read_config_file, resolve
     from blazefl.cli._execute import execute  # torch is imported from here on
 
     given = {k: v for k, v in options.items() if v is not None}
@@ -134,6 +136,14 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
     executor, workers, checkpoint cadence, data folder and output settings
     may change (the executors give bitwise equal results).
     """
+    from blazefl.cli._config import (
+        INVOCATION_KEYS,
+        OPERATIONAL_KEYS,
+        option_name,
+        read_config_file,
+        resolve,
+    )
+
     stored_file = folder / "config.toml"
     if not stored_file.is_file():
         raise ConfigurationError(
@@ -165,6 +175,8 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(as_json: bool) -> None:
     """Versions, the Python build, threads, devices and executors."""
+    import json
+
     from blazefl.cli._info import machine_info
 
     data = machine_info()

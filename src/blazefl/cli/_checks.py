@@ -11,7 +11,6 @@ settings come from the algorithms' `setting` fields (`algorithm_options`).
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
@@ -103,6 +102,8 @@ def choice(allowed: tuple[str, ...]) -> Callable[[object], str]:
 
     def check(value: object) -> str:
         if not isinstance(value, str) or value not in allowed:
+            import difflib  # only for the error: keeps `blazefl run --help` lean
+
             close = (
                 difflib.get_close_matches(value, allowed, n=1, cutoff=0.6)
                 if isinstance(value, str)
@@ -131,7 +132,7 @@ def text(value: object) -> str:
     return value
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class AlgorithmOption:
     """One command-line option for the algorithm settings of that name.
 

@@ -18,11 +18,7 @@ run's numbers, so a checkpoint can be matched to its configuration.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import hashlib
-import json
 import math
-import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
@@ -78,7 +74,7 @@ __all__ = [
 Resume = Literal["fixed", "free", "invocation"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)
 class RunSetting:
     """How one `RunConfig` field is offered, checked and resumed."""
 
@@ -286,6 +282,9 @@ def option_name(key: str) -> str:
 def config_digest(config: RunConfig) -> str:
     """SHA-256 of the canonical JSON of the settings that decide the numbers."""
     canonical = {k: v for k, v in config.saved.items() if k not in OPERATIONAL_KEYS}
+    import hashlib  # here, not at the top: `blazefl run --help` needs neither
+    import json
+
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
@@ -390,6 +389,8 @@ def read_config_file(path: Path) -> dict[str, object]:
     given twice (``batch-size`` and ``batch_size``) and unknown keys (with the
     closest known key as a suggestion).
     """
+    import tomllib  # here, not at the top: `blazefl --help` never needs it
+
     try:
         with path.open("rb") as f:
             raw = tomllib.load(f)
@@ -406,6 +407,8 @@ def read_config_file(path: Path) -> dict[str, object]:
                 "keys only (key = value)"
             )
         if key not in CHECKS:
+            import difflib
+
             close = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigurationError(

@@ -101,7 +101,8 @@ class Simulation(Generic[UplinkT, DownlinkT]):
 
     :param executor: where clients run; by default what the trainer asks for
         (its ``num_parallels`` threads or processes), else `InlineExecutor`.
-    :param seed: the run seed; each client's RNG suite derives from (seed, cid).
+    :param seed: the run seed, an integer in [0, 2**63) (the one bound of
+        every entry point); each client's RNG suite derives from (seed, cid).
     :param device: the torch device for native work (``"cuda"`` spreads
         clients over the GPUs by id).
     :param client_timeout: seconds one client may run before it is stopped and
