@@ -28,6 +28,8 @@ def publish(namespace: Mapping[str, Any]) -> None:
     """
     module = str(namespace["__name__"])
     for name in namespace.get("__all__", ()):
+        if name not in namespace:  # loaded lazily: published when first read
+            continue
         value = namespace[name]
         current = getattr(value, "__module__", None)
         if (

@@ -152,7 +152,8 @@ def test_algorithms_are_frozen() -> None:
         ),
         ({"sample_ratio": True}, r"sample_ratio must be in \(0, 1\], got True"),
         ({"sample_ratio": 0.05}, r"sample_ratio=0\.05 of num_clients=10 samples no"),
-        ({"seed": -1}, r"seed must be an integer >= 0, got -1"),
+        ({"seed": -1}, r"seed must be an integer in \[0, 2\*\*63\), got -1"),
+        ({"seed": 2**63}, r"seed must be an integer in \[0, 2\*\*63\), got 9223"),
         ({"eval_batch_size": 0}, r"eval_batch_size must be an integer >= 1, got 0"),
     ],
 )

@@ -146,8 +146,8 @@ def test_cli_names_match_the_library() -> None:
 def test_algorithm_knobs_default_to_the_algorithm() -> None:
     """Knobs left out take the algorithm's defaults; others stay unset."""
     config = resolve({"algorithm": "fedavgm", "momentum": 0.5})
-    assert (config.server_lr, config.momentum) == (1.0, 0.5)
-    assert config.mu is None
+    assert (config.value("server_lr"), config.value("momentum")) == (1.0, 0.5)
+    assert config.value("mu") is None
     assert config.knobs() == {"server_lr": 1.0, "momentum": 0.5}
 
 

@@ -129,15 +129,18 @@ def test_min_clients_must_be_a_positive_int(value: Any) -> None:
 def test_seed_must_be_a_non_negative_int(value: Any) -> None:
     """The run seed must be an int >= 0."""
     with pytest.raises(
-        ConfigurationError, match=r"^seed must be an integer in \[0, 2\*\*128\), got "
+        ConfigurationError, match=r"^seed must be an integer in \[0, 2\*\*63\), got "
     ):
         _sim(seed=value)
 
 
-def test_seed_beyond_the_derivable_range_is_refused_at_construction() -> None:
-    """A seed derive_seed cannot take fails at construction, not in round 0."""
-    with pytest.raises(ConfigurationError, match=r"seed"):
-        _sim(seed=2**128)
+@pytest.mark.parametrize("value", [2**63, 2**128])
+def test_seed_beyond_the_run_seed_range_is_refused_at_construction(
+    value: int,
+) -> None:
+    """A seed past SEED_BOUND (2**63) fails at construction, not in round 0."""
+    with pytest.raises(ConfigurationError, match=r"seed must be an integer in"):
+        _sim(seed=value)
 
 
 @pytest.mark.parametrize("name", ["round_timeout", "client_timeout"])

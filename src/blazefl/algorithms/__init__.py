@@ -9,6 +9,8 @@ and `FederatedClient` (native client work)::
     Simulation(server, client, executor=ThreadExecutor(2), seed=0).run_sync()
 """
 
+from typing import TYPE_CHECKING, Any
+
 from blazefl import _exports
 from blazefl.algorithms._base import (
     Algorithm,
@@ -17,19 +19,45 @@ from blazefl.algorithms._base import (
     LocalTraining,
     weighted_average,
 )
-from blazefl.algorithms._client import FederatedClient
 from blazefl.algorithms._fedavg import FedAvg
 from blazefl.algorithms._fedavgm import FedAvgM
 from blazefl.algorithms._fedopt import FedAdagrad, FedAdam, FedYogi
 from blazefl.algorithms._fedprox import FedProx
 from blazefl.algorithms._scaffold import Scaffold
-from blazefl.algorithms._server import FederatedServer
+
+if TYPE_CHECKING:
+    from blazefl.algorithms._client import FederatedClient
+    from blazefl.algorithms._server import FederatedServer
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
     cls.name: cls
     for cls in (FedAvg, FedAvgM, FedProx, Scaffold, FedAdam, FedYogi, FedAdagrad)
 }
-"""Every built-in algorithm by name (what the command line's --algorithm takes)."""
+"""Every built-in algorithm by name (what the command line's --algorithm takes).
+
+Adding one here (and its import above) is all the command line needs: its
+options, config keys, checks and resume rules come from its `setting` fields.
+"""
+
+
+def __getattr__(name: str) -> Any:
+    # The server and client import torch, models and data at once; the
+    # algorithm classes above do not, so `blazefl run --help` can read their
+    # settings without paying for torch.
+    value: Any
+    if name == "FederatedServer":
+        from blazefl.algorithms._server import FederatedServer
+
+        value = FederatedServer
+    elif name == "FederatedClient":
+        from blazefl.algorithms._client import FederatedClient
+
+        value = FederatedClient
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    _exports.publish({"__name__": __name__, "__all__": [name], name: value})
+    return value
+
 
 __all__ = [
     "ALGORITHMS",

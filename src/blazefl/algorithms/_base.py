@@ -16,16 +16,20 @@ import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from blazefl._exceptions import ConfigurationError
 from blazefl._validate import check_fraction, check_number
-from blazefl.core import serialize_model
-from blazefl.sim import ClientContext
-from blazefl.training import TrainResult, train
+from blazefl.algorithms._settings import check_settings
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from blazefl.sim import ClientContext
+    from blazefl.training import TrainResult
+else:
+    from blazefl.algorithms._lazy import torch
 
 __all__ = [
     "Algorithm",
@@ -76,6 +80,8 @@ class LocalTraining:
         self, before_step: Callable[[nn.Module], None] | None = None
     ) -> TrainResult:
         """The shared SGD loop (`blazefl.training.train`)."""
+        from blazefl.training import train
+
         return train(
             self.model,
             self.loader,
@@ -88,6 +94,8 @@ class LocalTraining:
 
     def params(self) -> torch.Tensor:
         """The model's parameters as a flat CPU vector."""
+        from blazefl.core import serialize_model
+
         return serialize_model(self.model)
 
 
@@ -106,6 +114,10 @@ class Algorithm(ABC):
     #: like the model vector (SCAFFOLD's ``delta_c``): the server checks their
     #: shape and dtype against the global model before aggregating.
     uplink_extras: ClassVar[tuple[str, ...]] = ()
+
+    def __post_init__(self) -> None:
+        """Check every declared `setting` (a subclass's dataclass fields)."""
+        check_settings(self)
 
     def init_state(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
         """Server-side algorithm state, created once from the initial model."""

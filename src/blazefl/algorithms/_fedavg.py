@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
-
-import torch
+from typing import TYPE_CHECKING, ClassVar
 
 from blazefl.algorithms._base import Algorithm, ClientUpdate, weighted_average
+
+if TYPE_CHECKING:
+    import torch
 
 __all__ = ["FedAvg", "mean_update"]
 

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-
-from blazefl.algorithms._base import (
-    Algorithm,
-    ClientUpdate,
-    check_fraction,
-    check_number,
-)
+from blazefl.algorithms._base import Algorithm, ClientUpdate
 from blazefl.algorithms._fedavg import mean_update
+from blazefl.algorithms._settings import check_fraction, check_positive, setting
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from blazefl.algorithms._lazy import torch
 
 __all__ = ["FedAvgM"]
 
@@ -30,12 +29,8 @@ class FedAvgM(Algorithm):
     """
 
     name: ClassVar[str] = "fedavgm"
-    server_lr: float = 1.0
-    momentum: float = 0.9
-
-    def __post_init__(self) -> None:
-        check_number("server_lr", self.server_lr)
-        check_fraction("momentum", self.momentum)
+    server_lr: float = setting(1.0, check_positive, "Server learning rate η > 0.")
+    momentum: float = setting(0.9, check_fraction, "FedAvgM server momentum in [0, 1).")
 
     def init_state(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"velocity": torch.zeros_like(params)}

@@ -17,33 +17,28 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-
-from blazefl.algorithms._base import (
-    Algorithm,
-    ClientUpdate,
-    check_fraction,
-    check_number,
-)
+from blazefl.algorithms._base import Algorithm, ClientUpdate
 from blazefl.algorithms._fedavg import mean_update
+from blazefl.algorithms._settings import check_fraction, check_positive, setting
+
+if TYPE_CHECKING:
+    import torch
+else:
+    from blazefl.algorithms._lazy import torch
 
 __all__ = ["FedAdagrad", "FedAdam", "FedYogi"]
 
 
 @dataclass(frozen=True)
 class _FedOpt(Algorithm):
-    server_lr: float = 0.01
-    beta1: float = 0.9
-    beta2: float = 0.99
-    tau: float = 1e-3
-
-    def __post_init__(self) -> None:
-        check_number("server_lr", self.server_lr)
-        check_fraction("beta1", self.beta1)
-        check_fraction("beta2", self.beta2)
-        check_number("tau", self.tau)
+    server_lr: float = setting(0.01, check_positive, "Server learning rate η > 0.")
+    beta1: float = setting(0.9, check_fraction, "FedOpt first-moment decay in [0, 1).")
+    beta2: float = setting(
+        0.99, check_fraction, "FedOpt second-moment decay in [0, 1)."
+    )
+    tau: float = setting(1e-3, check_positive, "FedOpt adaptivity τ > 0.")
 
     def init_state(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
         return {

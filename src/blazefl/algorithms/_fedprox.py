@@ -4,20 +4,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
-import torch
-from torch import nn
-
-from blazefl.algorithms._base import (
-    Algorithm,
-    Broadcast,
-    ClientUpdate,
-    LocalTraining,
-    check_number,
-)
+from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate, LocalTraining
 from blazefl.algorithms._fedavg import mean_update
-from blazefl.sim import ClientContext
+from blazefl.algorithms._settings import check_non_negative, setting
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from blazefl.sim import ClientContext
 
 __all__ = ["FedProx", "proximal_hook"]
 
@@ -46,10 +43,7 @@ class FedProx(Algorithm):
     """
 
     name: ClassVar[str] = "fedprox"
-    mu: float = 0.01
-
-    def __post_init__(self) -> None:
-        check_number("mu", self.mu, allow_zero=True)
+    mu: float = setting(0.01, check_non_negative, "FedProx proximal strength μ >= 0.")
 
     def client_update(
         self, ctx: ClientContext, local: LocalTraining, broadcast: Broadcast

@@ -4,21 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, ClassVar
 
 from blazefl._exceptions import ConfigurationError
-from blazefl._validate import check_int
-from blazefl.algorithms._base import (
-    Algorithm,
-    Broadcast,
-    ClientUpdate,
-    LocalTraining,
-    check_number,
-)
-from blazefl.sim import ClientContext
+from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate, LocalTraining
+from blazefl.algorithms._settings import check_count, check_positive, setting
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+    from blazefl.sim import ClientContext
+else:
+    from blazefl.algorithms._lazy import torch
 
 __all__ = ["Scaffold", "parameter_views"]
 
@@ -63,12 +61,10 @@ class Scaffold(Algorithm):
 
     name: ClassVar[str] = "scaffold"
     uplink_extras: ClassVar[tuple[str, ...]] = ("delta_c",)
-    num_clients: int = 1
-    server_lr: float = 1.0
-
-    def __post_init__(self) -> None:
-        check_int("num_clients", self.num_clients)
-        check_number("server_lr", self.server_lr)
+    num_clients: int = setting(
+        1, check_count, "N, the federation's size.", federation_size=True
+    )
+    server_lr: float = setting(1.0, check_positive, "Server learning rate η_g > 0.")
 
     def init_state(self, params: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"c": torch.zeros_like(params)}

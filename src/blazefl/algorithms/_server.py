@@ -10,8 +10,15 @@ import torch
 
 from blazefl._exceptions import ConfigurationError
 from blazefl._prechecked import check_unless_prechecked, prechecked
-from blazefl._validate import check_int
+from blazefl._validate import (
+    RATIO_WORDING,
+    check_int,
+    check_ratio,
+    check_seed,
+    sampled_per_round,
+)
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate
+from blazefl.algorithms._settings import settings_of
 from blazefl.core import deserialize_model, serialize_model
 from blazefl.models import build_model
 from blazefl.reproducibility import RNGSuiteState, create_rng_suite
@@ -57,13 +64,14 @@ class FederatedServer:
         self.rounds = check_int("rounds", rounds)
         self.clients_per_round = clients_per_round(num_clients, sample_ratio)
         check_federation_size(num_clients, dataset)
-        federation = getattr(algorithm, "num_clients", None)
-        if federation is not None and federation != num_clients:
-            raise ConfigurationError(
-                f"{type(algorithm).__name__}(num_clients={federation}) does not "
-                f"match the server's num_clients={num_clients}"
-            )
-        self.seed = check_int("seed", seed, minimum=0)
+        for declared in settings_of(type(algorithm), strict=False):
+            federation = getattr(algorithm, declared.name)
+            if declared.federation_size and federation != num_clients:
+                raise ConfigurationError(
+                    f"{type(algorithm).__name__}({declared.name}={federation}) "
+                    f"does not match the server's num_clients={num_clients}"
+                )
+        self.seed = check_seed("seed", seed)
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size)
         self.algorithm = algorithm
         self.dataset = dataset
@@ -218,24 +226,20 @@ class FederatedServer:
 
 
 def clients_per_round(num_clients: int, sample_ratio: object) -> int:
-    """``int(num_clients * sample_ratio)``, refused unless it is in [1, num_clients]."""
-    if isinstance(sample_ratio, bool) or not (
-        isinstance(sample_ratio, int | float) and 0 < sample_ratio <= 1
+    """`sampled_per_round`, refused unless it is in [1, num_clients]."""
+    wording = RATIO_WORDING
+    if (
+        isinstance(sample_ratio, int | float)
+        and not isinstance(sample_ratio, bool)
+        and math.isfinite(sample_ratio)
+        and sample_ratio > 1
     ):
-        more = (
+        wording += (
             f": it would sample {int(num_clients * sample_ratio)} clients a round "
             f"but there are only num_clients={num_clients}"
-            if isinstance(sample_ratio, int | float)
-            and not isinstance(sample_ratio, bool)
-            and sample_ratio > 1
-            and math.isfinite(sample_ratio)
-            else ""
         )
-        raise ConfigurationError(
-            f"sample_ratio must be in (0, 1], got {sample_ratio!r}{more}"
-        )
-    # The epsilon keeps 100 * 0.29 = 28.999... from sampling 28 clients.
-    per_round = int(num_clients * sample_ratio + 1e-9)
+    ratio = check_ratio("sample_ratio", sample_ratio, wording=wording)
+    per_round = sampled_per_round(num_clients, ratio)
     if per_round < 1:
         raise ConfigurationError(
             f"sample_ratio={sample_ratio} of num_clients={num_clients} samples "

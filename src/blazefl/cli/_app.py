@@ -7,111 +7,71 @@ file and the checks, so the command line and the file are validated alike.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import click
 
 import blazefl
 from blazefl._exceptions import ConfigurationError
-from blazefl.cli._checks import (
-    ALGORITHM_NAMES,
-    DATASETS,
-    EXECUTORS,
-    LOG_FORMATS,
-    MODELS,
-    PARTITIONS,
-)
-from blazefl.cli._config import (
-    INVOCATION_KEYS,
-    OPERATIONAL_KEYS,
-    RunConfig,
-    option_name,
-    read_config_file,
-    resolve,
-)
+
+if TYPE_CHECKING:
+    from blazefl.cli._config import RunConfig
 
 __all__ = ["cli"]
 
-F = TypeVar("F", bound=Callable[..., Any])
-_D = RunConfig()
 
-# (option, click type, help); the default comes from RunConfig.
-_RUN_OPTIONS: list[tuple[str, Any, str]] = [
-    ("algorithm", click.Choice(ALGORITHM_NAMES), "Federated algorithm."),
-    (
-        "dataset",
-        click.Choice(DATASETS),
-        "Data set (mnist and cifar10 need --data-dir).",
-    ),
-    ("model", click.Choice(MODELS), "Model [default: the data set's own]."),
-    ("partition", click.Choice(PARTITIONS), "How training data is split over clients."),
-    (
-        "alpha",
-        float,
-        "Dirichlet concentration (--partition dirichlet, synthetic mixes).",
-    ),
-    ("shards_per_client", int, "Label shards per client (--partition shards)."),
-    ("classes_per_client", int, "Classes per client (--partition label-skew)."),
-    ("unbalance_sigma", float, "Log-normal size spread (--partition unbalanced)."),
-    ("clients", int, "Clients in the federation."),
-    ("rounds", int, "Communication rounds."),
-    ("sample_ratio", float, "Fraction of clients sampled each round, in (0, 1]."),
-    ("epochs", int, "Local epochs per client per round."),
-    ("batch_size", int, "Local batch size."),
-    ("lr", float, "Client learning rate."),
-    ("seed", int, "Run seed: data, sampling, model and client RNGs."),
-    ("mu", float, "FedProx proximal strength μ >= 0."),
-    (
-        "server_lr",
-        float,
-        "Server learning rate (fedavgm, scaffold, fedadam/yogi/adagrad).",
-    ),
-    ("momentum", float, "FedAvgM server momentum in [0, 1)."),
-    ("beta1", float, "FedOpt first-moment decay in [0, 1)."),
-    ("beta2", float, "FedOpt second-moment decay in [0, 1)."),
-    ("tau", float, "FedOpt adaptivity τ > 0."),
-    ("executor", click.Choice(EXECUTORS), "Where clients run."),
-    ("workers", int, "Worker threads or processes."),
-    ("checkpoint_every", int, "Checkpoint every K rounds (and after the last)."),
-    ("data_dir", str, "Folder with the official MNIST / CIFAR-10 files."),
-    (
-        "ray_address",
-        str,
-        "With --executor ray: the cluster to join (e.g. 10.0.0.1:6379); "
-        "default: a private one-machine Ray instance.",
-    ),
-    ("out", str, "Run folder [default: runs/<timestamp>-<algorithm>]."),
-    (
-        "log_format",
-        click.Choice(LOG_FORMATS),
-        "Logs on stderr: console (warnings) or json (all events).",
-    ),
-]
+def _setting_options() -> list[click.Option]:
+    """One option per setting, in `KEYS` order: run settings from
+    `RunConfig`, algorithm settings from the algorithms' declarations.
+
+    Every option defaults to None ("not given"); the help shows the real
+    default."""
+    from blazefl.cli._checks import algorithm_options
+    from blazefl.cli._config import KEYS, RUN_SETTINGS, RunConfig, option_name
+
+    defaults = RunConfig()
+    algorithm = algorithm_options()
+    found: list[click.Option] = []
+    for key in KEYS:
+        if key in algorithm:
+            o = algorithm[key]
+            kind = type(next(iter(o.declared.values())).default)
+            found.append(click.Option([o.cli, key], type=kind, help=o.help))
+            continue
+        s = RUN_SETTINGS[key]
+        shown, default = s.help, getattr(defaults, key)
+        if s.kind is bool:
+            names = [option_name(key), *(["-q"] if key == "quiet" else []), key]
+            found.append(click.Option(names, is_flag=True, default=None, help=shown))
+            continue
+        if default is not None and "[default:" not in shown:
+            shown = f"{shown} [default: {default}]"
+        found.append(
+            click.Option(
+                [option_name(key), key],
+                type=click.Choice(s.choices) if s.choices else s.kind,
+                metavar=s.metavar,
+                help=shown,
+            )
+        )
+    return found
 
 
-def _help(key: str, text: str) -> str:
-    default = getattr(_D, key)
-    if default is None or "[default:" in text:
-        return text
-    return f"{text} [default: {default}]"
+class _RunCommand(click.Command):
+    """`blazefl run`, whose setting options are made when first needed.
 
+    They come from `RunConfig` and the algorithms' declarations, which
+    ``blazefl --help``, ``info`` and ``plot`` then need not import.
+    """
 
-def _run_options(func: F) -> F:
-    for key, kind, text in reversed(_RUN_OPTIONS):
-        func = click.option(
-            option_name(key),
-            key,
-            type=kind,
-            default=None,
-            metavar="DIR"
-            if key in ("data_dir", "out")
-            else ("ADDR" if key == "ray_address" else None),
-            help=_help(key, text),
-        )(func)
-    return func
+    _derived = False
+
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        if not self._derived:
+            self._derived = True
+            self.params.extend(_setting_options())
+        return super().get_params(ctx)
 
 
 def _usage(exc: ConfigurationError) -> click.UsageError:
@@ -127,7 +87,7 @@ def cli() -> None:
     """
 
 
-@cli.command()
+@cli.command(cls=_RunCommand)
 @click.option(
     "--config",
     "config_file",
@@ -142,14 +102,6 @@ def cli() -> None:
     "must match its config.toml, except --executor, --workers, "
     "--checkpoint-every, --data-dir, --quiet and --log-format.",
 )
-@_run_options
-@click.option(
-    "--quiet",
-    "-q",
-    is_flag=True,
-    default=None,
-    help="Print only the final summary line.",
-)
 def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     """Train a federation and write its run folder.
 
@@ -159,6 +111,7 @@ def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     metrics.png. Ctrl-C stops after saving a checkpoint; continue with
     --resume.
     """
+    from blazefl.cli._config import read_config_file, resolve
     from blazefl.cli._execute import execute  # torch is imported from here on
 
     given = {k: v for k, v in options.items() if v is not None}
@@ -189,6 +142,14 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
     executor, workers, checkpoint cadence, data folder and output settings
     may change (the executors give bitwise equal results).
     """
+    from blazefl.cli._config import (
+        INVOCATION_KEYS,
+        OPERATIONAL_KEYS,
+        option_name,
+        read_config_file,
+        resolve,
+    )
+
     stored_file = folder / "config.toml"
     if not stored_file.is_file():
         raise ConfigurationError(
@@ -206,10 +167,10 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
     for key in requested:
         if key in OPERATIONAL_KEYS or key in INVOCATION_KEYS:
             continue
-        if getattr(merged, key) != getattr(stored, key):
+        if merged.value(key) != stored.value(key):
             raise ConfigurationError(
-                f"{option_name(key)} {getattr(merged, key)!r} does not match "
-                f"{key} = {getattr(stored, key)!r} in {stored_file}; --resume "
+                f"{option_name(key)} {merged.value(key)!r} does not match "
+                f"{key} = {stored.value(key)!r} in {stored_file}; --resume "
                 f"continues a run with its own configuration: leave "
                 f"{option_name(key)} out"
             )
@@ -220,6 +181,8 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(as_json: bool) -> None:
     """Versions, the Python build, threads, devices and executors."""
+    import json
+
     from blazefl.cli._info import machine_info
 
     data = machine_info()

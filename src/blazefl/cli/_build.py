@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from blazefl.algorithms import ALGORITHMS, FederatedClient, FederatedServer
+from blazefl.algorithms._settings import settings_of
 from blazefl.cli._config import RunConfig
 from blazefl.data import (
     FileImageDataset,
@@ -130,8 +131,8 @@ def build(config: RunConfig) -> Built:
     dataset = build_dataset(config)
     zoo = ModelZoo(input_shape=dataset.input_shape, num_classes=dataset.num_classes)
     cls: Any = ALGORITHMS[config.algorithm]
-    extra = {"num_clients": config.clients} if config.algorithm == "scaffold" else {}
-    algorithm = cls(**config.knobs(), **extra)
+    size = {s.name: config.clients for s in settings_of(cls) if s.federation_size}
+    algorithm = cls(**config.knobs(), **size)
     server = FederatedServer(
         algorithm,
         zoo,

@@ -4,19 +4,30 @@ line and the config file.
 A check takes a raw value (typed by click, or as TOML parsed it) and returns
 it normalised (ints for integer options, floats for real ones) or raises
 `ValueError` with a message saying what is allowed; `_config.resolve` adds
-the option's name.
+the option's name. Numeric checks are the library's own validators
+(`blazefl._validate`), worded without the name (`cli_check`); the algorithm
+settings come from the algorithms' `setting` fields (`algorithm_options`).
 """
 
 from __future__ import annotations
 
-import difflib
-import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
+
+from blazefl._validate import (
+    check_fraction,
+    check_int,
+    check_number,
+    check_ratio,
+    check_seed,
+)
+from blazefl.algorithms import ALGORITHMS, Algorithm
+from blazefl.algorithms._settings import Check, Setting, settings_of
 
 __all__ = [
     "ALGORITHM_NAMES",
-    "CHECKS",
     "DATASETS",
     "DATASET_MODELS",
     "EXECUTORS",
@@ -25,19 +36,17 @@ __all__ = [
     "LOG_FORMATS",
     "MODELS",
     "PARTITIONS",
+    "AlgorithmOption",
+    "algorithm_options",
+    "choice",
+    "cli_check",
+    "flag",
+    "text",
 ]
 
-# Kept literal so `blazefl --help` needs no torch import; a test checks them
-# against blazefl.algorithms.ALGORITHMS and blazefl.models.MODEL_NAMES.
-ALGORITHM_NAMES = (
-    "fedavg",
-    "fedavgm",
-    "fedprox",
-    "scaffold",
-    "fedadam",
-    "fedyogi",
-    "fedadagrad",
-)
+ALGORITHM_NAMES = tuple(ALGORITHMS)
+# Kept literal so `blazefl --help` needs no torch import (blazefl.models
+# imports it); a test checks them against blazefl.models.MODEL_NAMES.
 MODELS = ("cnn", "mlp", "cifar_cnn", "resnet18")
 DATASETS = (
     "synthetic",
@@ -62,12 +71,39 @@ DATASET_MODELS = {
 }
 FILE_DATASETS = ("mnist", "cifar10")
 
-_SEED_LIMIT = 2**63  # TOML integers are signed 64-bit
+# The library validators' sentences, less the name: `resolve` prefixes
+# "Invalid value for '--option':".
+_CLI_WORDING: dict[Callable[..., Any], str] = {
+    check_int: "must be an integer >= {minimum}, got {value!r}",
+    check_number: "must be a finite number{of} {bound}, got {value!r}",
+    check_fraction: "must be a finite number in [0, 1), got {value!r}",
+    check_ratio: "must be a finite number in (0, 1], got {value!r}",
+    check_seed: "must be an integer in [0, 2**63), got {value!r}",
+}
 
 
-def _choice(allowed: tuple[str, ...]) -> Callable[[object], str]:
+def cli_check(check: Check) -> Callable[[object], Any]:
+    """A library validator (a `blazefl._validate` check, bounds bound with
+    ``functools.partial``) as an option check; unknown validators keep their
+    own wording."""
+    base = check.func if isinstance(check, partial) else check
+    wording = _CLI_WORDING.get(base)
+
+    def run(value: object) -> Any:
+        if wording is None:
+            return check("the value", value)
+        return check("", value, wording=wording)
+
+    return run
+
+
+def choice(allowed: tuple[str, ...]) -> Callable[[object], str]:
+    """One of ``allowed``, with a did-you-mean for a near miss."""
+
     def check(value: object) -> str:
         if not isinstance(value, str) or value not in allowed:
+            import difflib  # only for the error: keeps `blazefl run --help` lean
+
             close = (
                 difflib.get_close_matches(value, allowed, n=1, cutoff=0.6)
                 if isinstance(value, str)
@@ -82,94 +118,72 @@ def _choice(allowed: tuple[str, ...]) -> Callable[[object], str]:
     return check
 
 
-def _integer(minimum: int, limit: int | None = None) -> Callable[[object], int]:
-    def check(value: object) -> int:
-        if (
-            isinstance(value, bool)
-            or not isinstance(value, int)
-            or value < minimum
-            or (limit is not None and value >= limit)
-        ):
-            bound = f"in [{minimum}, 2**63)" if limit else f">= {minimum}"
-            raise ValueError(f"must be an integer {bound}, got {value!r}")
-        return value
-
-    return check
-
-
-def _number(
-    low: float, high: float = math.inf, *, low_open: bool, high_open: bool = True
-) -> Callable[[object], float]:
-    def check(value: object) -> float:
-        ok = (
-            isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and math.isfinite(value)
-            and (value > low if low_open else value >= low)
-            and (value < high if high_open else value <= high)
-        )
-        if not ok:
-            if high == math.inf:
-                span = f"> {low:g}" if low_open else f">= {low:g}"
-            else:
-                left = "(" if low_open else "["
-                right = ")" if high_open else "]"
-                span = f"in {left}{low:g}, {high:g}{right}"
-            raise ValueError(f"must be a finite number {span}, got {value!r}")
-        return float(value)  # type: ignore[arg-type]
-
-    return check
-
-
-def _flag(value: object) -> bool:
+def flag(value: object) -> bool:
+    """True or false."""
     if not isinstance(value, bool):
         raise ValueError(f"must be true or false, got {value!r}")
     return value
 
 
-def _text(value: object) -> str:
+def text(value: object) -> str:
+    """A non-empty string (a path, an address)."""
     if not isinstance(value, str) or not value:
         raise ValueError(f"must be a non-empty path, got {value!r}")
     return value
 
 
-_POSITIVE = _number(0, low_open=True)
-_FRACTION = _number(0, 1, low_open=False)
+@dataclass(frozen=True)
+class AlgorithmOption:
+    """One command-line option for the algorithm settings of that name.
 
-#: Algorithm knobs: option checks; which algorithms take each comes from
-#: the algorithms' own dataclass fields (`algorithm_knobs`).
-KNOBS: dict[str, Callable[[object], float]] = {
-    "mu": _number(0, low_open=False),
-    "server_lr": _POSITIVE,
-    "momentum": _FRACTION,
-    "beta1": _FRACTION,
-    "beta2": _FRACTION,
-    "tau": _POSITIVE,
-}
+    ``declared`` holds each algorithm's own declaration (its default and
+    check); the option applies only to those algorithms.
+    """
 
-CHECKS: dict[str, Callable[[object], Any]] = {
-    "algorithm": _choice(ALGORITHM_NAMES),
-    "dataset": _choice(DATASETS),
-    "model": _choice(MODELS),
-    "partition": _choice(PARTITIONS),
-    "alpha": _POSITIVE,
-    "shards_per_client": _integer(1),
-    "classes_per_client": _integer(1),
-    "unbalance_sigma": _number(0, low_open=False),
-    "clients": _integer(1),
-    "rounds": _integer(1),
-    "sample_ratio": _number(0, 1, low_open=True, high_open=False),
-    "epochs": _integer(1),
-    "batch_size": _integer(1),
-    "lr": _POSITIVE,
-    "seed": _integer(0, _SEED_LIMIT),
-    **KNOBS,
-    "executor": _choice(EXECUTORS),
-    "workers": _integer(1),
-    "checkpoint_every": _integer(1),
-    "data_dir": _text,
-    "ray_address": _text,
-    "out": _text,
-    "quiet": _flag,
-    "log_format": _choice(LOG_FORMATS),
+    key: str
+    cli: str
+    declared: Mapping[str, Setting]
+
+    @property
+    def help(self) -> str:
+        first = next(iter(self.declared.values()))
+        groups: dict[Any, list[str]] = {}
+        for name, s in self.declared.items():
+            groups.setdefault(s.default, []).append(name)
+        defaults = "; ".join(f"{'/'.join(n)} {d}" for d, n in groups.items())
+        return f"{first.help} [default: {defaults}]"
+
+    @property
+    def resumable(self) -> bool:
+        return all(s.resumable for s in self.declared.values())
+
+    def check(self, algorithm: str) -> Callable[[object], Any]:
+        return cli_check(self.declared[algorithm].check)
+
+
+def algorithm_options(
+    algorithms: Mapping[str, type[Algorithm]] = ALGORITHMS,
+) -> dict[str, AlgorithmOption]:
+    """Every algorithm setting as an option, keyed by setting name.
+
+    A federation-size setting (SCAFFOLD's N) is no option: it is ``--clients``.
+    """
+    found: dict[str, dict[str, Setting]] = {}
+    for name, cls in algorithms.items():
+        for s in settings_of(cls):
+            if not s.federation_size:
+                found.setdefault(s.name, {})[name] = s
+    options = {}
+    for key, declared in found.items():
+        clis = {s.cli for s in declared.values()}
+        if len(clis) != 1:
+            raise TypeError(f"setting {key!r} is declared with options {clis}")
+        options[key] = AlgorithmOption(key, clis.pop(), declared)
+    return options
+
+
+#: Algorithm settings and their option checks (the first declarer's).
+KNOBS: dict[str, Callable[[object], Any]] = {
+    key: cli_check(next(iter(o.declared.values())).check)
+    for key, o in algorithm_options().items()
 }

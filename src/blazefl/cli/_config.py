@@ -1,5 +1,11 @@
 """The run configuration: defaults, a TOML file, command-line options, in that order.
 
+`RunConfig` is the one table of run settings: each field declares its
+default, its check, its help line and its ``--resume`` rule (`run_setting`);
+the click options, the config-file keys, the checks and the resume rules are
+derived from it, and the algorithm settings from the algorithms' own
+`blazefl.algorithms.setting` fields (`blazefl.cli._checks.algorithm_options`).
+
 `resolve` merges the three sources (the command line wins over the file, the
 file over the defaults) into a validated, frozen `RunConfig`. Every bad value
 fails here, before anything is built, with a message naming the option, the
@@ -12,24 +18,48 @@ run's numbers, so a checkpoint can be matched to its configuration.
 from __future__ import annotations
 
 import dataclasses
-import difflib
-import hashlib
-import json
 import math
-import tomllib
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from blazefl._exceptions import ConfigurationError
-from blazefl.cli._checks import CHECKS, DATASET_MODELS, FILE_DATASETS, KNOBS
+from blazefl._validate import (
+    check_int,
+    check_number,
+    check_ratio,
+    check_seed,
+    sampled_per_round,
+)
+from blazefl.algorithms import ALGORITHMS
+from blazefl.algorithms._settings import settings_of
+from blazefl.cli._checks import (
+    ALGORITHM_NAMES,
+    DATASET_MODELS,
+    DATASETS,
+    EXECUTORS,
+    FILE_DATASETS,
+    KNOBS,
+    LOG_FORMATS,
+    MODELS,
+    PARTITIONS,
+    algorithm_options,
+    choice,
+    cli_check,
+    flag,
+    text,
+)
 
 __all__ = [
+    "CHECKS",
     "INVOCATION_KEYS",
     "KEYS",
     "OPERATIONAL_KEYS",
+    "RUN_SETTINGS",
     "RunConfig",
+    "RunSetting",
     "algorithm_knobs",
     "config_digest",
     "dump_toml",
@@ -38,94 +68,233 @@ __all__ = [
     "resolve",
 ]
 
+#: ``fixed``: decides the numbers (in the digest; --resume must repeat it);
+#: ``free``: saved, but --resume may change it (the executors are bitwise
+#: equal); ``invocation``: one command's, never saved.
+Resume = Literal["fixed", "free", "invocation"]
+
+
+@dataclass(frozen=True)
+class RunSetting:
+    """How one `RunConfig` field is offered, checked and resumed."""
+
+    check: Callable[[object], Any]
+    help: str
+    resume: Resume
+    kind: type
+    choices: tuple[str, ...] | None
+    metavar: str | None
+
+
+def run_setting(
+    default: Any,
+    check: Callable[[object], Any] | None,
+    help: str,
+    *,
+    resume: Resume = "fixed",
+    kind: type | None = None,
+    choices: tuple[str, ...] | None = None,
+    metavar: str | None = None,
+) -> Any:
+    """A `RunConfig` field: a library validator (worded for the command line
+    by `cli_check`) or, with ``choices``, one of them."""
+    metadata = {
+        "run": RunSetting(
+            check=choice(choices) if choices else _required(check),
+            help=help,
+            resume=resume,
+            kind=kind or type(default),
+            choices=choices,
+            metavar=metavar,
+        )
+    }
+    return field(default=default, metadata=metadata)
+
+
+def _required(check: Callable[[object], Any] | None) -> Callable[[object], Any]:
+    if check is None:
+        raise TypeError("a run setting needs a check or choices")
+    return check
+
+
+_INT = cli_check(check_int)
+_POSITIVE = cli_check(check_number)
+_NON_NEGATIVE = cli_check(partial(check_number, allow_zero=True))
+
 
 @dataclass(frozen=True, slots=True)
 class RunConfig:
-    """One run's settings, validated; ``None`` knobs do not apply to the algorithm."""
+    """One run's settings, validated; ``algorithm_settings`` holds the
+    algorithm's own (every setting it takes, resolved)."""
 
-    algorithm: str = "fedavg"
-    dataset: str = "synthetic"
-    model: str = "cnn"
-    partition: str = "natural"
-    alpha: float = 0.5
-    shards_per_client: int = 2
-    classes_per_client: int = 2
-    unbalance_sigma: float = 1.0
-    clients: int = 20
-    rounds: int = 20
-    sample_ratio: float = 0.5
-    epochs: int = 2
-    batch_size: int = 16
-    lr: float = 0.1
-    seed: int = 42
-    mu: float | None = None
-    server_lr: float | None = None
-    momentum: float | None = None
-    beta1: float | None = None
-    beta2: float | None = None
-    tau: float | None = None
-    executor: str = "threads"
-    workers: int = 2
-    checkpoint_every: int = 1
-    data_dir: str | None = None
-    ray_address: str | None = None
-    out: str | None = None
-    quiet: bool = False
-    log_format: str = "console"
+    algorithm: str = run_setting(
+        "fedavg", None, "Federated algorithm.", choices=ALGORITHM_NAMES
+    )
+    dataset: str = run_setting(
+        "synthetic",
+        None,
+        "Data set (mnist and cifar10 need --data-dir).",
+        choices=DATASETS,
+    )
+    model: str = run_setting(
+        "cnn", None, "Model [default: the data set's own].", choices=MODELS
+    )
+    partition: str = run_setting(
+        "natural", None, "How training data is split over clients.", choices=PARTITIONS
+    )
+    alpha: float = run_setting(
+        0.5,
+        _POSITIVE,
+        "Dirichlet concentration (--partition dirichlet, synthetic mixes).",
+    )
+    shards_per_client: int = run_setting(
+        2, _INT, "Label shards per client (--partition shards)."
+    )
+    classes_per_client: int = run_setting(
+        2, _INT, "Classes per client (--partition label-skew)."
+    )
+    unbalance_sigma: float = run_setting(
+        1.0, _NON_NEGATIVE, "Log-normal size spread (--partition unbalanced)."
+    )
+    clients: int = run_setting(20, _INT, "Clients in the federation.")
+    rounds: int = run_setting(20, _INT, "Communication rounds.")
+    sample_ratio: float = run_setting(
+        0.5,
+        cli_check(check_ratio),
+        "Fraction of clients sampled each round, in (0, 1].",
+    )
+    epochs: int = run_setting(2, _INT, "Local epochs per client per round.")
+    batch_size: int = run_setting(16, _INT, "Local batch size.")
+    lr: float = run_setting(0.1, _POSITIVE, "Client learning rate.")
+    seed: int = run_setting(
+        42,
+        cli_check(check_seed),
+        "Run seed: data, sampling, model and client RNGs.",
+    )
+    executor: str = run_setting(
+        "threads", None, "Where clients run.", choices=EXECUTORS, resume="free"
+    )
+    workers: int = run_setting(2, _INT, "Worker threads or processes.", resume="free")
+    checkpoint_every: int = run_setting(
+        1, _INT, "Checkpoint every K rounds (and after the last).", resume="free"
+    )
+    data_dir: str | None = run_setting(
+        None,
+        text,
+        "Folder with the official MNIST / CIFAR-10 files.",
+        resume="free",
+        kind=str,
+        metavar="DIR",
+    )
+    ray_address: str | None = run_setting(
+        None,
+        text,
+        "With --executor ray: the cluster to join (e.g. 10.0.0.1:6379); "
+        "default: a private one-machine Ray instance.",
+        resume="free",
+        kind=str,
+        metavar="ADDR",
+    )
+    out: str | None = run_setting(
+        None,
+        text,
+        "Run folder [default: runs/<timestamp>-<algorithm>].",
+        resume="invocation",
+        kind=str,
+        metavar="DIR",
+    )
+    log_format: str = run_setting(
+        "console",
+        None,
+        "Logs on stderr: console (warnings) or json (all events).",
+        choices=LOG_FORMATS,
+        resume="invocation",
+    )
+    quiet: bool = run_setting(
+        False, flag, "Print only the final summary line.", resume="invocation"
+    )
+    algorithm_settings: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def clients_per_round(self) -> int:
-        return int(self.clients * self.sample_ratio + 1e-9)
+        return sampled_per_round(self.clients, self.sample_ratio)
 
     @property
     def saved(self) -> dict[str, Any]:
-        """What ``config.toml`` holds: every setting but the per-invocation ones."""
-        return {
-            k: v
-            for k, v in dataclasses.asdict(self).items()
-            if k not in INVOCATION_KEYS and v is not None
-        }
+        """What ``config.toml`` holds: every setting but the per-invocation ones.
 
-    def knobs(self) -> dict[str, float]:
-        """The algorithm's keyword arguments (knobs it takes, resolved)."""
-        return {k: v for k in KNOBS if (v := getattr(self, k)) is not None}
+        The algorithm's settings come after the run's fixed ones, where they
+        have always been written.
+        """
+        values = {k: getattr(self, k) for k in RUN_SETTINGS}
+        fixed = {k: values[k] for k in _FIXED if values[k] is not None}
+        free = {k: values[k] for k in _FREE if values[k] is not None}
+        return {**fixed, **self.algorithm_settings, **free}
+
+    def knobs(self) -> dict[str, Any]:
+        """The algorithm's keyword arguments (settings it takes, resolved)."""
+        return dict(self.algorithm_settings)
+
+    def value(self, key: str) -> Any:
+        """A run setting or an algorithm setting (None if it does not apply)."""
+        if key in RUN_SETTINGS:
+            return getattr(self, key)
+        return self.algorithm_settings.get(key)
 
 
-KEYS = tuple(f.name for f in dataclasses.fields(RunConfig))
+#: Every run setting, in `RunConfig` order.
+RUN_SETTINGS: dict[str, RunSetting] = {
+    f.name: f.metadata["run"] for f in dataclasses.fields(RunConfig) if f.metadata
+}
+_FIXED = tuple(k for k, s in RUN_SETTINGS.items() if s.resume == "fixed")
+_FREE = tuple(k for k, s in RUN_SETTINGS.items() if s.resume == "free")
+_OPTIONS = algorithm_options()
+KEYS = (
+    *_FIXED,
+    *_OPTIONS,
+    *_FREE,
+    *(k for k, s in RUN_SETTINGS.items() if s.resume == "invocation"),
+)
 #: Settings of one invocation, not of the run: never saved, free on --resume.
-INVOCATION_KEYS = frozenset({"out", "quiet", "log_format"})
+INVOCATION_KEYS = frozenset(
+    k for k, s in RUN_SETTINGS.items() if s.resume == "invocation"
+)
 #: Saved, but they do not change the numbers (the executors are bitwise equal),
 #: so --resume may change them and the checkpoint digest leaves them out.
-OPERATIONAL_KEYS = frozenset(
-    {"executor", "workers", "checkpoint_every", "data_dir", "ray_address"}
+OPERATIONAL_KEYS = frozenset(_FREE) | frozenset(
+    k for k, o in _OPTIONS.items() if o.resumable
 )
+#: Every key's check (an algorithm setting's: its first declarer's; `resolve`
+#: checks it again against the chosen algorithm's own declaration).
+CHECKS: dict[str, Callable[[object], Any]] = {
+    **{k: s.check for k, s in RUN_SETTINGS.items()},
+    **KNOBS,
+}
 
 
 def option_name(key: str) -> str:
     """The command-line spelling of a config key: ``batch_size`` → ``--batch-size``."""
+    if key in _OPTIONS:
+        return _OPTIONS[key].cli
     return "--" + key.replace("_", "-")
 
 
 def config_digest(config: RunConfig) -> str:
     """SHA-256 of the canonical JSON of the settings that decide the numbers."""
     canonical = {k: v for k, v in config.saved.items() if k not in OPERATIONAL_KEYS}
+    import hashlib  # here, not at the top: `blazefl run --help` needs neither
+    import json
+
     text = json.dumps(canonical, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def algorithm_knobs() -> dict[str, dict[str, float]]:
-    """Each algorithm's knobs and their defaults, from its dataclass fields."""
-    from blazefl.algorithms import ALGORITHMS  # torch: only when a run resolves
-
-    table: dict[str, dict[str, float]] = {}
-    for name, cls in ALGORITHMS.items():
-        fields = dataclasses.fields(cls)  # type: ignore[arg-type]
-        table[name] = {
-            f.name: f.default  # type: ignore[misc]
-            for f in fields
-            if f.name != "num_clients"  # set from --clients (SCAFFOLD)
-        }
-    return table
+def algorithm_knobs() -> dict[str, dict[str, Any]]:
+    """Each algorithm's settings and their defaults, from its dataclass fields."""
+    return {
+        name: {s.name: s.default for s in settings_of(cls) if not s.federation_size}
+        for name, cls in ALGORITHMS.items()
+    }
 
 
 def _where(key: str, sources: Mapping[str, str]) -> str:
@@ -183,25 +352,34 @@ def _finish(checked: dict[str, Any], sources: Mapping[str, str]) -> RunConfig:
                 f"Invalid value for {_where('data_dir', sources)}: {folder!r} is "
                 "not a folder"
             )
-    config = RunConfig(**{k: v for k, v in checked.items() if k not in KNOBS})
+    config = RunConfig(**{k: v for k, v in checked.items() if k in RUN_SETTINGS})
     if config.clients_per_round < 1:
         raise ConfigurationError(
             f"Invalid value for {_where('sample_ratio', sources)}: "
             f"{config.sample_ratio} of {config.clients} clients samples no client "
             "per round; it must be in (0, 1] with --sample-ratio x --clients >= 1"
         )
-    takes = algorithm_knobs()[config.algorithm]
-    for knob in KNOBS:
-        if knob in checked and knob not in takes:
-            users = [a for a, ks in algorithm_knobs().items() if knob in ks]
+    cls = ALGORITHMS[config.algorithm]
+    for knob in _OPTIONS:
+        declared = _OPTIONS[knob].declared
+        if knob in checked and config.algorithm not in declared:
             raise ConfigurationError(
                 f"{_where(knob, sources)} does not apply to --algorithm "
-                f"{config.algorithm}; it is a knob of {', '.join(users)}"
+                f"{config.algorithm}; it is a knob of {', '.join(declared)}"
             )
-    knobs: dict[str, Any] = {
-        k: float(checked.get(k, default)) for k, default in takes.items()
-    }
-    return dataclasses.replace(config, **knobs)
+    settings: dict[str, Any] = {}
+    for s in settings_of(cls):
+        if s.federation_size:
+            continue
+        try:
+            settings[s.name] = _OPTIONS[s.name].check(config.algorithm)(
+                checked.get(s.name, s.default)
+            )
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"Invalid value for {_where(s.name, sources)}: {exc}"
+            ) from None
+    return dataclasses.replace(config, algorithm_settings=settings)
 
 
 def read_config_file(path: Path) -> dict[str, object]:
@@ -211,6 +389,8 @@ def read_config_file(path: Path) -> dict[str, object]:
     given twice (``batch-size`` and ``batch_size``) and unknown keys (with the
     closest known key as a suggestion).
     """
+    import tomllib  # here, not at the top: `blazefl --help` never needs it
+
     try:
         with path.open("rb") as f:
             raw = tomllib.load(f)
@@ -227,6 +407,8 @@ def read_config_file(path: Path) -> dict[str, object]:
                 "keys only (key = value)"
             )
         if key not in CHECKS:
+            import difflib
+
             close = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.6)
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise ConfigurationError(

@@ -30,7 +30,7 @@ from blazefl._exceptions import (
     RoundFailedError,
     SimulationFinishedError,
 )
-from blazefl._validate import check_number
+from blazefl._validate import check_number, check_seed
 from blazefl.sim._adapters import adapt, check_executor, default_executor
 from blazefl.sim._context import ClientState
 from blazefl.sim._engine import RoundRunner, check_cids
@@ -75,7 +75,8 @@ class Simulation(Generic[UplinkT, DownlinkT]):
 
     :param executor: where clients run; by default what the trainer asks for
         (its ``num_parallels`` threads or processes), else `InlineExecutor`.
-    :param seed: the run seed; each client's RNG suite derives from (seed, cid).
+    :param seed: the run seed, an integer in [0, 2**63) (the one bound of
+        every entry point); each client's RNG suite derives from (seed, cid).
     :param device: the torch device for native work (``"cuda"`` spreads
         clients over the GPUs by id).
     :param client_timeout: seconds one client may run before it is stopped and
@@ -132,14 +133,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             )
         if round_timeout is not None:
             round_timeout = check_number("round_timeout", round_timeout, unit="seconds")
-        if (
-            isinstance(seed, bool)
-            or not isinstance(seed, int)
-            or not 0 <= seed < 2**128
-        ):
-            raise ConfigurationError(
-                f"seed must be an integer in [0, 2**128), got {seed!r}"
-            )
+        seed = check_seed("seed", seed)
         adapter = adapt(trainer, device)
         if executor is None:
             executor = default_executor(trainer)

@@ -72,6 +72,7 @@ def run_local_process(
     keep_executor: bool,
 ) -> list[Any]:
     """Run one round of ``cid_list`` through the engine; results in list order."""
+    from blazefl._validate import check_seed
     from blazefl.sim._adapters import adapt
     from blazefl.sim._engine import RoundRunner, check_cids
     from blazefl.sim._states import MemoryStateStore
@@ -82,7 +83,7 @@ def run_local_process(
         runner = RoundRunner(
             adapt(trainer, getattr(trainer, "device", "cpu")),
             make_executor(),
-            MemoryStateStore(int(getattr(trainer, "seed", 0) or 0)),
+            MemoryStateStore(check_seed("seed", getattr(trainer, "seed", 0) or 0)),
         )
         trainer._blazefl_runner = runner
     index = getattr(trainer, "_blazefl_round", 0)
