@@ -153,6 +153,10 @@ def build(config: RunConfig) -> Built:
         lr=config.lr,
     )
     simulation: Simulation[Any, Any] = Simulation(
-        server, client, executor=_executor(config), seed=config.seed
+        server,
+        client,
+        executor=_executor(config),
+        seed=config.seed,
+        evaluate_every=config.evaluate_every,
     )
     return Built(dataset, server, client, simulation)

@@ -178,6 +178,12 @@ class RunConfig:
     checkpoint_every: int = run_setting(
         1, _INT, "Checkpoint every K rounds (and after the last).", resume="free"
     )
+    evaluate_every: int = run_setting(
+        1,
+        cli_check(partial(check_int, minimum=0)),
+        "Evaluate on the test split every K rounds (and after the last); 0: never.",
+        resume="free",
+    )
     data_dir: str | None = run_setting(
         None,
         text,

@@ -105,8 +105,8 @@ class BoundHandler(Generic[UplinkT, DownlinkT_co]):
     def name(self) -> str:
         return type(self.handler).__name__
 
-    def aggregate(self, packages: list[UplinkT], *, partial: bool) -> dict[str, Any]:
-        """Feed one round's checked updates (slot order); return its summary.
+    def aggregate(self, packages: list[UplinkT], *, partial: bool) -> None:
+        """Feed one round's checked updates to the handler, in slot order.
 
         One ``load`` per update, or ``load_round`` for a ``partial`` round
         (some sampled clients were dropped).
@@ -118,4 +118,7 @@ class BoundHandler(Generic[UplinkT, DownlinkT_co]):
             else:
                 for package in packages:
                     self.handler.load(package)
+
+    def summary(self) -> dict[str, Any]:
+        """The handler's ``get_summary()`` (an evaluation), or {} without one."""
         return dict(self.get_summary()) if self.get_summary is not None else {}

@@ -39,7 +39,8 @@ class RoundResult:
 
     ``clients`` is in slot order (``clients[i].cid == cids[i]``); ``metrics``
     aggregates the surviving clients' metrics; ``summary`` is the handler's
-    ``get_summary()`` after aggregation, when it has one.
+    ``get_summary()`` after aggregation in rounds the simulation evaluates
+    (see ``evaluate_every``), ``{}`` in the others.
     """
 
     round: int

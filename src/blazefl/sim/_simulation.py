@@ -11,7 +11,6 @@ timed-out or failed round leaves the simulation exactly as it was, and the next
 
 from __future__ import annotations
 
-import functools
 import os
 import sysconfig
 import time
@@ -30,7 +29,7 @@ from blazefl._exceptions import (
     RoundFailedError,
     SimulationFinishedError,
 )
-from blazefl._validate import check_number, check_seed
+from blazefl._validate import check_int, check_number, check_seed
 from blazefl.sim._adapters import adapt, check_executor, default_executor
 from blazefl.sim._context import ClientState
 from blazefl.sim._engine import RoundRunner, check_cids
@@ -93,6 +92,12 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         9 KB each); memory then stays proportional to one round's clients.
         Checkpoints refer to the file rather than copy it, so keep it next to
         them (see docs/scale.md).
+    :param evaluate_every: call the handler's ``get_summary()`` (for the
+        built-in servers a full evaluation on the test split) after every
+        K-th round and after the last; ``0`` never evaluates, which also lets
+        a handler without a test split run. Its result is the round's
+        ``summary`` (``{}`` in rounds without one). Evaluation draws no
+        randomness, so the schedule never changes training results.
 
     Use it as ``async with Simulation(...) as sim: await sim.run()``.
     """
@@ -110,6 +115,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         on_client_failure: FailurePolicy = "fail_round",
         min_clients: int = 1,
         client_state_path: str | os.PathLike[str] | None = None,
+        evaluate_every: int = 1,
     ) -> None:
         bound = BoundHandler.of(handler)
         if on_client_failure not in _POLICIES:
@@ -134,6 +140,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         if round_timeout is not None:
             round_timeout = check_number("round_timeout", round_timeout, unit="seconds")
         seed = check_seed("seed", seed)
+        self._evaluate_every = check_int("evaluate_every", evaluate_every, minimum=0)
         adapter = adapt(trainer, device)
         if executor is None:
             executor = default_executor(trainer)
@@ -362,11 +369,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             )
         with anyio.CancelScope(shield=True):
             summary = await anyio.to_thread.run_sync(
-                functools.partial(
-                    self._handler.aggregate,
-                    [o.result for o in survivors],
-                    partial=bool(failed),
-                )
+                self._aggregate, index, [o.result for o in survivors], bool(failed)
             )
             self._runner.commit(survivors, index + 1)
             self._pending = None
@@ -416,6 +419,18 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 f"{self._min_clients}"
             )
         return None
+
+    def _aggregate(
+        self, index: int, packages: list[Any], partial: bool
+    ) -> dict[str, Any]:
+        """Apply round ``index`` to the handler and evaluate if it is due
+        (every ``evaluate_every`` rounds, and after the last); in a worker
+        thread."""
+        self._handler.aggregate(packages, partial=partial)
+        every = self._evaluate_every
+        if every and ((index + 1) % every == 0 or self.handler.is_stopped()):
+            return self._handler.summary()
+        return {}
 
     # -- events ------------------------------------------------------------
 
