@@ -15,17 +15,13 @@ import pytest
 import torch
 
 from blazefl import ConfigurationError
-from blazefl._tree import (
-    MAX_DEPTH,
-    Reach,
+from blazefl._shared_tensors import (
     SHMHandle,
-    iter_tensors,
-    leaves,
-    map_leaves,
     rebuild_from_handles,
     replace_with_handles,
     share_tensors,
 )
+from blazefl._tree import MAX_DEPTH, Reach, iter_tensors, leaves, map_leaves
 from blazefl.sim._context import _pack, _rebuild_state
 from blazefl.sim._executors._result_buffers import (
     allocate_slot,

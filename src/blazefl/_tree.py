@@ -1,9 +1,9 @@
 """Walking the tensors inside arbitrary Python objects: the one walker.
 
 Packages exchanged between server and clients are user-defined and nested,
-occasionally circular. The NaN check, the shared-memory helpers and the codecs
-that pack results and client states all walk them here, so they agree on what
-a package holds.
+occasionally circular. The NaN check, the shared-memory codec
+(`blazefl._shared_tensors`) and the codecs that pack results and client
+states all walk them here, so they agree on what a package holds.
 
 Entered: lists, tuples (named tuples too), dicts (and subclasses), sets and
 frozensets, and objects with a ``__dict__`` or ``__slots__`` (dataclasses,
@@ -38,17 +38,16 @@ from blazefl._exceptions import ConfigurationError
 
 __all__ = [
     "MAX_DEPTH",
+    "Leaf",
+    "Mapper",
+    "Path",
     "STRICT",
     "Reach",
-    "SHMHandle",
     "is_tensor",
     "iter_tensors",
     "leaves",
     "format_path",
     "map_leaves",
-    "rebuild_from_handles",
-    "replace_with_handles",
-    "share_tensors",
     "walk",
 ]
 
@@ -89,20 +88,6 @@ class Reach:
 
 
 STRICT = Reach()
-# Shared memory pairs a handle copy with a buffer place by place; a set has no
-# places, so its tensors stay in it and travel by value.
-_SHM = Reach(opaque=(set, frozenset))
-
-
-@dataclass(frozen=True, slots=True)
-class SHMHandle:
-    """Placeholder for a tensor that travels through shared memory instead.
-
-    Public as ``blazefl.core.utils.SHMHandle``, where BlazeFL 3.0 defines it
-    (``blazefl.core.utils`` publishes it under that path).
-    """
-
-
 # Things that carry a __dict__ but are not data: descending into them would
 # copy or rewrite classes, modules, functions or enum singletons.
 _OPAQUE: tuple[type, ...] = (type, types.ModuleType, types.FunctionType)
@@ -249,7 +234,7 @@ def iter_tensors(obj: Any, reach: Reach = STRICT) -> list[torch.Tensor]:
     return [leaf for leaf, _, _ in walk(obj, is_tensor, reach)]
 
 
-class _Mapper:
+class Mapper:
     """Copy the parts of a structure that lead to a leaf, mapping each leaf.
 
     Only containers and objects on a path to a leaf are copied; leaf-free
@@ -376,73 +361,4 @@ def map_leaves(
     ``fn`` is called once per distinct leaf; a leaf reached twice is the same
     mapped value in both places. Leaf-free parts are shared with ``obj``.
     """
-    return _Mapper(is_leaf, reach, fn).visit(obj, None, 0, "obj")
-
-
-def share_tensors(obj: Any, reach: Reach = _SHM) -> Any:
-    """Move every tensor in ``obj`` to shared memory, in place; return ``obj``.
-
-    Every depth is checked before anything is shared, so an error changes
-    nothing.
-    """
-    for tensor in iter_tensors(obj, reach):
-        tensor.share_memory_()  # type: ignore[no-untyped-call]
-    return obj
-
-
-def replace_with_handles(obj: Any, reach: Reach = _SHM) -> Any:
-    """A copy of ``obj`` with an `SHMHandle` wherever it holds a tensor."""
-    return map_leaves(obj, lambda _: SHMHandle(), is_tensor, reach)
-
-
-class _Rebuilder(_Mapper):
-    # Each handle takes the tensor at its own place in the buffer, even when
-    # the worker reused one handle object for several places.
-    memo_leaves = False
-
-    def on_leaf(self, leaf: Any, other: Any, path: Path) -> Any:
-        if not isinstance(other, torch.Tensor):
-            raise _mismatch(path, "a tensor", other)
-        return other
-
-    def child(self, other: Any, how: str, key: Any) -> Any:
-        # Only the places that lead to a handle must exist in the buffer: the
-        # result may carry extra plain values (a loss, a note) the skeleton lacks.
-        if how == "attr":
-            return getattr(other, key, _MISSING)
-        try:
-            return other[key]
-        except (LookupError, TypeError):
-            return _MISSING
-
-    def check(self, node: Any, other: Any, path: Path) -> None:
-        if other is _MISSING:
-            raise _mismatch(path, f"a {type(node).__name__}", other)
-        if isinstance(node, list | tuple) and not isinstance(other, list | tuple):
-            raise _mismatch(path, "a list or tuple", other)
-        if isinstance(node, dict) and not isinstance(other, dict):
-            raise _mismatch(path, "a dict", other)
-
-
-# Stands for a place that exists in the handle copy but not in the buffer.
-_MISSING: Any = object()
-
-
-def _mismatch(path: Path, expected: str, seen: object) -> ConfigurationError:
-    found = "nothing" if seen is _MISSING else type(seen).__name__
-    return ConfigurationError(
-        "shared-memory buffer does not match the handle copy at "
-        f"{format_path(path)}: expected "
-        f"{expected}, found {found}; pass the buffer the worker wrote into"
-    )
-
-
-def rebuild_from_handles(handle_obj: Any, shm_obj: Any, reach: Reach = _SHM) -> Any:
-    """The inverse of `replace_with_handles`: a copy of ``handle_obj`` in which
-    every `SHMHandle` is the tensor at the same place in ``shm_obj``.
-
-    The tensors are not copied: the result aliases the buffer. Raises
-    `ConfigurationError` when the two structures do not match.
-    """
-    is_handle: Leaf = lambda x: isinstance(x, SHMHandle)  # noqa: E731
-    return _Rebuilder(is_handle, reach).visit(handle_obj, shm_obj, 0, "obj")
+    return Mapper(is_leaf, reach, fn).visit(obj, None, 0, "obj")

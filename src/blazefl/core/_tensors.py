@@ -26,13 +26,13 @@ from typing import Any, Literal
 import torch
 
 from blazefl._exceptions import ConfigurationError
-from blazefl._tree import (
-    Reach,
+from blazefl._shared_tensors import (
     SHMHandle,
     rebuild_from_handles,
     replace_with_handles,
     share_tensors,
 )
+from blazefl._tree import Reach
 
 __all__ = [
     "SHMHandle",

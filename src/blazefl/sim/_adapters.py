@@ -31,7 +31,8 @@ from typing import Any
 import torch
 
 from blazefl._exceptions import ConfigurationError
-from blazefl._tree import map_leaves, rebuild_from_handles, share_tensors
+from blazefl._shared_tensors import rebuild_from_handles, share_tensors
+from blazefl._tree import map_leaves
 from blazefl.sim._context import ClientContext, ClientWork
 from blazefl.sim._executors._base import Executor, Placement
 from blazefl.sim._executors._inline import InlineExecutor

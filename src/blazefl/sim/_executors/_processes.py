@@ -28,7 +28,7 @@ import torch
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from blazefl._exceptions import ConfigurationError
-from blazefl._tree import share_tensors
+from blazefl._shared_tensors import share_tensors
 from blazefl._validate import check_number
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._executors._job_body import torch_settings
