@@ -29,11 +29,12 @@ from blazefl.sim._events import (
     RoundFinished,
     RoundStarted,
 )
-from blazefl.sim._executors._base import Executor, RoundSession, gil_enabled
+from blazefl.sim._executors._base import Executor, RoundSession
 from blazefl.sim._executors._inline import InlineExecutor
 from blazefl.sim._executors._processes import ProcessExecutor
 from blazefl.sim._executors._ray import RayExecutor
 from blazefl.sim._executors._threads import ThreadExecutor
+from blazefl.sim._gil import gil_enabled
 from blazefl.sim._handler import ServerHandler
 from blazefl.sim._jobs import ClientFailure
 from blazefl.sim._logging import configure_logging

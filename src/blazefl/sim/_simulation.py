@@ -14,11 +14,9 @@ from __future__ import annotations
 import os
 import sysconfig
 import time
-import warnings
-from collections.abc import Sequence
 from contextlib import nullcontext
 from types import TracebackType
-from typing import Any, Generic, Literal, TypeVar
+from typing import Any, Generic, TypeVar
 
 import anyio
 import anyio.to_thread
@@ -42,10 +40,12 @@ from blazefl.sim._events import (
     RoundStarted,
     client_event,
 )
-from blazefl.sim._executors._base import Executor, gil_enabled
+from blazefl.sim._executors._base import Executor
+from blazefl.sim._gil import GilWatch, gil_enabled
 from blazefl.sim._handler import BoundHandler, ServerHandler
 from blazefl.sim._jobs import JobOutcome
 from blazefl.sim._logging import get_logger, replay
+from blazefl.sim._policy import FailurePolicy, RoundPolicy
 from blazefl.sim._results import ClientReport, RoundResult, aggregate_metrics
 from blazefl.sim._states import make_store
 
@@ -53,16 +53,6 @@ __all__ = ["Simulation"]
 
 UplinkT = TypeVar("UplinkT")
 DownlinkT = TypeVar("DownlinkT")
-
-FailurePolicy = Literal["fail_round", "drop"]
-_POLICIES = ("fail_round", "drop")
-
-GIL_WARNING = (
-    "the GIL was re-enabled during the run (an imported extension is not marked "
-    "free-threading-safe; torch.optim imports triton, which does this), so thread "
-    "workers no longer run Python code in parallel. Fix: run with PYTHON_GIL=0, "
-    "or uninstall triton."
-)
 
 
 class Simulation(Generic[UplinkT, DownlinkT]):
@@ -118,25 +108,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         evaluate_every: int = 1,
     ) -> None:
         bound = BoundHandler.of(handler)
-        if on_client_failure not in _POLICIES:
-            raise ConfigurationError(
-                f"on_client_failure must be one of {_POLICIES}, got "
-                f"{on_client_failure!r}"
-            )
-        if on_client_failure == "drop" and bound.load_round is None:
-            raise ConfigurationError(
-                "on_client_failure='drop' needs a handler with load_round(packages) "
-                "to aggregate a round with fewer clients than sampled; "
-                f"{bound.name} has none"
-            )
-        if (
-            isinstance(min_clients, bool)
-            or not isinstance(min_clients, int)
-            or min_clients < 1
-        ):
-            raise ConfigurationError(
-                f"min_clients must be an integer >= 1, got {min_clients!r}"
-            )
+        self._policy = RoundPolicy.of(on_client_failure, min_clients, bound)
         if round_timeout is not None:
             round_timeout = check_number("round_timeout", round_timeout, unit="seconds")
         seed = check_seed("seed", seed)
@@ -158,15 +130,12 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             check_uplink=bound.check_uplink,
         )
         self._round_timeout = round_timeout
-        self._policy = on_client_failure
-        self._min_clients = min_clients
         self._log = get_logger()
         self._hub = EventHub(self._log)
         self._round = 0
         self._pending: tuple[list[int], Any] | None = None
         self._lock: anyio.Lock | None = None
-        self._gil_at_start = gil_enabled()
-        self._gil_warned = False
+        self._gil = GilWatch()
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -192,13 +161,13 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         self._lock = anyio.Lock()
         if self._hub.closed:  # started again after a close
             self._hub = EventHub(self._log)
-        self._gil_at_start = gil_enabled()
+        gil_at_start = self._gil.restart()
         await self.executor.start(self._runner.adapter.work)
         self._log.info(
             "simulation_started",
             **self.executor.describe(),
             free_threaded_build=bool(sysconfig.get_config_var("Py_GIL_DISABLED")),
-            gil_enabled=self._gil_at_start,
+            gil_enabled=gil_at_start,
             seed=self._runner.states.seed,
         )
 
@@ -325,12 +294,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
 
     def _sample(self) -> tuple[list[int], Any]:
         cids = check_cids(self.handler.sample_clients())
-        if self._policy == "drop" and len(cids) < self._min_clients:
-            raise ConfigurationError(
-                f"sample_clients() returned {len(cids)} clients but "
-                f"min_clients={self._min_clients}: the round could never succeed; "
-                "sample more clients or lower min_clients"
-            )
+        self._policy.check_sampled(len(cids))
         return cids, self.handler.downlink_package()
 
     async def _run_pending(self, cids: list[int], payload: Any) -> RoundResult:
@@ -360,7 +324,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             raise
         failed = [o for o in outcomes if not o.ok]
         survivors = [o for o in outcomes if o.ok]
-        reason = self._reject_reason(failed, survivors)
+        reason = self._policy.reject_reason(failed, survivors)
         if reason is not None:
             self._emit(RoundAborted(index, reason))
             raise RoundFailedError(
@@ -386,7 +350,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             metrics=aggregate_metrics([o.metrics for o in survivors]),
             summary=summary,
         )
-        self._check_gil()
+        self._gil.check(self._log)
         self._emit(
             RoundFinished(
                 round=index,
@@ -401,24 +365,6 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             )
         )
         return result
-
-    def _reject_reason(
-        self, failed: Sequence[JobOutcome], survivors: Sequence[JobOutcome]
-    ) -> str | None:
-        if not failed:
-            return None
-        if self._policy == "fail_round":
-            first = failed[0]
-            return (
-                f"{len(failed)} of {len(failed) + len(survivors)} clients failed "
-                f"(first: client {first.cid}: {first.error})"
-            )
-        if len(survivors) < self._min_clients:
-            return (
-                f"only {len(survivors)} clients survived, fewer than min_clients="
-                f"{self._min_clients}"
-            )
-        return None
 
     def _aggregate(
         self, index: int, packages: list[Any], partial: bool
@@ -441,10 +387,3 @@ class Simulation(Generic[UplinkT, DownlinkT]):
 
     def _emit(self, event: Event) -> None:
         self._hub.publish(event)
-
-    def _check_gil(self) -> None:
-        if self._gil_at_start or self._gil_warned or not gil_enabled():
-            return
-        self._gil_warned = True
-        self._log.warning("gil_reenabled", fix=GIL_WARNING)
-        warnings.warn(GIL_WARNING, RuntimeWarning, stacklevel=3)

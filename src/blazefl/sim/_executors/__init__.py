@@ -13,7 +13,6 @@ from blazefl.sim._executors._base import (
     Executor,
     Placement,
     RoundSession,
-    gil_enabled,
 )
 from blazefl.sim._executors._inline import InlineExecutor
 from blazefl.sim._executors._processes import ProcessExecutor
@@ -28,5 +27,4 @@ __all__ = [
     "RayExecutor",
     "RoundSession",
     "ThreadExecutor",
-    "gil_enabled",
 ]

@@ -13,7 +13,6 @@ work, opens one *round session* per round with that round's payload, and awaits
 
 from __future__ import annotations
 
-import sys
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator
@@ -26,13 +25,7 @@ from blazefl._validate import check_int
 from blazefl.reproducibility import set_torch_threads
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork
 
-__all__ = ["Executor", "Placement", "RoundSession", "gil_enabled"]
-
-
-def gil_enabled() -> bool:
-    """Whether the GIL is on right now (always True on a GIL build)."""
-    probe = getattr(sys, "_is_gil_enabled", None)
-    return True if probe is None else bool(probe())
+__all__ = ["Executor", "Placement", "RoundSession"]
 
 
 class _ThreadPin:
