@@ -111,8 +111,9 @@ def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     metrics.png. Ctrl-C stops after saving a checkpoint; continue with
     --resume.
     """
-    from blazefl.cli._config import read_config_file, resolve
+    from blazefl.cli._config import resolve
     from blazefl.cli._execute import execute  # torch is imported from here on
+    from blazefl.cli._toml import read_config_file
 
     given = {k: v for k, v in options.items() if v is not None}
     try:
@@ -146,9 +147,9 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
         INVOCATION_KEYS,
         OPERATIONAL_KEYS,
         option_name,
-        read_config_file,
         resolve,
     )
+    from blazefl.cli._toml import read_config_file
 
     stored_file = folder / "config.toml"
     if not stored_file.is_file():

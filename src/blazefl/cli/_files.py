@@ -24,8 +24,8 @@ from blazefl.cli._config import (
     OPERATIONAL_KEYS,
     RunConfig,
     config_digest,
-    dump_toml,
 )
+from blazefl.cli._toml import dump_toml
 from blazefl.sim import load_checkpoint
 
 __all__ = [

@@ -1,0 +1,88 @@
+"""``config.toml`` and ``--config`` files: reading a user's, writing ours.
+
+Reading refuses what a flat settings file cannot mean (tables, a key given
+twice, unknown keys, with the closest known key as a hint); writing is a small
+flat-key TOML writer, since the standard library only reads TOML.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+from blazefl._exceptions import ConfigurationError
+from blazefl.cli._config import CHECKS, KEYS
+
+__all__ = ["dump_toml", "read_config_file"]
+
+
+def read_config_file(path: Path) -> dict[str, object]:
+    """A config file's settings, keys normalised to snake_case.
+
+    Raises `ConfigurationError` for an unreadable file, nested tables, a key
+    given twice (``batch-size`` and ``batch_size``) and unknown keys (with the
+    closest known key as a suggestion).
+    """
+    import tomllib  # here, not at the top: `blazefl --help` never needs it
+
+    try:
+        with path.open("rb") as f:
+            raw = tomllib.load(f)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
+    values: dict[str, object] = {}
+    for raw_key, value in raw.items():
+        key = raw_key.replace("-", "_")
+        if isinstance(value, dict):
+            raise ConfigurationError(
+                f"{path}: [{raw_key}] is a table; the config file takes flat "
+                "keys only (key = value)"
+            )
+        if key not in CHECKS:
+            import difflib
+
+            close = difflib.get_close_matches(key, KEYS, n=1, cutoff=0.6)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigurationError(
+                f"{path}: unknown key {raw_key!r}{hint} (known keys: {', '.join(KEYS)})"
+            )
+        if key in values:
+            raise ConfigurationError(f"{path}: {key!r} is given twice")
+        values[key] = value
+    return values
+
+
+def dump_toml(values: Mapping[str, object], header: str = "") -> str:
+    """Flat ``key = value`` TOML for strings, booleans, integers and floats."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for key, value in values.items():
+        lines.append(f"{key} = {_toml_value(value)}")
+    return "\n".join(lines) + "\n"
+
+
+def _toml_value(value: object) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return {math.inf: "inf", -math.inf: "-inf"}.get(value, "nan")
+        return repr(value)  # shortest round-trip form; TOML reads it back exactly
+    if isinstance(value, str):
+        return '"' + "".join(_toml_char(c) for c in value) + '"'
+
+    raise TypeError(f"cannot write {type(value).__name__} {value!r} as a TOML value")
+
+
+def _toml_char(char: str) -> str:
+    # A TOML basic string escapes the quote, the backslash and control
+    # characters; everything else (the file is UTF-8) is written as is.
+    if char in '"\\':
+        return "\\" + char
+    if char < " " or char == "\x7f":
+        return f"\\u{ord(char):04x}"
+    return char
