@@ -6,16 +6,15 @@ from blazefl.data._digits import load_digits_dataset
 from blazefl.data._files import FileImageDataset, ImageSplits, load_cifar10, load_mnist
 from blazefl.data._leaf import LeafSyntheticDataset
 from blazefl.data._partition import (
-    PartitionReport,
     client_inner_dirichlet_partition,
     dirichlet_partition,
     iid_partition,
     label_skew_partition,
-    partition_report,
     shard_partition,
     unbalanced_partition,
     unbalanced_sizes,
 )
+from blazefl.data._partition_report import PartitionReport, partition_report
 from blazefl.data._partitioned import TensorPartitionedDataset
 from blazefl.data._synthetic import SyntheticPartitionedDataset
 

@@ -13,7 +13,6 @@ integers, one per sample.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -24,12 +23,10 @@ from blazefl._exceptions import ConfigurationError
 from blazefl._validate import check_int, check_number
 
 __all__ = [
-    "PartitionReport",
     "client_inner_dirichlet_partition",
     "dirichlet_partition",
     "iid_partition",
     "label_skew_partition",
-    "partition_report",
     "shard_partition",
     "unbalanced_partition",
     "unbalanced_sizes",
@@ -54,7 +51,7 @@ def _check_clients(num_clients: object, num_samples: int) -> int:
     return k
 
 
-def _as_labels(labels: LabelsLike) -> npt.NDArray[np.int64]:
+def as_labels(labels: LabelsLike) -> npt.NDArray[np.int64]:
     if isinstance(labels, torch.Tensor):
         labels = labels.detach().cpu().numpy()
     y = np.asarray(labels)
@@ -116,7 +113,7 @@ def dirichlet_partition(
     fewer than `min_size` samples is discarded and the same generator draws
     again, up to `max_retries` times, so the result is still fixed by `seed`.
     """
-    y = _as_labels(labels)
+    y = as_labels(labels)
     k = _check_clients(num_clients, y.size)
     a = check_number("alpha", alpha)
     min_size = check_int("min_size", min_size, 0)
@@ -170,7 +167,7 @@ def shard_partition(
     multiple of the shard size, a client sees at most `shards_per_client`
     classes.
     """
-    y = _as_labels(labels)
+    y = as_labels(labels)
     k = _check_clients(num_clients, y.size)
     s = check_int("shards_per_client", shards_per_client, 1)
     if k * s > y.size:
@@ -200,7 +197,7 @@ def label_skew_partition(
     before any is held twice; a class's samples are split evenly among its
     holders. Needs ``num_clients * classes_per_client >= number of classes``.
     """
-    y = _as_labels(labels)
+    y = as_labels(labels)
     k = _check_clients(num_clients, y.size)
     per = check_int("classes_per_client", classes_per_client, 1)
     classes = _by_class(y)
@@ -253,7 +250,7 @@ def client_inner_dirichlet_partition(
     at a time in a random client order, each from the client's mix restricted
     to the classes not yet used up. Samples left over are assigned to nobody.
     """
-    y = _as_labels(labels)
+    y = as_labels(labels)
     sizes_in = np.asarray(client_sizes)
     if sizes_in.ndim != 1 or sizes_in.size == 0:
         raise ConfigurationError(
@@ -378,101 +375,3 @@ def unbalanced_partition(
     sizes = _unbalanced_sizes(rng, n, k, dist, sig, exp)
     perm = rng.permutation(n)
     return _finish([[part] for part in np.split(perm, np.cumsum(sizes)[:-1])])
-
-
-@dataclass(frozen=True, slots=True, eq=False)
-class PartitionReport:
-    """Per-client sizes and label histograms of a split; print it to check one.
-
-    `histograms` has one row per client and one column per class.
-    """
-
-    sizes: npt.NDArray[np.int64]
-    histograms: npt.NDArray[np.int64]
-
-    @property
-    def num_clients(self) -> int:
-        return int(self.sizes.size)
-
-    @property
-    def num_classes(self) -> int:
-        return int(self.histograms.shape[1])
-
-    @property
-    def min_size(self) -> int:
-        return int(self.sizes.min())
-
-    @property
-    def median_size(self) -> float:
-        return float(np.median(self.sizes))
-
-    @property
-    def max_size(self) -> int:
-        return int(self.sizes.max())
-
-    @property
-    def mean_classes_per_client(self) -> float:
-        """Mean number of classes with at least one sample, over clients."""
-        return float((self.histograms > 0).sum(axis=1).mean())
-
-    def table(self, max_rows: int | None = 20, top: int = 3) -> str:
-        """Render summary lines and one row per client (the first `max_rows`)."""
-        lines = [
-            f"{self.num_clients} clients, {self.num_classes} classes, "
-            f"{int(self.sizes.sum())} samples",
-            f"size min/median/max: {self.min_size}/{self.median_size:g}/"
-            f"{self.max_size}; classes per client: mean "
-            f"{self.mean_classes_per_client:.2f}",
-            f"{'client':>6} {'size':>7} {'classes':>7}  top classes (label:count)",
-        ]
-        shown = (
-            self.num_clients if max_rows is None else min(max_rows, self.num_clients)
-        )
-        for cid in range(shown):
-            hist = self.histograms[cid]
-            best = np.argsort(-hist, kind="stable")[:top]
-            tops = " ".join(f"{c}:{hist[c]}" for c in best if hist[c] > 0)
-            lines.append(
-                f"{cid:>6} {self.sizes[cid]:>7} {int((hist > 0).sum()):>7}  {tops}"
-            )
-        if shown < self.num_clients:
-            lines.append(f"... ({self.num_clients - shown} more clients)")
-        return "\n".join(lines)
-
-    def __str__(self) -> str:
-        return self.table()
-
-
-def partition_report(
-    labels: LabelsLike,
-    parts: Sequence[npt.ArrayLike | torch.Tensor],
-    num_classes: int | None = None,
-) -> PartitionReport:
-    """Count each client's samples per class; `num_classes` defaults to max + 1."""
-    y = _as_labels(labels)
-    top = int(y.max()) + 1
-    width = top if num_classes is None else check_int("num_classes", num_classes, 1)
-    if width < top:
-        raise ConfigurationError(
-            f"num_classes={width} but labels contain the label {top - 1}"
-        )
-    if len(parts) == 0:
-        raise ConfigurationError("parts must hold at least one client's indices")
-    hists = np.zeros((len(parts), width), dtype=np.int64)
-    for cid, part in enumerate(parts):
-        idx = np.asarray(part.numpy() if isinstance(part, torch.Tensor) else part)
-        if idx.size and (
-            idx.ndim != 1
-            or idx.dtype.kind not in "iu"
-            or idx.min() < 0
-            or idx.max() >= y.size
-        ):
-            raise ConfigurationError(
-                f"parts[{cid}] must be 1-D integer indices in [0, {y.size}), got "
-                f"dtype {idx.dtype}, shape {idx.shape}"
-            )
-        hists[cid] = np.bincount(y[idx.astype(np.int64)], minlength=width)
-    hists.setflags(write=False)
-    sizes = hists.sum(axis=1)
-    sizes.setflags(write=False)
-    return PartitionReport(sizes=sizes, histograms=hists)
