@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, replace
 from typing import Any
 
 from blazefl._exceptions import ConfigurationError
 from blazefl._validate import check_int, check_number
+from blazefl._versions import version_of
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate, LocalTraining
 from blazefl.core import deserialize_model
 from blazefl.models import build_model
@@ -41,6 +43,10 @@ class FederatedClient:
         check_int("epochs", self.epochs)
         check_int("batch_size", self.batch_size)
         check_number("lr", self.lr)
+
+    def __blazefl_version__(self) -> Hashable:
+        """The data set's version: the rest is frozen (see `blazefl._versions`)."""
+        return version_of(self.dataset)
 
     def __call__(self, ctx: ClientContext, broadcast: Broadcast) -> ClientUpdate:
         key = ("blazefl-model", str(self.model_name), ctx.device)

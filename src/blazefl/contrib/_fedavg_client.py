@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections.abc import Hashable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -21,6 +22,7 @@ from typing import Any, Protocol
 import torch
 
 from blazefl._validate import check_int, check_number
+from blazefl._versions import version_of
 from blazefl.algorithms import Broadcast, FedAvg, FederatedClient
 from blazefl.algorithms._server import check_federation_size
 from blazefl.core import (
@@ -101,6 +103,10 @@ class FedAvgClientWork:
             self.lr,
         )
         object.__setattr__(self, "_client", client)
+
+    def __blazefl_version__(self) -> Hashable:
+        """The data set's version (see `blazefl._versions`)."""
+        return version_of(self.dataset)
 
     def __call__(
         self, ctx: ClientContext, payload: FedAvgDownlinkPackage

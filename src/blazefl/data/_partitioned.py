@@ -14,7 +14,7 @@ whatever the number of clients, instead of one storage per client.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -329,8 +329,22 @@ class TensorPartitionedDataset:
         return self._views[key]
 
     def set_dataset(self, type_: str, cid: int | None, dataset: Dataset[Any]) -> None:
-        """Replace the partition `type_` of client `cid` with `dataset`."""
+        """Replace the partition `type_` of client `cid` with `dataset`.
+
+        Process and Ray workers get the data set again before the next round.
+        """
         self._overrides[self._key(type_, cid)] = dataset
+        self._version = getattr(self, "_version", 0) + 1
+
+    def __blazefl_version__(self) -> Hashable:
+        """Changes only through `set_dataset` (see `blazefl._versions`).
+
+        A subclass defined outside blazefl may keep per-round state of its own,
+        so unless it declares its own version it is sent again every round.
+        """
+        if not type(self).__module__.startswith("blazefl.data"):
+            return object()
+        return ("blazefl.data", getattr(self, "_version", 0))
 
     def get_dataloader(
         self,

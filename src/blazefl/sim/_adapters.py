@@ -24,7 +24,7 @@ the user names no executor.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +33,7 @@ import torch
 from blazefl._exceptions import ConfigurationError
 from blazefl._shared_tensors import rebuild_from_handles, share_tensors
 from blazefl._tree import map_leaves
+from blazefl._versions import STATIC, version_of
 from blazefl.sim._context import ClientContext, ClientWork
 from blazefl.sim._executors._base import Executor, Placement
 from blazefl.sim._executors._inline import InlineExecutor
@@ -106,6 +107,9 @@ class NativeWork:
     def __call__(self, ctx: ClientContext, payload: Any, arg: Any) -> Any:
         return self.work(ctx, payload)
 
+    def __blazefl_version__(self) -> Hashable:
+        return version_of(self.work)
+
 
 @dataclass(frozen=True, slots=True)
 class ThreadTrainerWork:
@@ -121,10 +125,14 @@ class ThreadTrainerWork:
 class ProcessTrainerWork:
     """A BlazeFL ``ProcessPoolClientTrainer``'s static ``worker``.
 
-    Only the function travels to the workers (by reference), never the trainer.
+    Only the function travels to the workers (by reference), never the trainer;
+    per-round state reaches them in each job's client config.
     """
 
     worker: Callable[..., Any]
+
+    def __blazefl_version__(self) -> Hashable:
+        return STATIC
 
     def __call__(self, ctx: ClientContext, payload: Any, arg: Any) -> Any:
         config, shm_buffer = arg

@@ -5,6 +5,8 @@ data sets it builds are kept in its ``ctx.cache``) and answers ``("ready",
 pid)``, or ``("fatal", failure)`` when the work cannot be loaded. Then it
 serves the parent's messages:
 
+- ``("work", work_bytes)``: the client work again, in a round in which its
+  version changed (see `blazefl._versions`);
 - ``("payload", round, payload)``: the round's payload, whose tensors are in
   shared memory; received once per round and read in place;
 - ``("buffer", buffer)``: this worker's shared result buffer, mapped once
@@ -30,6 +32,19 @@ from blazefl.sim._executors._result_buffers import pack_result
 from blazefl.sim._jobs import ClientJob, error_info
 
 __all__ = ["worker_main"]
+
+
+class _Unloadable:
+    """Stands for client work that could not be unpickled: every job fails."""
+
+    def __init__(self, error: Exception) -> None:
+        self.error = error
+
+    def __call__(self, ctx: Any, payload: Any, arg: Any) -> Any:
+        raise RuntimeError(
+            f"the client work sent for this round could not be loaded: "
+            f"{type(self.error).__name__}: {self.error}"
+        ) from self.error
 
 
 def worker_main(
@@ -79,6 +94,13 @@ def worker_main(
                 outcome.error = error_info(exc)
                 reply = ForkingPickler.dumps(("done", outcome, 0, False))
             conn.send_bytes(reply)
+        elif kind == "work":
+            # The client work changed (a data set with per-round state). If
+            # it cannot be loaded, each client of the round fails with why.
+            try:
+                work = ForkingPickler.loads(message[1])
+            except Exception as exc:
+                work = _Unloadable(exc)
         elif kind == "payload":
             payload = None  # drop the old mapping before taking the new one
             payload = message[2]

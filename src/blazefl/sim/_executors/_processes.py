@@ -15,7 +15,7 @@ one pre-allocated shared result buffer per worker (see `_result_buffers`).
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Hashable
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
@@ -30,6 +30,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from blazefl._exceptions import ConfigurationError
 from blazefl._shared_tensors import share_tensors
 from blazefl._validate import check_number
+from blazefl._versions import version_of
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._executors._job_body import torch_settings
 from blazefl.sim._executors._pool import WorkerPool, died
@@ -55,6 +56,8 @@ class _Worker:
     ready: bool = False
     pid: int | None = None
     payload_round: int | None = None
+    #: the version of the client work this worker holds (see `blazefl._versions`)
+    work_version: Hashable = None
     #: the shared buffer this worker writes results into (see `_result_buffers`)
     buffer: torch.Tensor | None = None
 
@@ -100,6 +103,7 @@ class ProcessExecutor(Executor):
         )
         self._workers = WorkerPool(self._spawn, self._retire)
         self._result_capacity = 0
+        self._work_version: Hashable = None
 
     @property
     def pids(self) -> list[int]:
@@ -110,6 +114,7 @@ class ProcessExecutor(Executor):
 
     async def _start(self, work: JobWork) -> None:
         try:
+            self._new_version()
             self._workers.start(self.max_workers)
             for worker in self._workers:
                 await self._await_ready(worker)
@@ -119,17 +124,8 @@ class ProcessExecutor(Executor):
             raise
 
     def _spawn(self, index: int) -> _Worker:
-        work = self._work
-        assert work is not None  # workers start (and restart) only while running
         ctx = mp.get_context(self._start_method)
-        try:
-            work_bytes = bytes(ForkingPickler.dumps(work))
-        except Exception as exc:
-            raise ConfigurationError(
-                f"the client work {work!r} cannot be pickled, which the process "
-                f"executor needs ({type(exc).__name__}: {exc}); define it at module "
-                "level, or use ThreadExecutor"
-            ) from exc
+        version, work_bytes = self._work_now()
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         stop = ctx.Event()
         process = ctx.Process(  # type: ignore[attr-defined]
@@ -147,7 +143,28 @@ class ProcessExecutor(Executor):
         )
         process.start()
         child_conn.close()  # so the parent sees EOF when the child dies
-        return _Worker(index, process, parent_conn, stop)
+        return _Worker(index, process, parent_conn, stop, work_version=version)
+
+    def _work_now(self) -> tuple[Hashable, bytes]:
+        """The work's current version, and a pickle of it for one worker.
+
+        A pickle made by `ForkingPickler` hands its tensors' shared memory
+        over once, so each worker gets a pickle of its own.
+        """
+        work = self._work
+        assert work is not None  # workers start (and restart) only while running
+        return self._work_version, _pickled(work)
+
+    def _new_version(self) -> Hashable:
+        """Read the work's version at the start of a round (see `_versions`).
+
+        Static work (every built-in one) keeps its version, so it is sent to
+        each worker once per run; work whose version changed (a data set with
+        per-round state, `set_dataset`) goes to each worker again, as BlazeFL
+        sends it with every task.
+        """
+        self._work_version = version_of(self._work)
+        return self._work_version
 
     async def _await_ready(self, worker: _Worker) -> None:
         if worker.ready:
@@ -197,6 +214,7 @@ class ProcessExecutor(Executor):
         self, work: JobWork, index: int, payload: Any
     ) -> AsyncIterator[RoundSession]:
         share_tensors(payload)
+        self._new_version()
         if self._result_capacity == 0:
             # A first guess that is exact for "send back a model like the one
             # you got" algorithms; grown after any result that does not fit.
@@ -291,12 +309,27 @@ class _ProcessSession(RoundSession):
             await _reap(worker.process)
             worker = owner._workers.replace(worker)
         await owner._await_ready(worker)
+        if worker.work_version != owner._work_version:
+            version, work_bytes = owner._work_now()
+            await anyio.to_thread.run_sync(worker.conn.send, ("work", work_bytes))
+            worker.work_version = version
         if worker.payload_round != self._index:
             await anyio.to_thread.run_sync(
                 worker.conn.send, ("payload", self._index, self._payload)
             )
             worker.payload_round = self._index
         return worker, owner._result_buffer(worker)
+
+
+def _pickled(work: JobWork) -> bytes:
+    try:
+        return bytes(ForkingPickler.dumps(work))
+    except Exception as exc:
+        raise ConfigurationError(
+            f"the client work {work!r} cannot be pickled, which the process "
+            f"executor needs ({type(exc).__name__}: {exc}); define it at module "
+            "level, or use ThreadExecutor"
+        ) from exc
 
 
 async def _recv(conn: Connection) -> Any:

@@ -37,6 +37,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from blazefl._exceptions import ConfigurationError, MissingDependencyError
 from blazefl._validate import check_int, check_number
+from blazefl._versions import version_of
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._executors._job_body import prepare_worker, run_job, torch_settings
 from blazefl.sim._executors._pool import WorkerPool, died
@@ -73,12 +74,14 @@ class _RayWorker:
         self,
         index: int,
         work: JobWork,
+        work_key: str,
         torch_threads: int,
         settings: dict[str, Any],
     ) -> None:
         ray = _import_ray()
         prepare_worker(torch_threads, settings)
         self._work = work
+        self._work_key = work_key
         self._node = str(ray.get_runtime_context().get_node_id())
         self._label = f"ray-{index}@{self._node[:8]}"
         self._cache: dict[str, Any] = {}
@@ -93,9 +96,13 @@ class _RayWorker:
         return os.getpid(), self._node
 
     def run(self, job: ClientJob, payload_box: list[Any]) -> JobOutcome:
-        """Run one client. The payload reference comes boxed so that Ray does
-        not resolve it per call: it is fetched once per round and actor."""
-        ref = payload_box[0]
+        """Run one client. The payload and work references come boxed so that
+        Ray does not resolve them per call: the payload is fetched once per
+        round and actor, the work only in a round in which it changed."""
+        ref, work_ref = payload_box
+        if work_ref.hex() != self._work_key:
+            self._work = _import_ray().get(work_ref)
+            self._work_key = work_ref.hex()
         if ref.hex() != self._payload_key:
             self._payload = None  # drop the old round's payload first
             self._payload = _import_ray().get(ref)
@@ -238,6 +245,7 @@ class RayExecutor(Executor):
         self._actors = WorkerPool(self._spawn, self._kill)
         self._actor_class: Any = None
         self._work_ref: Any = None
+        self._work_version: Any = None
         self._owns_ray = False
 
     def describe(self) -> dict[str, Any]:
@@ -253,6 +261,7 @@ class RayExecutor(Executor):
                 self._owns_ray = True
             self._max_workers = self._fit_workers()
             try:
+                self._work_version = version_of(work)
                 self._work_ref = await anyio.to_thread.run_sync(ray.put, work)
             except Exception as exc:
                 raise ConfigurationError(
@@ -310,7 +319,11 @@ class RayExecutor(Executor):
 
     def _spawn(self, index: int) -> _Actor:
         handle = self._actor_class.remote(
-            index, self._work_ref, self.torch_threads, torch_settings()
+            index,
+            self._work_ref,
+            self._work_ref.hex(),
+            self.torch_threads,
+            torch_settings(),
         )
         return _Actor(index, handle)
 
@@ -355,11 +368,15 @@ class RayExecutor(Executor):
     ) -> AsyncIterator[RoundSession]:
         # Into the object store once; every actor resolves this one reference.
         ref = await anyio.to_thread.run_sync(self._ray.put, payload)
+        version = version_of(work)
+        if version != self._work_version:  # e.g. a data set with per-round state
+            self._work_ref = await anyio.to_thread.run_sync(self._ray.put, work)
+            self._work_version = version
         send, receive = anyio.create_memory_object_stream[_Actor](len(self._actors))
         for actor in self._actors:
             send.send_nowait(actor)
         with send, receive:
-            yield _RaySession(self, ref, send, receive)
+            yield _RaySession(self, [ref, self._work_ref], send, receive)
 
     async def _result(self, ref: Any) -> Any:
         """``ray.get(ref)`` without blocking the event loop."""
@@ -391,12 +408,12 @@ class _RaySession(RoundSession):
     def __init__(
         self,
         owner: RayExecutor,
-        payload_ref: Any,
+        box: list[Any],
         send: MemoryObjectSendStream[_Actor],
         receive: MemoryObjectReceiveStream[_Actor],
     ) -> None:
         self._owner = owner
-        self._box = [payload_ref]
+        self._box = box  # [payload reference, work reference]
         self._send = send
         self._receive = receive
 
