@@ -17,7 +17,8 @@ import torch
 from blazefl._exceptions import ConfigurationError
 from blazefl._prechecked import check_unless_prechecked, prechecked
 from blazefl._validate import check_int, check_ratio, sampled_per_round
-from blazefl.algorithms import ClientUpdate, FedAvg, FederatedServer
+from blazefl.algorithms import ClientUpdate, FederatedServer
+from blazefl.algorithms._fedavg import BlazeFLFedAvg
 from blazefl.algorithms._server import check_like_model
 from blazefl.contrib._fedavg_client import (
     FedAvgBaseClientTrainer,
@@ -135,7 +136,7 @@ class FedAvgBaseServerHandler:
             )
         check_int("batch_size", batch_size)
         self.server = FederatedServer(
-            FedAvg(),
+            BlazeFLFedAvg(),
             model_selector,
             model_name,
             dataset=dataset,
