@@ -427,7 +427,7 @@ CASES: list[Case] = [
         "fedavg-handler-rounds-zero",
         lambda _: _fedavg_handler(global_round=0),
         ConfigurationError,
-        r"^global_round must be an integer >= 1, got 0$",
+        r"^global_round must be positive, got 0$",
     ),
     # -- sample ratio and more sampled than available ---------------------------
     Case(
@@ -467,7 +467,8 @@ CASES: list[Case] = [
         "fedavg-handler-sample-ratio-above-one",
         lambda _: _fedavg_handler(sample_ratio=2),
         ConfigurationError,
-        r"^sample_ratio must be in \(0, 1\], got 2: it would sample 8 clients a "
+        r"^sample_ratio must be in the interval \(0, 1\], got 2: it would sample "
+        r"8 clients a "
         r"round but there are only num_clients=4$",
     ),
     Case(

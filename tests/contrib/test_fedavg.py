@@ -201,19 +201,26 @@ def test_handler_check_uplink_reads_no_data(
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
-        ({"global_round": 0}, r"global_round must be an integer >= 1, got 0"),
-        ({"num_clients": -3}, r"num_clients must be an integer >= 1, got -3"),
-        ({"sample_ratio": 0.0}, r"sample_ratio must be in \(0, 1\], got 0.0"),
+        ({"global_round": 0}, r"^global_round must be positive, got 0$"),
+        ({"num_clients": -3}, r"^num_clients must be positive, got -3$"),
+        (
+            {"sample_ratio": 0.0},
+            r"^sample_ratio must be in the interval \(0, 1\], got 0.0$",
+        ),
         (
             {"sample_ratio": 1.5},
-            r"sample_ratio must be in \(0, 1\], got 1.5: it would sample 15 "
-            r"clients a round but there are only num_clients=10",
+            r"^sample_ratio must be in the interval \(0, 1\], got 1.5: it would "
+            r"sample 15 clients a round but there are only num_clients=10$",
         ),
         (
             {"num_clients": 12},
             r"^num_clients=12 but the data set has only 10 client partitions",
         ),
-        ({"sample_ratio": 0.05}, r"samples no client per round"),
+        (
+            {"sample_ratio": 0.05},
+            r"^sample_ratio selects zero clients per round; increase "
+            r"sample_ratio or num_clients \(got num_clients=10",
+        ),
         ({"batch_size": 0}, r"batch_size must be an integer >= 1, got 0"),
     ],
 )

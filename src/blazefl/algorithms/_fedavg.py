@@ -11,7 +11,7 @@ from blazefl.algorithms._base import Algorithm, ClientUpdate, weighted_average
 if TYPE_CHECKING:
     import torch
 
-__all__ = ["FedAvg", "mean_update"]
+__all__ = ["BlazeFLFedAvg", "FedAvg", "mean_update"]
 
 
 def mean_update(updates: Sequence[ClientUpdate]) -> torch.Tensor:
@@ -34,3 +34,26 @@ class FedAvg(Algorithm):
         state: dict[str, torch.Tensor],
     ) -> torch.Tensor:
         return mean_update(updates)
+
+
+@dataclass(frozen=True)
+class BlazeFLFedAvg(FedAvg):
+    """FedAvg in BlazeFL 3.0's arithmetic, for its FedAvg handler.
+
+    BlazeFL accumulates ``Σ xₖ·(nₖ/N)`` in the parameters' own dtype (float32),
+    into zeros, in buffer order; `FedAvg` accumulates the same sum in float64
+    and rounds once. Kept apart so `FedAvg` (and ``blazefl run``) keep their
+    numbers and config digests.
+    """
+
+    def aggregate(
+        self,
+        params: torch.Tensor,
+        updates: Sequence[ClientUpdate],
+        state: dict[str, torch.Tensor],
+    ) -> torch.Tensor:
+        total = sum(u.num_samples for u in updates)
+        acc = updates[0].params.clone().zero_()
+        for u in updates:
+            acc.add_(u.params, alpha=u.num_samples / total)
+        return acc

@@ -8,6 +8,7 @@ local training is `blazefl.training.train`, the one loop every algorithm uses.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any, Generic, TypeVar, overload
 
@@ -15,8 +16,9 @@ import torch
 
 from blazefl._exceptions import ConfigurationError
 from blazefl._prechecked import check_unless_prechecked, prechecked
-from blazefl._validate import check_int
-from blazefl.algorithms import ClientUpdate, FedAvg, FederatedServer
+from blazefl._validate import check_int, check_ratio, sampled_per_round
+from blazefl.algorithms import ClientUpdate, FederatedServer
+from blazefl.algorithms._fedavg import BlazeFLFedAvg
 from blazefl.algorithms._server import check_like_model
 from blazefl.contrib._fedavg_client import (
     FedAvgBaseClientTrainer,
@@ -32,6 +34,12 @@ from blazefl.contrib._fedavg_client import (
 from blazefl.core import ModelSelector, PartitionedDataset, serialize_model
 from blazefl.reproducibility import RNGSuite
 from blazefl.training import evaluate
+
+#: BlazeFL 3.0's phrases, which its users' tests match (``match=r"^..."``);
+#: ours may add guidance after them, never change them.
+POSITIVE_WORDING = "{name} must be positive, got {value!r}"
+RATIO_WORDING = "{name} must be in the interval (0, 1], got {value!r}"
+EMPTY_TEST_LOADER = "test_loader must yield at least one sample for evaluation"
 
 __all__ = [
     "FedAvgBaseClientTrainer",
@@ -109,12 +117,26 @@ class FedAvgBaseServerHandler:
         batch_size: int,
         seed: int,
     ) -> None:
-        # Checked here for BlazeFL's names in the messages; the server checks
-        # the rest.
-        check_int("global_round", global_round)
+        # Checked here, before the server, for BlazeFL's names and phrases;
+        # the server checks the rest in its own words.
+        check_int("global_round", global_round, wording=POSITIVE_WORDING)
+        check_int("num_clients", num_clients, wording=POSITIVE_WORDING)
+        wording = RATIO_WORDING
+        if isinstance(sample_ratio, int | float) and 1 < sample_ratio < math.inf:
+            wording += (
+                f": it would sample {int(num_clients * sample_ratio)} clients a "
+                f"round but there are only num_clients={num_clients}"
+            )
+        ratio = check_ratio("sample_ratio", sample_ratio, wording=wording)
+        if sampled_per_round(num_clients, ratio) < 1:
+            raise ConfigurationError(
+                "sample_ratio selects zero clients per round; increase "
+                f"sample_ratio or num_clients (got num_clients={num_clients}, "
+                f"sample_ratio={sample_ratio})"
+            )
         check_int("batch_size", batch_size)
         self.server = FederatedServer(
-            FedAvg(),
+            BlazeFLFedAvg(),
             model_selector,
             model_name,
             dataset=dataset,
@@ -211,7 +233,14 @@ class FedAvgBaseServerHandler:
     def evaluate(
         model: torch.nn.Module, test_loader: Any, device: str
     ) -> tuple[float, float]:
-        return evaluate(model, test_loader, device)
+        """`blazefl.training.evaluate`, refusing an empty loader in BlazeFL's
+        phrase (then ours)."""
+        try:
+            return evaluate(model, test_loader, device)
+        except ConfigurationError as exc:
+            if "yielded no sample" not in str(exc):
+                raise
+            raise ConfigurationError(f"{EMPTY_TEST_LOADER}: {exc}") from None
 
     def get_summary(self) -> dict[str, float]:
         loader = self.dataset.get_dataloader(
