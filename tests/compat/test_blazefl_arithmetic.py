@@ -44,3 +44,26 @@ def test_fedavg_keeps_float64_accumulation() -> None:
         {},
     )
     assert torch.equal(got, old.to(torch.float32))
+
+
+def test_blazefl_loop_aggregates_real_uploads_in_float32() -> None:
+    """In the 3.0 loop, the round's real uploads average exactly as BlazeFL's
+    float32 sum, and that differs from the float64 mean: the choice matters."""
+    from blazefl.contrib import FedAvgBaseClientTrainer
+
+    data = SyntheticPartitionedDataset(num_clients=4, seed=0)
+    handler = FedAvgBaseServerHandler(ModelZoo(), "mlp", data, 1, 4, 1.0, "cpu", 8, 0)
+    trainer = FedAvgBaseClientTrainer(ModelZoo(), "mlp", data, "cpu", 4, 1, 8, 0.1, 0)
+    trainer.local_process(handler.downlink_package(), handler.sample_clients())
+    uploads = trainer.uplink_package()
+    total = sum(u.data_size for u in uploads)
+    float32 = torch.zeros_like(uploads[0].model_parameters)
+    float64 = torch.zeros(float32.shape, dtype=torch.float64)
+    for u in uploads:
+        float32.add_(u.model_parameters, alpha=u.data_size / total)
+        float64.add_(u.model_parameters.double(), alpha=u.data_size / total)
+    for upload in uploads:
+        handler.load(upload)
+    assert handler.round == 1
+    assert torch.equal(serialize_model(handler.model), float32)
+    assert not torch.equal(float32, float64.to(torch.float32))
