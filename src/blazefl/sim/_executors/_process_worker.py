@@ -28,6 +28,7 @@ from typing import Any
 
 from blazefl.sim._context import StopFlag
 from blazefl.sim._executors._job_body import prepare_worker, run_job
+from blazefl.sim._executors._orphan import exit_when_orphaned
 from blazefl.sim._executors._result_buffers import pack_result
 from blazefl.sim._jobs import ClientJob, error_info
 
@@ -58,6 +59,7 @@ def worker_main(
     """Entry point of a process worker; returns when told to stop or orphaned."""
     # Ctrl-C reaches the whole process group; the parent decides how workers end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    exit_when_orphaned()  # and a killed parent ends them at once
     prepare_worker(torch_threads, settings)
     import torch.multiprocessing  # noqa: F401  (registers shared-memory reductions)
 
