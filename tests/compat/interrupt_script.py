@@ -53,9 +53,18 @@ def main(kind: str) -> None:
     data = SyntheticPartitionedDataset(2, seed=1, samples_per_client=4096)
     zoo = ModelZoo(data.input_shape, data.num_classes)
     handler = FedAvgBaseServerHandler(zoo, "mlp", data, 1, 2, 1.0, "cpu", 64, 1)
-    common = {"model_selector": zoo, "model_name": "mlp", "dataset": data, "device": "cpu",
-                  "num_clients": 2, "epochs": 100_000, "batch_size": 1, "lr": 0.01, "seed": 1,
-                  "num_parallels": 2}  # fmt: skip
+    common = {
+        "model_selector": zoo,
+        "model_name": "mlp",
+        "dataset": data,
+        "device": "cpu",
+        "num_clients": 2,
+        "epochs": 100_000,
+        "batch_size": 1,
+        "lr": 0.01,
+        "seed": 1,
+        "num_parallels": 2,
+    }
     if kind == "threads":
         trainer: object = FedAvgThreadPoolClientTrainer(**common)  # type: ignore[arg-type]
     else:
