@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from concurrent.futures import as_completed
 from dataclasses import dataclass
 from typing import Any
 
@@ -55,7 +56,7 @@ class EchoThreadTrainer(ThreadPoolClientTrainer[Up, torch.Tensor]):
 
     def progress_fn(self, it: Any) -> Any:
         assert len(it) >= 1
-        for item in it:
+        for item in as_completed(it):
             self.completions.append(item.cid)
             yield item
 
