@@ -25,7 +25,6 @@ from __future__ import annotations
 import functools
 import os
 import sys
-import threading
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -35,12 +34,13 @@ import anyio
 import anyio.to_thread
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
-from blazefl._exceptions import ConfigurationError, MissingDependencyError
+from blazefl._exceptions import ConfigurationError
 from blazefl._validate import check_int, check_number
 from blazefl._versions import version_of
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
-from blazefl.sim._executors._job_body import prepare_worker, run_job, torch_settings
+from blazefl.sim._executors._job_body import torch_settings
 from blazefl.sim._executors._pool import WorkerPool, died
+from blazefl.sim._executors._ray_actor import RayWorker, import_ray
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
 
 __all__ = ["RayExecutor"]
@@ -48,94 +48,6 @@ __all__ = ["RayExecutor"]
 # A wait is a chain of ``ray.wait`` calls of at most this long, each in a
 # worker thread: a cancelled wait leaves a thread behind for no longer than this.
 _POLL_SECONDS = 0.25
-
-
-def _import_ray() -> Any:
-    try:
-        import ray
-    except ImportError as exc:
-        raise MissingDependencyError("RayExecutor", extra="ray", package="ray") from exc
-    if not hasattr(ray, "remote"):  # a stray directory named ray/ on sys.path
-        raise MissingDependencyError("RayExecutor", extra="ray", package="ray")
-    return ray
-
-
-# -- the actor (runs on a cluster node) ----------------------------------------
-
-
-class _RayWorker:
-    """One long-lived worker on a cluster node; becomes a Ray actor.
-
-    It runs with ``max_concurrency=2``: one client at a time on one thread,
-    while `stop` can land on the other.
-    """
-
-    def __init__(
-        self,
-        index: int,
-        work: JobWork,
-        work_key: str,
-        torch_threads: int,
-        settings: dict[str, Any],
-    ) -> None:
-        ray = _import_ray()
-        prepare_worker(torch_threads, settings)
-        self._work = work
-        self._work_key = work_key
-        self._node = str(ray.get_runtime_context().get_node_id())
-        self._label = f"ray-{index}@{self._node[:8]}"
-        self._cache: dict[str, Any] = {}
-        self._payload: Any = None
-        self._payload_key: str | None = None
-        self._lock = threading.Lock()
-        self._flags: dict[tuple[int, int], threading.Event] = {}
-        self._early_stops: set[tuple[int, int]] = set()
-
-    def ready(self) -> tuple[int, str]:
-        """This actor's process id and node id, once it is constructed."""
-        return os.getpid(), self._node
-
-    def run(self, job: ClientJob, payload_box: list[Any]) -> JobOutcome:
-        """Run one client. The payload and work references come boxed so that
-        Ray does not resolve them per call: the payload is fetched once per
-        round and actor, the work only in a round in which it changed."""
-        ref, work_ref = payload_box
-        if work_ref.hex() != self._work_key:
-            self._work = _import_ray().get(work_ref)
-            self._work_key = work_ref.hex()
-        if ref.hex() != self._payload_key:
-            self._payload = None  # drop the old round's payload first
-            self._payload = _import_ray().get(ref)
-            self._payload_key = ref.hex()
-        key = (job.round, job.slot)
-        flag = threading.Event()
-        with self._lock:
-            if key in self._early_stops:
-                self._early_stops.discard(key)
-                flag.set()
-            self._flags[key] = flag
-        try:
-            return run_job(
-                self._work,
-                job,
-                self._payload,
-                stop_event=flag,
-                cache=self._cache,
-                worker=self._label,
-            )
-        finally:
-            with self._lock:
-                self._flags.pop(key, None)
-
-    def stop(self, round_index: int, slot: int) -> None:
-        """Ask the client of (round, slot) to stop, even if it has not started."""
-        key = (round_index, slot)
-        with self._lock:
-            flag = self._flags.get(key)
-            if flag is None:
-                self._early_stops.add(key)
-            else:
-                flag.set()
 
 
 # -- the executor (runs in the coordinator) ------------------------------------
@@ -207,7 +119,7 @@ class RayExecutor(Executor):
             # unless multi-node support is off; a private one-machine
             # instance has no reason to listen beyond loopback.
             os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        self._ray = _import_ray()
+        self._ray = import_ray()
         requested = (
             None if max_workers is None else check_int("max_workers", max_workers)
         )
@@ -269,7 +181,7 @@ class RayExecutor(Executor):
                     f"({type(exc).__name__}: {exc}); RayExecutor needs picklable "
                     "work"
                 ) from exc
-            self._actor_class = ray.remote(_RayWorker).options(
+            self._actor_class = ray.remote(RayWorker).options(
                 num_cpus=self._demand.get("CPU", 0),
                 num_gpus=self._demand.get("GPU", 0),
                 resources={
