@@ -264,14 +264,17 @@ async def test_run_round_after_the_handler_stopped_is_refused() -> None:
 
 
 @pytest.mark.anyio
-async def test_negative_rounds_are_refused() -> None:
-    """run(rounds=-1) is a ConfigurationError."""
+@pytest.mark.parametrize("rounds", [-1, 1.5, "2", True])
+async def test_bad_round_counts_are_refused(rounds: object) -> None:
+    """run(rounds=...) takes an integer >= 0: -1, 1.5 (ran two rounds), "2"."""
     sim = _sim()
     async with sim:
         with pytest.raises(
-            ConfigurationError, match=r"^rounds must be >= 0 or None, got -1$"
+            ConfigurationError,
+            match=rf"^rounds must be an integer >= 0 or None, got {rounds!r}$",
         ):
-            await sim.run(rounds=-1)
+            await sim.run(rounds=rounds)  # type: ignore[arg-type]
+        assert sim.round == 0
 
 
 @pytest.mark.anyio

@@ -248,8 +248,12 @@ class Simulation(Generic[UplinkT, DownlinkT]):
 
     async def run(self, rounds: int | None = None) -> list[RoundResult]:
         """Run rounds until the handler is stopped (or ``rounds`` more ran)."""
-        if rounds is not None and (isinstance(rounds, bool) or rounds < 0):
-            raise ConfigurationError(f"rounds must be >= 0 or None, got {rounds!r}")
+        if rounds is not None and (
+            isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 0
+        ):
+            raise ConfigurationError(
+                f"rounds must be an integer >= 0 or None, got {rounds!r}"
+            )
         results: list[RoundResult] = []
         while not self.handler.is_stopped() and (
             rounds is None or len(results) < rounds
