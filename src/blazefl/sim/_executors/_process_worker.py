@@ -1,10 +1,9 @@
 """The main loop of a process worker (runs in the child).
 
-A worker lives for the whole run, and not a moment longer than its
-coordinator: it arms `die_with_parent` before anything else. It unpickles the
-run's work once (models and data sets it builds are kept in its
-``ctx.cache``) and answers ``("ready", pid)``, or ``("fatal", failure)`` when
-the work cannot be loaded. Then it serves the parent's messages:
+A worker lives for the whole run. It unpickles the run's work once (models and
+data sets it builds are kept in its ``ctx.cache``) and answers ``("ready",
+pid)``, or ``("fatal", failure)`` when the work cannot be loaded. Then it
+serves the parent's messages:
 
 - ``("payload", round, payload)``: the round's payload, whose tensors are in
   shared memory; received once per round and read in place;
@@ -27,7 +26,6 @@ from typing import Any
 
 from blazefl.sim._context import StopFlag
 from blazefl.sim._executors._job_body import prepare_worker, run_job
-from blazefl.sim._executors._orphan import die_with_parent
 from blazefl.sim._executors._result_buffers import pack_result
 from blazefl.sim._jobs import ClientJob, error_info
 
@@ -41,13 +39,8 @@ def worker_main(
     stop_event: StopFlag,
     torch_threads: int,
     settings: dict[str, Any],
-    lifeline: Connection,
-    parent_pid: int | None,
 ) -> None:
     """Entry point of a process worker; returns when told to stop or orphaned."""
-    # First: a coordinator killed from here on takes this worker with it, even
-    # in the middle of a client (see `_orphan`).
-    die_with_parent(lifeline, parent_pid)
     # Ctrl-C reaches the whole process group; the parent decides how workers end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     prepare_worker(torch_threads, settings)

@@ -15,7 +15,6 @@ one pre-allocated shared result buffer per worker (see `_result_buffers`).
 from __future__ import annotations
 
 import multiprocessing as mp
-import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
@@ -33,7 +32,6 @@ from blazefl._tree import share_tensors
 from blazefl._validate import check_number
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._executors._job_body import torch_settings
-from blazefl.sim._executors._orphan import lifeline, on_lifetime_thread
 from blazefl.sim._executors._pool import WorkerPool, died
 from blazefl.sim._executors._process_worker import worker_main
 from blazefl.sim._executors._result_buffers import (
@@ -143,14 +141,11 @@ class ProcessExecutor(Executor):
                 stop,
                 self.torch_threads,
                 torch_settings(),
-                lifeline(),
-                os.getpid() if self._start_method == "spawn" else None,
             ),
             name=f"blazefl-worker-{index}",
             daemon=True,
         )
-        # Started where its parent-death signal means this process's death.
-        on_lifetime_thread(process.start)
+        process.start()
         child_conn.close()  # so the parent sees EOF when the child dies
         return _Worker(index, process, parent_conn, stop)
 

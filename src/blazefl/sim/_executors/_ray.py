@@ -39,7 +39,7 @@ from blazefl._exceptions import ConfigurationError, MissingDependencyError
 from blazefl._validate import check_int, check_number
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._executors._job_body import prepare_worker, run_job, torch_settings
-from blazefl.sim._executors._orphan import on_lifetime_thread
+from blazefl.sim._executors._lifetime import on_lifetime_thread
 from blazefl.sim._executors._pool import WorkerPool, died
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
 
