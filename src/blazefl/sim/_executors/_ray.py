@@ -39,6 +39,7 @@ from blazefl._validate import check_int, check_number
 from blazefl._versions import version_of
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._executors._job_body import torch_settings
+from blazefl.sim._executors._lifetime import on_lifetime_thread
 from blazefl.sim._executors._pool import WorkerPool, died
 from blazefl.sim._executors._ray_actor import RayWorker, import_ray
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
@@ -169,7 +170,11 @@ class RayExecutor(Executor):
         ray = self._ray
         try:
             if not ray.is_initialized():
-                await anyio.to_thread.run_sync(self._connect)
+                # A private Ray's raylet and GCS die with the thread that
+                # started them (Ray's parent-death signal), not the process:
+                # start them on one that lives as long as this process.
+                connect = functools.partial(on_lifetime_thread, self._connect)
+                await anyio.to_thread.run_sync(connect)
                 self._owns_ray = True
             self._max_workers = self._fit_workers()
             try:
