@@ -14,7 +14,8 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 
 # The machine the README's figures were printed on (its own words).
 MACHINE = re.compile(
-    r"torch (?P<torch>\S+) with CPU capability (?P<cap>\w+), Python (?P<py>[\d.]+)"
+    r"torch (?P<torch>\S+) with CPU capability (?P<cap>\w+), "
+    r"Python (?P<py>\d+(?:\.\d+)*)"
 )
 
 
