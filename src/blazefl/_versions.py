@@ -23,7 +23,6 @@ when the version changed, so static work (every built-in one) is sent once.
 
 from __future__ import annotations
 
-import functools
 import types
 from collections.abc import Hashable
 from typing import Any
@@ -33,7 +32,9 @@ __all__ = ["STATIC", "version_of"]
 #: The version of an object that never changes.
 STATIC: Hashable = "static"
 
-_STATELESS = (types.FunctionType, types.BuiltinFunctionType, functools.partial)
+# Functions carry no data of their own; a partial does (its arguments), so it
+# is treated like any other object.
+_STATELESS = (types.FunctionType, types.BuiltinFunctionType)
 
 
 def version_of(obj: Any) -> Hashable:
@@ -41,6 +42,6 @@ def version_of(obj: Any) -> Hashable:
     declared = getattr(obj, "__blazefl_version__", None)
     if callable(declared) and not isinstance(obj, type):
         return declared()  # type: ignore[no-any-return]
-    if isinstance(obj, _STATELESS) and not isinstance(obj, functools.partial):
+    if isinstance(obj, _STATELESS):
         return STATIC
     return object()  # undeclared state: new every time, so always re-sent
