@@ -74,7 +74,13 @@ def main() -> None:
         acc = run(name, args.rounds, [])
         rows.append({"algorithm": name, "defaults": defaults_of(name), "test_acc": acc})
         print(f"{name}: {acc:.3f}", flush=True)
-    grids = []
+    grids: list[dict[str, object]] = []
+    previous = RESULTS / "defaults.json"
+    if not args.search and previous.exists():
+        # Keep the grids of an earlier --search run, with when they were run.
+        old = json.loads(previous.read_text())
+        grids = old.get("grids", [])
+        grids_machine = old.get("grids_machine", old.get("machine"))
     if args.search:
         for name, (key, values) in GRIDS.items():
             for value in values:
@@ -87,7 +93,15 @@ def main() -> None:
         f"{torch.__version__}, {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
     )
     RESULTS.mkdir(exist_ok=True)
-    doc = {"rounds": args.rounds, "machine": machine, "defaults": rows, "grids": grids}
+    if args.search:
+        grids_machine = machine
+    doc = {
+        "rounds": args.rounds,
+        "machine": machine,
+        "defaults": rows,
+        "grids": grids,
+        "grids_machine": grids_machine if grids else None,
+    }
     (RESULTS / "defaults.json").write_text(json.dumps(doc, indent=2) + "\n")
     lines = [
         f"`blazefl run --algorithm NAME --rounds {args.rounds}` on the built-in "
@@ -101,7 +115,13 @@ def main() -> None:
         shown = ", ".join(f"{k}={v}" for k, v in row["defaults"].items())  # type: ignore[attr-defined]
         lines.append(f"| {row['algorithm']} | {shown or '-'} | {row['test_acc']:.3f} |")
     if grids:
-        lines += ["", "| algorithm | setting | test acc |", "| --- | --- | ---: |"]
+        lines += [
+            "",
+            f"Grids around the defaults ({grids_machine}):",
+            "",
+            "| algorithm | setting | test acc |",
+            "| --- | --- | ---: |",
+        ]
         for g in grids:
             key = next(k for k in g if k not in ("algorithm", "test_acc"))
             lines.append(f"| {g['algorithm']} | {key}={g[key]} | {g['test_acc']:.3f} |")
