@@ -100,7 +100,12 @@ def check_robust(config: RunConfig, where: Where) -> RunConfig:
         f = min(num_attackers(config), config.clients_per_round)
         config = dataclasses.replace(config, byzantine_f=f)
     try:
-        aggregator_of(config).check(config.clients_per_round)  # type: ignore[union-attr]
+        aggregator = aggregator_of(config)
+    except ConfigurationError as exc:
+        key = "trim_beta" if config.trim_beta is not None else "byzantine_f"
+        raise ConfigurationError(f"Invalid value for {where(key)}: {exc}") from None
+    try:
+        aggregator.check(config.clients_per_round)  # type: ignore[union-attr]
     except ConfigurationError as exc:
         origin = (
             f" (f = {config.byzantine_f}: the attackers a round can hold, from "
