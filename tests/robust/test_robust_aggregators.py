@@ -288,3 +288,46 @@ def test_every_algorithm_aggregates_through_the_aggregator(name: str) -> None:
     assert fixed.calls == 1
     assert not torch.equal(moved, step(WeightedMean()))
     assert bool((moved > 0).all())
+
+
+def test_without_an_aggregator_the_algorithms_keep_their_old_arithmetic() -> None:
+    """FedAvg, FedAvgM, FedAdam and SCAFFOLD without an aggregator give bit for
+    bit what their formulas over `weighted_average` gave before the seam."""
+    from blazefl.algorithms import FedAdam, FedAvgM, Scaffold
+
+    g = torch.Generator().manual_seed(1)
+    params = torch.randn(7, generator=g)
+    updates = [
+        ClientUpdate(
+            k,
+            params + 0.1 * torch.randn(7, generator=g),
+            3 + k,
+            extra={"delta_c": torch.randn(7, generator=g)},
+        )
+        for k in range(4)
+    ]
+    mean = weighted_average(
+        [u.params for u in updates], [u.num_samples for u in updates]
+    )
+    delta = mean - params
+    assert torch.equal(FedAvg().aggregate(params, updates, {}), mean)
+    fedavgm = FedAvgM(server_lr=0.7, momentum=0.5)
+    state = fedavgm.init_state(params)
+    velocity = torch.zeros_like(params).mul(0.5).add_(delta)
+    assert torch.equal(
+        fedavgm.aggregate(params, updates, state), params + 0.7 * velocity
+    )
+    adam = FedAdam()
+    state = adam.init_state(params)
+    m = adam.beta1 * torch.zeros_like(params) + (1 - adam.beta1) * delta
+    v = adam.beta2 * torch.full_like(params, adam.tau**2) + (1 - adam.beta2) * (
+        delta * delta
+    )
+    expected = params + adam.server_lr * m / (v.sqrt() + adam.tau)
+    assert torch.equal(adam.aggregate(params, updates, state), expected)
+    scaffold = Scaffold(num_clients=8, server_lr=0.9)
+    delta_y = torch.zeros_like(params)
+    for u in updates:
+        delta_y.add_(u.params - params)
+    got = scaffold.aggregate(params, updates, scaffold.init_state(params))
+    assert torch.equal(got, params + 0.9 * (delta_y / 4))
