@@ -153,3 +153,57 @@ def test_a_run_without_attack_writes_no_attack_fields(tmp_path: Path) -> None:
     with (out / "config.toml").open("rb") as f:
         keys = set(tomllib.load(f))
     assert not keys & {"attack", "attack_fraction", "aggregator", "byzantine_f"}
+
+
+@pytest.mark.parametrize(
+    ("args", "aggregator"),
+    [
+        (
+            ["--aggregator", "multi-krum", "--attack", "scale"],
+            {"name": "multi-krum", "f": 1, "m": None},
+        ),
+        (
+            ["--aggregator", "norm-bound", "--norm-bound", "0.5", "--attack", "scale"],
+            {"name": "norm-bound", "bound": 0.5},
+        ),
+        (
+            [
+                "--aggregator",
+                "median",
+                "--algorithm",
+                "scaffold",
+                "--attack",
+                "label-flip",
+            ],
+            {"name": "median", "f": 1},
+        ),
+    ],
+)
+def test_other_aggregators_and_algorithms_run_from_the_cli(
+    tmp_path: Path, args: list[str], aggregator: dict[str, object]
+) -> None:
+    """Multi-Krum, the norm bound and SCAFFOLD under the median run to the end."""
+    out = tmp_path / "run"
+    result = invoke(
+        "run",
+        "--model",
+        "mlp",
+        "--clients",
+        "6",
+        "--sample-ratio",
+        "1",
+        "--rounds",
+        "1",
+        "--epochs",
+        "1",
+        "--executor",
+        "inline",
+        "-q",
+        "--out",
+        out,
+        *args,
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["aggregator"] == aggregator
+    assert summary["final"]["test_acc"] is not None
