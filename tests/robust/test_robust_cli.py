@@ -182,7 +182,8 @@ def test_a_run_without_attack_writes_no_attack_fields(tmp_path: Path) -> None:
 def test_other_aggregators_and_algorithms_run_from_the_cli(
     tmp_path: Path, args: list[str], aggregator: dict[str, object]
 ) -> None:
-    """Multi-Krum, the norm bound and SCAFFOLD under the median run to the end."""
+    """Multi-Krum, the norm bound and SCAFFOLD under the median run to the end,
+    printing each round's attack success rate."""
     out = tmp_path / "run"
     result = invoke(
         "run",
@@ -198,7 +199,6 @@ def test_other_aggregators_and_algorithms_run_from_the_cli(
         "1",
         "--executor",
         "inline",
-        "-q",
         "--out",
         out,
         *args,
@@ -207,3 +207,6 @@ def test_other_aggregators_and_algorithms_run_from_the_cli(
     summary = json.loads((out / "summary.json").read_text())
     assert summary["aggregator"] == aggregator
     assert summary["final"]["test_acc"] is not None
+    rate = metrics(out)[0]["attack_success_rate"]
+    assert f"| attack success {rate:.3f}" in result.stdout  # the per-round line
+    assert (out / "metrics.png").stat().st_size > 0
