@@ -331,3 +331,64 @@ def test_without_an_aggregator_the_algorithms_keep_their_old_arithmetic() -> Non
         delta_y.add_(u.params - params)
     got = scaffold.aggregate(params, updates, scaffold.init_state(params))
     assert torch.equal(got, params + 0.9 * (delta_y / 4))
+
+
+class _Counting(Aggregator):
+    """A stateful aggregator that draws from the server's RNG (as central DP
+    noise would) and counts its rounds in its state."""
+
+    name = "counting"
+
+    def __init__(self) -> None:
+        self.rounds = 0
+        self.draws: list[float] = []
+
+    def aggregate(self, updates: RoundUpdates) -> torch.Tensor:
+        assert updates.rng is not None
+        self.draws.append(float(torch.rand(1, generator=updates.rng.torch_cpu)))
+        self.rounds += 1
+        return WeightedMean().aggregate(updates)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rounds": self.rounds}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rounds = state["rounds"]
+
+
+def test_aggregator_state_and_server_rng_travel_with_the_checkpoint() -> None:
+    """The server hands its RNG suite to the aggregator and checkpoints the
+    aggregator's state: a restored server continues both exactly."""
+    first = _server(_Counting())
+    update = ClientUpdate(0, first.params + 1, 3)
+    first.load_round([update] * 10)
+    saved = first.state_dict()
+    assert saved["aggregator_state"] == {"rounds": 1}
+    first.load_round([update] * 10)
+
+    second = _server(_Counting())
+    second.load_state_dict(saved)
+    assert second.aggregator.rounds == 1  # type: ignore[attr-defined]
+    second.load_round([update] * 10)
+    assert second.aggregator.draws == first.aggregator.draws[1:]  # type: ignore[attr-defined]
+    assert torch.equal(second.params, first.params)
+
+
+def test_a_stateless_aggregator_refuses_checkpointed_state() -> None:
+    """State in the checkpoint that the aggregator cannot hold is refused."""
+    server = _server(Median())
+    state = server.state_dict()
+    state["aggregator_state"] = {"rounds": 3}
+    with pytest.raises(
+        ConfigurationError,
+        match=r"Median keeps no state, but the "
+        r"checkpoint holds aggregator state with keys \['rounds'\]",
+    ):
+        server.load_state_dict(state)
+
+
+def test_only_the_mean_works_on_a_sum() -> None:
+    """A secure sum is enough for the mean; the robust rules need each update."""
+    assert not WeightedMean.needs_individual_updates
+    for cls in (Median, TrimmedMean, Krum, MultiKrum, Bulyan, NormBound):
+        assert cls.needs_individual_updates, cls
