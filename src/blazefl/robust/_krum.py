@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from blazefl._exceptions import ConfigurationError
+from blazefl._validate import check_int
 from blazefl.algorithms import Aggregator, RoundUpdates
 from blazefl.robust._aggregators import (
     check_byzantine,
@@ -119,8 +120,6 @@ class MultiKrum(Krum):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.m is not None:
-            from blazefl._validate import check_int
-
             check_int(
                 "m",
                 self.m,
