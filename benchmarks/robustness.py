@@ -3,7 +3,8 @@
 Part 1, effects: FedAvg on the built-in digits (sklearn's 8x8 images), model
 "mlp", 20 clients all sampled every round (so f = 4 attackers fit Bulyan's
 n >= 4f + 3 = 19), 20% of them attacking, for each attack x {mean (FedAvg),
-median, trimmed mean, Krum, Bulyan}, plus a clean row. Every run is built
+median, trimmed mean, Krum, Bulyan} (and Multi-Krum and the norm bound at
+M = 1.5), plus a clean row. Every run is built
 exactly as ``blazefl run`` builds it (`blazefl.cli._config.resolve` and
 `blazefl.cli._build.build`), so each cell is one command line, e.g.::
 
@@ -44,7 +45,7 @@ from blazefl.algorithms import Aggregator, RoundUpdates, WeightedMean
 from blazefl.cli._build import build
 from blazefl.cli._config import resolve
 from blazefl.reproducibility import set_torch_threads
-from blazefl.robust import Bulyan, Krum, Median, TrimmedMean
+from blazefl.robust import Bulyan, Krum, Median, MultiKrum, NormBound, TrimmedMean
 from blazefl.sim import configure_logging
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -60,6 +61,11 @@ ATTACKS: list[tuple[str | None, dict[str, Any]]] = [
     ("backdoor", {}),  # 2x2 trigger on half of each attacker's rows, target 0
 ]
 AGGREGATORS = ["mean", "median", "trimmed-mean", "krum", "bulyan"]
+#: Beyond the issue's five: Multi-Krum, and the norm bound at M = 1.5, a little
+#: above the honest clients' update norms in this setting (0.5 to 1.4).
+EXTRA = ["multi-krum", "norm-bound"]
+NORM_BOUND = 1.5
+COLUMNS = AGGREGATORS + EXTRA
 BASE = {
     "dataset": "digits",
     "model": "mlp",
@@ -80,8 +86,10 @@ def _options(attack: str | None, extra: dict[str, Any], aggregator: str) -> dict
         options.update(attack=attack, attack_fraction=0.2)
     if aggregator != "mean":
         options["aggregator"] = aggregator
-        if attack is None:  # the defence as deployed against 4 attackers
-            options["byzantine_f"] = 4
+    if aggregator == "norm-bound":
+        options["norm_bound"] = NORM_BOUND
+    elif aggregator != "mean" and attack is None:
+        options["byzantine_f"] = 4  # the defence as deployed against 4 attackers
     return options
 
 
@@ -115,7 +123,7 @@ def run_cell(options: dict[str, Any]) -> dict[str, Any]:
 def effects(rounds: int) -> list[dict[str, Any]]:
     cells = []
     for attack, extra in ATTACKS:
-        for aggregator in AGGREGATORS:
+        for aggregator in COLUMNS:
             options = {**_options(attack, extra, aggregator), "rounds": rounds}
             cell = run_cell(options)
             cell.update(attack=attack or "none", aggregator=aggregator)
@@ -152,6 +160,8 @@ def costs(sizes: list[int], d: int) -> list[dict[str, Any]]:
             ("median", Median(f=f_krum)),
             ("trimmed-mean", TrimmedMean(f=f_krum)),
             ("krum", Krum(f=f_krum)),
+            ("multi-krum", MultiKrum(f=f_krum)),
+            ("norm-bound", NormBound(NORM_BOUND)),
         ]
         if n <= 100:
             candidates.append(("bulyan", Bulyan(f=(n - 3) // 4)))
@@ -180,8 +190,10 @@ def _pct(value: float | None) -> str:
 
 def markdown(result: dict[str, Any]) -> str:
     cells = {(c["attack"], c["aggregator"]): c for c in result["effects"]}
-    head = "| attack | " + " | ".join(AGGREGATORS) + " |"
-    rule = "| --- |" + " --- |" * len(AGGREGATORS)
+    head = (
+        "| attack | " + " | ".join(COLUMNS[:-1]) + f" | norm-bound (M = {NORM_BOUND}) |"
+    )
+    rule = "| --- |" + " --- |" * len(COLUMNS)
     lines = [
         f"Digits, mlp, 20 clients all sampled, 4 attackers (20%), f = 4, "
         f"{result['rounds']} rounds of 2 local epochs (lr 0.3, batch 16), seed 0. "
@@ -195,7 +207,7 @@ def markdown(result: dict[str, Any]) -> str:
         row = [
             f"{_pct(cells[name, a]['test_acc'])} / "
             f"{_pct(cells[name, a]['attack_success_rate'])}"
-            for a in AGGREGATORS
+            for a in COLUMNS
         ]
         lines.append(f"| {name} | " + " | ".join(row) + " |")
     lines += [
@@ -203,13 +215,13 @@ def markdown(result: dict[str, Any]) -> str:
         "Cost of one aggregation (d = 4,810; median of 5 runs, 1 at n = 1,000), "
         "as a ratio of the weighted mean:",
         "",
-        "| n | " + " | ".join(a for a in AGGREGATORS) + " |",
-        "| --- |" + " --- |" * len(AGGREGATORS),
+        "| n | " + " | ".join(a for a in COLUMNS) + " |",
+        "| --- |" + " --- |" * len(COLUMNS),
     ]
     by = {(r["n"], r["aggregator"]): r for r in result["costs"]}
     for n in sorted({r["n"] for r in result["costs"]}):
         row = []
-        for a in AGGREGATORS:
+        for a in COLUMNS:
             r = by.get((n, a))
             row.append(
                 "not run"
