@@ -39,6 +39,7 @@ from blazefl.algorithms import (
     FederatedServer,
     Scaffold,
 )
+from blazefl.algorithms._fedavg import BlazeFLFedAvg
 from blazefl.cli._app import cli
 from blazefl.contrib import (
     FedAvgBaseClientTrainer,
@@ -53,6 +54,7 @@ from blazefl.data import (
     iid_partition,
 )
 from blazefl.models import ModelZoo
+from blazefl.robust import Krum, Median, draw_attackers
 from blazefl.sim import (
     ClientFailed,
     InlineExecutor,
@@ -742,6 +744,118 @@ CASES: list[Case] = [
         _cli("--resume", "{tmp}", "--lr", "0.2"),
         CommandUsageError,
         r"'--resume': \S+ holds no config\.toml; it is not a blazefl run folder",
+    ),
+    # -- attacks and robust aggregation (issue 16) ------------------------------
+    Case(
+        "cli-krum-f-too-large",
+        _cli(
+            "--aggregator",
+            "krum",
+            "--byzantine-f",
+            "5",
+            "--clients",
+            "10",
+            "--sample-ratio",
+            "1",
+        ),
+        CommandUsageError,
+        r"Invalid value for '--byzantine-f': Krum\(f=5\) needs n >= 2f \+ 3 = 13 "
+        r"client updates a round \(Blanchard et al\., 2017: n > 2f \+ 2\), got n=10",
+    ),
+    Case(
+        "cli-bulyan-too-few-clients",
+        _cli("--aggregator", "bulyan", "--attack", "sign-flip"),
+        CommandUsageError,
+        r"Invalid value for '--aggregator': Bulyan\(f=4\) needs n >= 4f \+ 3 = 19 "
+        r"client updates a round .*got n=10.*\(f = 4: the attackers a round can "
+        r"hold, from --attack-fraction 0\.2 of 20 clients; set --byzantine-f",
+    ),
+    Case(
+        "cli-attack-fraction-one",
+        _cli("--attack", "sign-flip", "--attack-fraction", "1"),
+        CommandUsageError,
+        r"Invalid value for '--attack-fraction': must be a finite number in "
+        r"\[0, 1\), got 1\.0",
+    ),
+    Case(
+        "cli-attack-fraction-without-attack",
+        _cli("--attack-fraction", "0.2"),
+        CommandUsageError,
+        r"'--attack-fraction' applies only with --attack",
+    ),
+    Case(
+        "cli-unknown-aggregator",
+        _cli("--aggregator", "krun"),
+        CommandUsageError,
+        r"Invalid value for '--aggregator': 'krun' is not one of 'mean', 'median'",
+    ),
+    Case(
+        "config-unknown-attack",
+        _config_file('attack = "sign_flip"\n'),
+        CommandUsageError,
+        r"Invalid value for '--attack' \(attack in \S+\): 'sign_flip' is not one "
+        r"of 'sign-flip'.*did you mean 'sign-flip'\?",
+    ),
+    Case(
+        "cli-norm-bound-without-bound",
+        _cli("--aggregator", "norm-bound"),
+        CommandUsageError,
+        r"'--aggregator' norm-bound needs --norm-bound M",
+    ),
+    Case(
+        "cli-trim-beta-half",
+        _cli("--aggregator", "trimmed-mean", "--trim-beta", "0.5"),
+        CommandUsageError,
+        r"Invalid value for '--trim-beta': TrimmedMean\(beta=0\.5\): beta, the "
+        r"fraction trimmed from each side, must be in \[0, 0\.5\)",
+    ),
+    Case(
+        "cli-byzantine-f-with-mean",
+        _cli("--byzantine-f", "2"),
+        CommandUsageError,
+        r"'--byzantine-f' applies only with --aggregator median / trimmed-mean / "
+        r"krum / multi-krum / bulyan",
+    ),
+    Case(
+        "cli-attack-strength-nan",
+        _cli("--attack", "noise", "--attack-strength", "nan"),
+        CommandUsageError,
+        r"Invalid value for '--attack-strength': must be a finite number > 0, "
+        r"got nan",
+    ),
+    Case(
+        "cli-label-flip-strength",
+        _cli("--attack", "label-flip", "--attack-strength", "2"),
+        CommandUsageError,
+        r"Invalid value for '--attack-strength': attack 'label-flip' takes no "
+        r"strength",
+    ),
+    Case(
+        "cli-backdoor-not-images",
+        _cli("--attack", "backdoor", "--dataset", "leaf-synthetic"),
+        CommandUsageError,
+        r"stamps a 2x2 trigger on images \(channels, height, width\); the data "
+        r"set's samples have shape \(60,\)",
+    ),
+    Case(
+        "server-krum-f-too-large",
+        lambda _: _server(aggregator=Krum(f=1)),
+        ConfigurationError,
+        r"^Krum\(f=1\) needs n >= 2f \+ 3 = 5 client updates a round "
+        r"\(Blanchard et al\., 2017: n > 2f \+ 2\), got n=4",
+    ),
+    Case(
+        "server-own-arithmetic-aggregator",
+        lambda _: _server(BlazeFLFedAvg(), aggregator=Median()),
+        ConfigurationError,
+        r"^BlazeFLFedAvg computes its own aggregate, so it cannot use the "
+        r"aggregator Median\(f=0\)",
+    ),
+    Case(
+        "attackers-fraction-negative",
+        lambda _: draw_attackers(CLIENTS, -0.25, seed=0),
+        ConfigurationError,
+        r"^the attack fraction must be a finite number in \[0, 1\), got -0\.25$",
     ),
 ]
 

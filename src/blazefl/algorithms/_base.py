@@ -114,6 +114,12 @@ class Algorithm(ABC):
     #: like the model vector (SCAFFOLD's ``delta_c``): the server checks their
     #: shape and dtype against the global model before aggregating.
     uplink_extras: ClassVar[tuple[str, ...]] = ()
+    #: Whether `aggregate` goes through the aggregator seam
+    #: (`blazefl.algorithms.aggregate_model` / `aggregate_delta`), so that the
+    #: server's aggregator (a robust one of `blazefl.robust`) takes the
+    #: weighted mean's place; a server refuses any other aggregator for an
+    #: algorithm that does not declare it.
+    pluggable_aggregation: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         """Check every declared `setting` (a subclass's dataclass fields)."""

@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 
 from blazefl._exceptions import MissingDependencyError
-from blazefl.cli._build import build
+from blazefl.cli._build import Built, build
 from blazefl.cli._config import RunConfig, config_digest
 from blazefl.cli._files import (
     CHECKPOINT,
@@ -34,6 +34,7 @@ from blazefl.cli._files import (
 from blazefl.cli._info import versions
 from blazefl.cli._plot import plot_metrics, read_metrics
 from blazefl.cli._progress import Display, make_display
+from blazefl.cli._robust import robust_summary
 from blazefl.cli._run import AfterRound, Runner, RunOutcome
 from blazefl.sim import configure_logging
 
@@ -85,6 +86,7 @@ def _write_error_message(outcome: RunOutcome, folder: Path) -> str:
 
 def _finish(
     config: RunConfig,
+    built: Built,
     folder: Path,
     display: Display,
     wall: float,
@@ -93,10 +95,13 @@ def _finish(
     display.close()
     rows = read_metrics(folder / METRICS)
     last = rows[-1] if rows else {}
+    final_keys = ["train_loss", "test_loss", "test_acc"]
+    if config.attack is not None:
+        final_keys.append("attack_success_rate")
     summary = {
         "status": "complete",
         "rounds": config.rounds,
-        "final": {k: last.get(k) for k in ("train_loss", "test_loss", "test_acc")},
+        "final": {k: last.get(k) for k in final_keys},
         "best_test_acc": max(
             (r["test_acc"] for r in rows if r.get("test_acc") is not None),
             default=None,
@@ -111,6 +116,7 @@ def _finish(
         "executor": config.executor,
         "workers": config.workers,
         "config_digest": config_digest(config),
+        **robust_summary(config, built.attackers),
         "versions": versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -179,7 +185,7 @@ def execute(
     with make_display(config.rounds, quiet=config.quiet) as display:
         if done >= config.rounds:
             display.note(f"the run in {folder} is complete ({done} rounds)")
-            _finish(config, folder, display, 0.0, resumed_from)
+            _finish(config, built, folder, display, 0.0, resumed_from)
             return 0
         display.header(_header(config, folder, done), done)
         runner = Runner(config, built, folder, display, after_round=after_round)
@@ -198,5 +204,7 @@ def execute(
                 f"{folder}"
             )
             return 1
-        _finish(config, folder, display, time.perf_counter() - started, resumed_from)
+        _finish(
+            config, built, folder, display, time.perf_counter() - started, resumed_from
+        )
     return 0

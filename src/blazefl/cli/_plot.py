@@ -66,8 +66,14 @@ def plot_metrics(folder: Path, output: Path | None = None) -> Path:
         loss_ax.set(xlabel="round", ylabel="loss", title="Loss")
         loss_ax.legend()
         x, y = _series(rows, "test_acc")
-        acc_ax.plot(x, y, marker="o", markersize=3, color="tab:green")
+        acc_ax.plot(x, y, marker="o", markersize=3, color="tab:green", label="test")
         acc_ax.set(xlabel="round", ylabel="test accuracy", title="Test accuracy")
+        x, y = _series(rows, "attack_success_rate")
+        if x:  # an attacked run (--attack)
+            acc_ax.plot(
+                x, y, marker="o", markersize=3, color="tab:red", label="attack success"
+            )
+            acc_ax.legend()
         acc_ax.set_ylim(0, 1)
         for ax in (loss_ax, acc_ax):
             ax.grid(alpha=0.3)
