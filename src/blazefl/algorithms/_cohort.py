@@ -44,7 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = ["CohortTrainer", "cohort_refusal"]
 
-PER_CLIENT = "InlineExecutor, ThreadExecutor, ProcessExecutor or RayExecutor"
+PER_CLIENT = (
+    "InlineExecutor, ThreadExecutor, ProcessExecutor or RayExecutor; "
+    "blazefl run --executor inline, threads, processes or ray"
+)
 # Default memory budget of one chunk when choosing max_cohort automatically.
 _BUDGET_BYTES = 256 * 2**20
 _MAX_AUTO = 256
@@ -163,6 +166,38 @@ class CohortTrainer:
         self._client = client
         self._kind = _update_kind(client.algorithm)
         self._layout = _layout(model)
+        self._check_batchable(model)
+
+    def _check_batchable(self, model: nn.Module) -> None:
+        """One batched step of two clients on a probe sample, so a forward
+        that vmap cannot batch (data-dependent control flow, ``.item()``,
+        in-place writes to inputs) fails at construction, not in round 1."""
+        probe = self._probe_input(model)
+        if probe is None:
+            return
+        params = {
+            n: p.detach().unsqueeze(0).expand(2, *p.shape).clone()
+            for n, p in model.named_parameters()
+            if p.requires_grad
+        }
+        fixed = {
+            n: t
+            for n, t in model.state_dict().items()
+            if n not in self._layout.trainable
+        }
+        x = probe.unsqueeze(0).expand(2, *probe.shape)
+        y = torch.zeros((2, 1), dtype=torch.int64)
+        ones = torch.ones((2, 1), dtype=self._layout.dtype)
+        try:
+            vmap(
+                grad_and_value(lambda p, x, y, m, c: _loss(model, p, fixed, x, y, m, c))
+            )(params, x, y, ones, ones[:, 0])
+        except Exception as exc:  # noqa: BLE001 - any failure means "cannot batch"
+            raise ConfigurationError(
+                "cohort execution cannot run this client work: the model's "
+                f"forward cannot be batched with torch.func.vmap ({type(exc).__name__}"
+                f": {exc}). Run it on a per-client executor ({PER_CLIENT})"
+            ) from exc
 
     def cohort_size(self) -> int:
         """An automatic chunk size: as many clients as fit the memory budget.

@@ -57,7 +57,7 @@ DATASETS = (
     "cifar10",
 )
 PARTITIONS = ("natural", "iid", "dirichlet", "shards", "label-skew", "unbalanced")
-EXECUTORS = ("inline", "threads", "processes", "ray")
+EXECUTORS = ("inline", "threads", "processes", "ray", "cohort")
 LOG_FORMATS = ("console", "json")
 
 # Models that fit each data set's inputs, the first being its default.

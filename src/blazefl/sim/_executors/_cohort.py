@@ -42,7 +42,10 @@ from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, error_info, execut
 
 __all__ = ["CohortExecutor", "CohortMember", "CohortResult", "CohortTrainer"]
 
-_PER_CLIENT = "InlineExecutor, ThreadExecutor, ProcessExecutor or RayExecutor"
+_PER_CLIENT = (
+    "InlineExecutor, ThreadExecutor, ProcessExecutor or RayExecutor; "
+    "blazefl run --executor inline, threads, processes or ray"
+)
 _log = structlog.get_logger("blazefl.cohort")
 
 
