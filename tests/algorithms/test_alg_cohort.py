@@ -10,6 +10,7 @@ runs it is bitwise: run to run, across cohort sizes and across worker counts.
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -61,7 +62,7 @@ def _tiny(shape: tuple[int, ...] = (60,)) -> TensorPartitionedDataset:
     x = torch.randn(sum(sizes), *shape, generator=gen)
     y = torch.randint(0, 10, (sum(sizes),), generator=gen)
     bounds = torch.tensor([0, *sizes]).cumsum(0).tolist()
-    parts = [list(range(a, b)) for a, b in zip(bounds, bounds[1:], strict=False)]
+    parts = [list(range(a, b)) for a, b in itertools.pairwise(bounds)]
     return TensorPartitionedDataset(x, y, parts, x[:20], y[:20], num_classes=10)
 
 
@@ -148,7 +149,8 @@ def test_cohort_matches_per_client_client_by_client(algorithm: Algorithm) -> Non
         ctx = _context(cid, state.copy())
         want = client(ctx, broadcast)
         got = res.result
-        assert isinstance(got, ClientUpdate) and res.state is not None
+        assert isinstance(got, ClientUpdate)
+        assert res.state is not None
         assert got.num_samples == want.num_samples
         assert res.state.rng == ctx.rng.get_state()  # the same draws, bit for bit
         assert (got.params - want.params).abs().max() <= ABS_BOUND

@@ -192,7 +192,7 @@ class CohortTrainer:
             vmap(
                 grad_and_value(lambda p, x, y, m, c: _loss(model, p, fixed, x, y, m, c))
             )(params, x, y, ones, ones[:, 0])
-        except Exception as exc:  # noqa: BLE001 - any failure means "cannot batch"
+        except Exception as exc:
             raise ConfigurationError(
                 "cohort execution cannot run this client work: the model's "
                 f"forward cannot be batched with torch.func.vmap ({type(exc).__name__}"
