@@ -115,7 +115,7 @@ def test_client_batches_match_the_real_loader() -> None:
         seen.extend(y for _, y in loader)
     assert fast.counts == [int(y.shape[0]) for y in seen]
     for step, y in enumerate(seen):
-        assert torch.equal(fast.y[step, : y.shape[0]], y)
+        assert torch.equal(fast.tensors()[1][step, : y.shape[0]], y)
     assert torch.equal(fast_gen.get_state(), slow_gen.get_state())
     assert len(_replay_orders(torch.Generator(), 4, 3)) == 3
 

@@ -32,7 +32,7 @@ from torch.func import functional_call, grad_and_value, vmap
 
 from blazefl._exceptions import ConfigurationError
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate
-from blazefl.algorithms._cohort_data import client_batches
+from blazefl.algorithms._cohort_data import ClientBatches, client_batches
 from blazefl.algorithms._fedprox import FedProx
 from blazefl.algorithms._scaffold import Scaffold
 from blazefl.models import build_model
@@ -145,6 +145,36 @@ def _loss(
     logits = functional_call(model, {**params, **fixed}, (x,))
     per_sample = F.cross_entropy(logits, y, reduction="none")
     return (per_sample * mask).sum() / count
+
+
+def _stack(
+    batches: Sequence[ClientBatches], total: int, b: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The chunk's ``(k, total, b, ...)`` inputs and targets.
+
+    Clients of one shared data set are gathered with one index (steps a
+    client does not take repeat its first row; they are never trained on).
+    """
+    first = batches[0].source
+    if first is not None and all(
+        c.source is not None and c.source[0] is first[0] and c.source[1] is first[1]
+        for c in batches
+    ):
+        rows = torch.empty((len(batches), total, b), dtype=torch.int64)
+        for i, c in enumerate(batches):
+            assert c.rows is not None
+            n = c.rows.shape[0]
+            rows[i, :n] = c.rows
+            rows[i, n:] = c.rows[0, 0]
+        return first[0][rows], first[1][rows]
+    pairs = [c.tensors() for c in batches]
+    x0, y0 = pairs[0]
+    xs = torch.zeros((len(batches), total, b, *x0.shape[2:]), dtype=x0.dtype)
+    ys = torch.zeros((len(batches), total, b), dtype=y0.dtype)
+    for i, (x, y) in enumerate(pairs):
+        xs[i, : x.shape[0]] = x
+        ys[i, : y.shape[0]] = y
+    return xs, ys
 
 
 class CohortTrainer:
@@ -319,16 +349,11 @@ class CohortTrainer:
         steps = [len(b.counts) for _, b, _ in ready]
         total = steps[0]
         b = client.batch_size
-        xs = torch.zeros(
-            (k, total, b, *ready[0][1].x.shape[2:]), dtype=ready[0][1].x.dtype
+        xs, ys = _stack([r[1] for r in ready], total, b)
+        counts = torch.tensor(
+            [r[1].counts + [0] * (total - len(r[1].counts)) for r in ready],
+            dtype=torch.int64,
         )
-        ys = torch.zeros((k, total, b), dtype=ready[0][1].y.dtype)
-        counts = torch.zeros((k, total), dtype=torch.int64)
-        for row, (_, batches, _) in enumerate(ready):
-            n = len(batches.counts)
-            xs[row, :n] = batches.x
-            ys[row, :n] = batches.y
-            counts[row, :n] = torch.tensor(batches.counts)
         xs, ys = xs.to(device), ys.to(device)
         mask = (torch.arange(b).view(1, 1, b) < counts.unsqueeze(2)).to(layout.dtype)
         mask = mask.to(device)

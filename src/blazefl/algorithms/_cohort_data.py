@@ -35,13 +35,26 @@ __all__ = ["ClientBatches", "client_batches", "replay_matches_loader"]
 class ClientBatches:
     """One client's local training data, cut into padded steps.
 
-    ``x``/``y`` are ``(steps, batch_size, ...)``; ``counts[s]`` real samples in
-    step s (the rest of the row is padding that ``mask`` zeroes out).
+    Either ``rows`` (``(steps, batch_size)`` row numbers into ``source``, the
+    data set's shared ``(data, targets)`` tensors: a chunk gathers all its
+    clients' batches in one indexing) or ``x``/``y`` themselves, shaped
+    ``(steps, batch_size, ...)``. ``counts[s]`` real samples in step s (the
+    rest of the row is padding that the loss mask zeroes out).
     """
 
-    x: torch.Tensor
-    y: torch.Tensor
     counts: list[int]
+    x: torch.Tensor | None = None
+    y: torch.Tensor | None = None
+    rows: torch.Tensor | None = None
+    source: tuple[torch.Tensor, torch.Tensor] | None = None
+
+    def tensors(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(x, y)``, gathered from ``source`` if needed."""
+        if self.x is not None and self.y is not None:
+            return self.x, self.y
+        assert self.rows is not None
+        assert self.source is not None
+        return self.source[0][self.rows], self.source[1][self.rows]
 
 
 def _replay_orders(
@@ -105,12 +118,13 @@ def client_batches(
     if view is not None:
         n = len(view)
         per_epoch = -(-n // batch_size)
-        for order in _replay_orders(generator, n, epochs):
-            rows = view.indices[order]
-            x, y = view.data[rows], view.targets[rows]
-            xs.append(_pad(x, per_epoch, batch_size))
-            ys.append(_pad(y, per_epoch, batch_size))
-            counts.extend(min(batch_size, n - i * batch_size) for i in range(per_epoch))
+        last = n - (per_epoch - 1) * batch_size
+        orders = _replay_orders(generator, n, epochs)
+        rows = [_pad(view.indices[order], per_epoch, batch_size) for order in orders]
+        counts = ([batch_size] * (per_epoch - 1) + [last]) * epochs
+        return ClientBatches(
+            counts, rows=torch.cat(rows), source=(view.data, view.targets)
+        )
     else:
         loader = dataset.get_dataloader("train", cid, batch_size, generator)
         for _ in range(epochs):
@@ -124,4 +138,4 @@ def client_batches(
                 xs.append(_pad(x, 1, batch_size))
                 ys.append(_pad(y, 1, batch_size))
                 counts.append(int(y.shape[0]))
-    return ClientBatches(torch.cat(xs), torch.cat(ys), counts)
+    return ClientBatches(counts, x=torch.cat(xs), y=torch.cat(ys))
