@@ -163,11 +163,12 @@ def test_cohort_matches_per_client_client_by_client(algorithm: Algorithm) -> Non
             assert torch.allclose(res.state.data["c"], ctx.state["c"], atol=1e-4)
 
 
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=lambda a: a.name)
-def test_ten_rounds_stay_within_the_bound(algorithm: Algorithm) -> None:
+def test_ten_rounds_stay_within_the_bound(algorithm: Algorithm, model: str) -> None:
     """After 10 rounds the cohort model is within ABS/REL_BOUND of per-client."""
-    want, _ = _run(InlineExecutor(), algorithm, 10)
-    got, _ = _run(CohortExecutor(1, max_cohort=4), algorithm, 10)
+    want, _ = _run(InlineExecutor(), algorithm, 10, model)
+    got, _ = _run(CohortExecutor(1, max_cohort=4), algorithm, 10, model)
     diff = (got - want).abs().max().item()
     assert diff <= ABS_BOUND
     assert diff / want.abs().max().item() <= REL_BOUND
