@@ -5,12 +5,14 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
+import anyio
 import pytest
 import torch
 
 from blazefl._exceptions import ConfigurationError
 from blazefl.algorithms import FedAvg, FederatedClient, FederatedServer
 from blazefl.data import TensorPartitionedDataset
+from blazefl.data._loader import TensorView
 from blazefl.models import ModelZoo
 from blazefl.sim import ClientContext, CohortExecutor, Simulation
 
@@ -122,3 +124,26 @@ def test_failed_round_default_policy_fails_the_round() -> None:
     with pytest.raises(Exception, match=r"client 0"):
         sim.run_sync(1)
     assert torch.equal(server.params, before)
+
+
+@pytest.mark.anyio
+async def test_a_cancelled_round_stops_its_chunk_and_changes_nothing() -> None:
+    """Cancelled while a chunk trains: the round leaves no trace and the next
+    round trains on the same executor."""
+    data = _data()
+    big = torch.randn(20000, 12)
+    data.set_dataset("train", 0, TensorView(big, torch.zeros(20000, dtype=torch.int64)))
+    executor = CohortExecutor(1, max_cohort=N)
+    sim, server = _sim(data, executor)
+    before = server.params.clone()
+    async with sim:
+        with anyio.move_on_after(1.0) as scope:
+            await sim.run_round()
+        assert scope.cancelled_caught
+        assert sim.round == 0
+        assert torch.equal(server.params, before)
+        data.set_dataset(
+            "train", 0, TensorView(big[:7], torch.zeros(7, dtype=torch.int64))
+        )
+        result = await sim.run_round()
+    assert all(c.ok for c in result.clients)
