@@ -147,3 +147,46 @@ async def test_a_cancelled_round_stops_its_chunk_and_changes_nothing() -> None:
         )
         result = await sim.run_round()
     assert all(c.ok for c in result.clients)
+
+
+class _ItemOnBigBatches(torch.nn.Module):
+    """Reads a value with .item() for batches of 2+: fine per client, not under
+    vmap; the construction probe (one sample) does not see it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = torch.nn.Linear(12, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.shape[0] > 1:
+            float(x[0, 0])
+        return self.fc(x)  # type: ignore[no-any-return]
+
+
+class _Selector:
+    def select_model(self, name: str) -> torch.nn.Module:
+        return _ItemOnBigBatches()
+
+
+def test_a_chunk_that_cannot_batch_falls_back_to_one_client_at_a_time() -> None:
+    """The batched step fails at run time: each client runs the per-client
+    path, so the result is bitwise the inline executor's."""
+    from structlog.testing import capture_logs
+
+    from blazefl.sim import InlineExecutor
+
+    def run(executor: Any) -> torch.Tensor:
+        data = _data()
+        server = FederatedServer(
+            FedAvg(), _Selector(), "m", dataset=data, num_clients=N, rounds=1, seed=1
+        )
+        client = FederatedClient(FedAvg(), _Selector(), "m", data, batch_size=4)
+        Simulation(
+            server, client, executor=executor, seed=1, evaluate_every=0
+        ).run_sync()
+        return server.params
+
+    with capture_logs() as logs:
+        got = run(CohortExecutor(1, max_cohort=3))
+    assert torch.equal(got, run(InlineExecutor()))
+    assert [e["event"] for e in logs].count("cohort_chunk_failed") == 2
