@@ -264,7 +264,7 @@ class _Chunk:
         self.arrived: list[ClientJob] = []
         self.waiting = 0
         self.done = anyio.Event()
-        self.stop = _Attempt()
+        self.attempt = _Attempt()
         self.outcomes: dict[int, JobOutcome] = {}
 
 
@@ -304,12 +304,12 @@ class _CohortSession(RoundSession):
         finally:
             chunk.waiting -= 1
             if not chunk.done.is_set() and chunk.waiting == 0:
-                chunk.stop.stop.set()  # nobody waits for this chunk any more
+                chunk.attempt.stop.set()  # nobody waits for this chunk any more
         return chunk.outcomes[job.slot]
 
     async def _train(self, chunk: _Chunk) -> None:
         owner = self._owner
-        attempt = chunk.stop
+        attempt = chunk.attempt
         async with self._slots:
             wid = owner._idle.pop(0)
 
