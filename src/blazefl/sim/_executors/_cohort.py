@@ -136,7 +136,8 @@ class CohortExecutor(Executor):
             None if max_cohort is None else check_int("max_cohort", max_cohort)
         )
         self._size: int | None = self._requested
-        self._trainers: dict[int, CohortTrainer] = {}
+        # The work last vetted by refuse_work and its trainer (by identity).
+        self._vetted: tuple[JobWork, CohortTrainer] | None = None
         self._trainer: CohortTrainer | None = None
         self._caches: dict[int, dict[str, Any]] = {}
         self._idle: list[int] = []
@@ -166,24 +167,22 @@ class CohortExecutor(Executor):
         }
 
     def refuse_work(self, work: JobWork) -> str | None:
-        if id(work) in self._trainers:
+        if self._vetted is not None and self._vetted[0] is work:
             return None
         trainer = _trainer_of(work)
         if isinstance(trainer, str):
             return trainer
-        self._trainers = {id(work): trainer}
+        self._vetted = (work, trainer)
         if self._requested is None:
             self._size = check_int("automatic max_cohort", trainer.cohort_size())
         return None
 
     async def _start(self, work: JobWork) -> None:
-        trainer = self._trainers.get(id(work))
-        if trainer is None:
-            reason = self.refuse_work(work)
-            if reason is not None:
-                raise ConfigurationError(reason)
-            trainer = self._trainers[id(work)]
-        self._trainer = trainer
+        reason = self.refuse_work(work)
+        if reason is not None:
+            raise ConfigurationError(reason)
+        assert self._vetted is not None
+        self._trainer = self._vetted[1]
         self._idle = [next(self._ids) for _ in range(self._workers)]
         self._caches = {wid: {} for wid in self._idle}
 
