@@ -7,6 +7,7 @@ the coordinator starts.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -43,6 +44,7 @@ from blazefl.data._size_partition import SizeGrowth
 from blazefl.models import ModelZoo
 from blazefl.robust import AttackedClient, draw_attackers
 from blazefl.sim import (
+    CohortExecutor,
     Executor,
     InlineExecutor,
     ProcessExecutor,
@@ -50,7 +52,7 @@ from blazefl.sim import (
     ThreadExecutor,
 )
 
-__all__ = ["Built", "build", "build_dataset", "build_partitioner"]
+__all__ = ["Built", "build", "build_dataset", "build_partitioner", "recorded"]
 
 Partitioner = Callable[[torch.Tensor], Sequence[Any]]
 
@@ -153,6 +155,8 @@ _LEAF_CLASSES: dict[str, type[LeafDataset]] = {
 
 
 def _executor(config: RunConfig) -> Executor:
+    if config.executor == "cohort":
+        return CohortExecutor(config.workers, max_cohort=config.max_cohort or None)
     if config.executor == "inline":
         return InlineExecutor()
     if config.executor == "threads":
@@ -211,3 +215,14 @@ def build(config: RunConfig) -> Built:
         evaluate_every=config.evaluate_every,
     )
     return Built(dataset, server, client, simulation, attackers)
+
+
+def recorded(config: RunConfig, built: Built) -> RunConfig:
+    """``config`` with the cohort size the executor chose (``--max-cohort 0``),
+    so config.toml records it and ``--resume`` reuses it."""
+    executor = built.simulation.executor
+    if isinstance(executor, CohortExecutor) and not config.max_cohort:
+        size = executor.max_cohort
+        assert size is not None  # chosen when the simulation was built
+        return dataclasses.replace(config, max_cohort=size)
+    return config

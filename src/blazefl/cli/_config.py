@@ -177,7 +177,19 @@ class RunConfig:
     executor: str = run_setting(
         "threads", None, "Where clients run.", choices=EXECUTORS, resume="free"
     )
-    workers: int = run_setting(2, _INT, "Worker threads or processes.", resume="free")
+    workers: int = run_setting(
+        2,
+        _INT,
+        "Worker threads or processes (--executor cohort: chunks trained at once).",
+        resume="free",
+    )
+    max_cohort: int = run_setting(
+        0,
+        cli_check(partial(check_int, minimum=0)),
+        "With --executor cohort: clients per batched chunk; 0 chooses from the "
+        "model and batch size (the choice is written to config.toml).",
+        resume="free",
+    )
     checkpoint_every: int = run_setting(
         1, _INT, "Checkpoint every K rounds (and after the last).", resume="free"
     )

@@ -17,7 +17,7 @@ from pathlib import Path
 import anyio
 
 from blazefl._exceptions import MissingDependencyError
-from blazefl.cli._build import Built, build
+from blazefl.cli._build import Built, build, recorded
 from blazefl.cli._config import RunConfig, config_digest
 from blazefl.cli._files import (
     CHECKPOINT,
@@ -171,6 +171,7 @@ def execute(
         assert folder is not None
         state = load_resume_state(folder, config)
         built = build(config)
+        config = recorded(config, built)
         if state is not None:
             built.simulation.load_state_dict(state)
         resumed_from = built.simulation.round
@@ -178,6 +179,7 @@ def execute(
         write_config(folder, config)  # records a changed executor or workers
     else:
         built = build(config)
+        config = recorded(config, built)
         folder = folder or default_out(config.algorithm)
         create_folder(folder)
         write_config(folder, config)

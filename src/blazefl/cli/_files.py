@@ -98,6 +98,36 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     _atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
+def _check_executor_family(path: Path, theirs: Any, config: RunConfig) -> None:
+    """Refuse to switch between cohort and per-client training on resume.
+
+    The per-client executors are bitwise equal to each other, so --resume may
+    swap them; cohort training agrees with them only to rounding (see
+    docs/performance.md), so a switch would change the run's numbers; so
+    can another cohort size, for models with convolutions.
+    """
+    before = theirs.get("executor") if isinstance(theirs, dict) else None
+    if not isinstance(before, str):
+        return
+    size = theirs.get("max_cohort") if isinstance(theirs, dict) else None
+    if before == config.executor == "cohort" and config.max_cohort not in (0, size):
+        # Convolutions round differently with another number of clients per
+        # grouped convolution (docs/performance.md): keep the chunking.
+        raise ConfigurationError(
+            f"{path} was written with --max-cohort {size}; another cohort size "
+            "can change the numbers of models with convolutions: resume with "
+            f"--max-cohort {size} (or leave it out)"
+        )
+    if (before == "cohort") != (config.executor == "cohort"):
+        raise ConfigurationError(
+            f"{path} was written with --executor {before}; resuming with "
+            f"--executor {config.executor} would change the run's numbers "
+            "(cohort and per-client training agree to rounding, not bit for "
+            f"bit): resume with --executor {before}"
+            + ("" if before == "cohort" else " (or inline, threads, processes, ray)")
+        )
+
+
 def load_resume_state(folder: Path, config: RunConfig) -> dict[str, Any] | None:
     """The simulation state of ``folder/checkpoint.ckpt`` (None if there is none).
 
@@ -111,6 +141,7 @@ def load_resume_state(folder: Path, config: RunConfig) -> dict[str, Any] | None:
     sim_state = state.get("sim")
     if not isinstance(sim_state, dict) or "config_digest" not in state:
         raise ConfigurationError(f"{path} is not a blazefl run checkpoint")
+    _check_executor_family(path, state.get("config"), config)
     if state["config_digest"] != config_digest(config):
         theirs = state.get("config")
         theirs = theirs if isinstance(theirs, dict) else {}

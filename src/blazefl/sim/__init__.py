@@ -30,6 +30,12 @@ from blazefl.sim._events import (
     RoundStarted,
 )
 from blazefl.sim._executors._base import Executor, RoundSession
+from blazefl.sim._executors._cohort import (
+    CohortExecutor,
+    CohortMember,
+    CohortResult,
+    CohortTrainer,
+)
 from blazefl.sim._executors._inline import InlineExecutor
 from blazefl.sim._executors._processes import ProcessExecutor
 from blazefl.sim._executors._ray import RayExecutor
@@ -45,6 +51,10 @@ __all__ = [
     "Simulation",
     "ServerHandler",
     # executors
+    "CohortExecutor",
+    "CohortMember",
+    "CohortResult",
+    "CohortTrainer",
     "Executor",
     "InlineExecutor",
     "ProcessExecutor",

@@ -185,6 +185,7 @@ class RoundRunner:
             self.executor.round(index, payload) as session,
             anyio.create_task_group() as tg,
         ):
+            session.expect(jobs)
             for job in jobs:
                 tg.start_soon(self._one, session, admit, job, buffer, on_outcome)
         return list(buffer)
