@@ -122,6 +122,7 @@ def estimate_memory(
     workers: int,
     worker_processes: int = 0,
     data_copies: int = 1,
+    data_bytes: int = 0,
     partitions: int | None = None,
     states_on_disk: bool = False,
     server_vectors: int = 0,
@@ -135,6 +136,7 @@ def estimate_memory(
     processes of their own (each holds the data set's index views and an
     interpreter); ``data_copies`` how many copies of the training samples
     are alive at the peak (2 when a generated set is repartitioned);
+    ``data_bytes`` data known only as a whole (the files a reader loads);
     ``partitions`` how many client partitions the data set holds (default:
     ``clients``; 0 for work that brings its own data);
     ``server_vectors`` / ``client_vectors`` / ``uplink_extras`` how many
@@ -143,9 +145,9 @@ def estimate_memory(
     """
     model = model_params * _FLOAT_BYTES
     per_sample = sample_bytes + SAMPLE_OVERHEAD_BYTES
-    data = (train_samples * data_copies + test_samples) * per_sample + (
-        clients if partitions is None else partitions
-    ) * CLIENT_BYTES * (1 + worker_processes)
+    samples = train_samples * data_copies + test_samples
+    views = (clients if partitions is None else partitions) * (1 + worker_processes)
+    data = data_bytes + samples * per_sample + views * CLIENT_BYTES
     models = (_SERVER_MODEL_COPIES + server_vectors) * model + (
         _WORKER_MODEL_COPIES * model * workers
     )

