@@ -164,7 +164,8 @@ def test_leaf_file_sets_count_their_files_and_real_model(
     make = _LEAF_USERS[dataset]
     write_split(tmp_path / "train", [{u: make(rng, 6, u) for u in names}])
     write_split(tmp_path / "test", [{u: make(rng, 2, u) for u in names}])
-    files = sum(f.stat().st_size for f in tmp_path.rglob("*") if f.is_file())
+    files = sum(f.stat().st_size for f in tmp_path.glob("*/*.json"))
+    (tmp_path / "notes.txt").write_text("not read, not counted")
     config = resolve(
         {"dataset": dataset, "data_dir": str(tmp_path), "clients": 3, "rounds": 1}
     )

@@ -1,9 +1,10 @@
 """The memory check of `blazefl run`: a run's sizes from its `RunConfig` alone.
 
-`check_run_memory` runs before anything is built (no data generated or read,
-the model made on the ``meta`` device, which allocates nothing), estimates
-the run with `blazefl._memory.estimate_memory` and refuses it, with the
-estimate and the limit, when it cannot fit; ``--no-memory-check`` skips it.
+`check_run_memory` runs before anything is built: no data is generated or
+read (LEAF's file sets are sized by their files' bytes) and the model is made
+on the ``meta`` device, which allocates nothing. It estimates the run with
+`blazefl._memory.estimate_memory` and refuses it, with the estimate and the
+limit, when it cannot fit; ``--no-memory-check`` skips it.
 The sizes of the built-in data sets are stated here, and
 tests/cli/test_cli_memory.py checks them against the data sets themselves.
 """
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import stat
 from dataclasses import dataclass
 
 import torch
@@ -83,17 +83,18 @@ DATASET_SIZES: dict[str, DatasetSize] = {
 
 
 def _files_bytes(folder: str | None) -> int:
-    """The size of the regular files under ``folder`` (0 if it is unreadable:
-    building the data set then reports the folder's own error)."""
+    """The size of LEAF's ``train/*.json`` and ``test/*.json`` under
+    ``folder``, what its reader loads (0 for what cannot be read: building
+    the data set then reports it)."""
     if folder is None:
         return 0
     total = 0
-    for root, _, names in os.walk(folder):
-        for name in names:
-            with contextlib.suppress(OSError):
-                info = os.stat(os.path.join(root, name))
-                if stat.S_ISREG(info.st_mode):
-                    total += info.st_size
+    for split in ("train", "test"):
+        with contextlib.suppress(OSError):
+            for entry in os.scandir(os.path.join(folder, split)):
+                with contextlib.suppress(OSError):
+                    if entry.name.endswith(".json") and entry.is_file():
+                        total += entry.stat().st_size
     return total
 
 
