@@ -175,12 +175,14 @@ def _resume_edited_run(tmp_path: Path) -> None:
     _cli("--resume", out)(tmp_path)
 
 
-def _resume_edited_metrics(line: bytes) -> Callable[[Path], None]:
-    """A finished run with ``line`` (and a newline) added to metrics.jsonl."""
+def _resume_edited_metrics(
+    line: bytes, log: str = "metrics.jsonl"
+) -> Callable[[Path], None]:
+    """A finished run with ``line`` (and a newline) added to ``log``."""
 
     def trigger(tmp_path: Path) -> None:
         out = _finished_run(tmp_path)
-        with (out / "metrics.jsonl").open("ab") as f:
+        with (out / log).open("ab") as f:
             f.write(line + b"\n")
         _cli("--resume", out)(tmp_path)
 
@@ -881,6 +883,15 @@ CASES: list[Case] = [
         _resume_edited_metrics(b'{"round": "two"}'),
         CommandUsageError,
         r"metrics\.jsonl line 2: 'round' must be an integer >= 1, got 'two'",
+    ),
+    Case(
+        "cli-resume-events-line-wrong-round",
+        _resume_edited_metrics(
+            b'{"event": "round_started", "round": -1}', "events.jsonl"
+        ),
+        CommandUsageError,
+        r"events\.jsonl line \d+: 'round' must be an integer >= 0, got -1; "
+        r"blazefl wrote no such line: fix or delete it",
     ),
     Case(
         "cli-resume-metrics-line-not-utf8",
