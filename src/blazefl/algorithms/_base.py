@@ -120,6 +120,10 @@ class Algorithm(ABC):
     #: weighted mean's place; a server refuses any other aggregator for an
     #: algorithm that does not declare it.
     pluggable_aggregation: ClassVar[bool] = False
+    #: How many tensors shaped like the model vector `client_update` keeps in
+    #: ``ctx.state`` per client (SCAFFOLD's control variate): `blazefl run`'s
+    #: memory estimate counts them for every client whose state is kept.
+    client_state_vectors: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
         """Check every declared `setting` (a subclass's dataclass fields)."""

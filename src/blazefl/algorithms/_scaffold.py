@@ -69,6 +69,7 @@ class Scaffold(Algorithm):
     name: ClassVar[str] = "scaffold"
     uplink_extras: ClassVar[tuple[str, ...]] = ("delta_c",)
     pluggable_aggregation: ClassVar[bool] = True
+    client_state_vectors: ClassVar[int] = 1  # c_i in ctx.state
     num_clients: int = setting(
         1, check_count, "N, the federation's size.", federation_size=True
     )

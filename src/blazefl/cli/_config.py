@@ -199,6 +199,13 @@ class RunConfig:
         "Evaluate on the test split every K rounds (and after the last); 0: never.",
         resume="free",
     )
+    no_memory_check: bool = run_setting(
+        False,
+        flag,
+        "Run even when the memory estimate exceeds what this machine has "
+        "available (see docs/reliability.md).",
+        resume="free",
+    )
     data_dir: str | None = run_setting(
         None,
         text,

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from blazefl.cli._config import (
     RunConfig,
     config_digest,
 )
+from blazefl.cli._jsonl import Check, events_problem, metrics_problem, read_records
 from blazefl.cli._toml import dump_toml
 from blazefl.sim import load_checkpoint
 
@@ -163,17 +165,10 @@ def load_resume_state(folder: Path, config: RunConfig) -> dict[str, Any] | None:
     return sim_state
 
 
-def _keep_lines(path: Path, keep: Any) -> None:
+def _keep_lines(path: Path, check: Check, keep: Callable[[int], bool]) -> None:
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:  # a line torn by a kill
-            continue
-        if isinstance(record, dict) and keep(record):
-            kept.append(line + "\n")
+    kept = [line + "\n" for line, r in read_records(path, check) if keep(r["round"])]
     _atomic_write(path, "".join(kept))
 
 
@@ -182,6 +177,8 @@ def truncate_logs(folder: Path, rounds_done: int) -> None:
 
     metrics.jsonl rounds count from 1 (keep ``round <= rounds_done``); events
     carry the coordinator's 0-based round index (keep ``round < rounds_done``).
+    A line torn by a kill (the last, without its newline) is dropped; a line
+    blazefl did not write is refused (`blazefl.cli._jsonl`).
     """
-    _keep_lines(folder / METRICS, lambda r: r.get("round", 0) <= rounds_done)
-    _keep_lines(folder / EVENTS, lambda r: r.get("round", 0) < rounds_done)
+    _keep_lines(folder / METRICS, metrics_problem, lambda r: r <= rounds_done)
+    _keep_lines(folder / EVENTS, events_problem, lambda r: r < rounds_done)

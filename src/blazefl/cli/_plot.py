@@ -6,26 +6,21 @@ and only when a plot is drawn: at the end of a run and by `blazefl plot`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from blazefl._exceptions import ConfigurationError, MissingDependencyError
+from blazefl.cli._jsonl import metrics_problem, read_records
 
 __all__ = ["plot_metrics", "read_metrics"]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a ``metrics.jsonl`` (a torn last line is skipped)."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "round" in row:
-            rows.append(row)
-    return rows
+    """The rows of a ``metrics.jsonl`` (a torn last line is skipped).
+
+    Raises `ConfigurationError` naming a line blazefl did not write.
+    """
+    return [row for _, row in read_records(path, metrics_problem)]
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:

@@ -13,6 +13,7 @@
 """
 
 from blazefl import _exports
+from blazefl._memory import MemoryEstimate, MemoryLimit, estimate_memory, memory_limit
 from blazefl.sim import abc as abc
 from blazefl.sim._checkpoint import (
     CHECKPOINT_FORMAT,
@@ -81,6 +82,11 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "load_checkpoint",
     "save_checkpoint",
+    # memory: will a run fit?
+    "MemoryEstimate",
+    "MemoryLimit",
+    "estimate_memory",
+    "memory_limit",
     # utilities
     "configure_logging",
     "gil_enabled",
