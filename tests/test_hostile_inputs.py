@@ -977,6 +977,7 @@ CASES: list[Case] = [
         lambda _: draw_attackers(CLIENTS, -0.25, seed=0),
         ConfigurationError,
         r"^the attack fraction must be a finite number in \[0, 1\), got -0\.25$",
+    ),
     Case(
         "cli-resume-checkpoint-not-torch",
         _resume_non_torch_checkpoint,
