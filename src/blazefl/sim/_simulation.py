@@ -162,7 +162,14 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         if self._hub.closed:  # started again after a close
             self._hub = EventHub(self._log)
         gil_at_start = self._gil.restart()
-        await self.executor.start(self._runner.adapter.work)
+        # First: a client-state file claimed by another run stops the start
+        # before any worker exists.
+        await anyio.to_thread.run_sync(self._runner.states.open)
+        try:
+            await self.executor.start(self._runner.adapter.work)
+        except BaseException:
+            self._runner.states.close()
+            raise
         self._log.info(
             "simulation_started",
             **self.executor.describe(),
