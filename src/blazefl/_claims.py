@@ -170,7 +170,7 @@ def _holder(fd: int) -> str:
     if not isinstance(pid, int) or isinstance(pid, bool):
         return "a process that has not recorded itself yet"
     if pid == os.getpid() and host == socket.gethostname():
-        who = f"this process (pid {pid}; another Simulation or store object)"
+        who = f"this process (pid {pid}, through another object)"
     else:
         who = f"pid {pid} on {host}"
     since, command = record.get("since"), record.get("command")

@@ -51,7 +51,7 @@ def _newest_row(path: Path) -> tuple[int, int, str]:
 def _in_use(path: Path) -> str:
     return (
         rf"^client_state_path '{re.escape(str(path))}' is in use by another run: "
-        rf"this process \(pid {os.getpid()}; another Simulation or store object\), "
+        rf"this process \(pid {os.getpid()}, through another object\), "
         r"since \S+ \(.*\); one run at a time may use a client-state file"
     )
 

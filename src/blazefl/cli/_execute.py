@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import signal
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import anyio
 
 from blazefl._exceptions import MissingDependencyError
-from blazefl.cli._build import build
+from blazefl.cli._build import Built, build
 from blazefl.cli._config import RunConfig, config_digest
 from blazefl.cli._files import (
     CHECKPOINT,
     METRICS,
     PLOT,
     SUMMARY,
+    claim_folder,
     create_folder,
     default_out,
     load_resume_state,
@@ -152,8 +154,10 @@ def execute(
     """Run (or resume) a federation into its run folder; return the exit code.
 
     Raises `ConfigurationError` for a bad configuration, folder or checkpoint,
-    before any round runs. ``after_round`` goes to the `Runner` (an observer
-    awaited after each committed round; none for ``blazefl run``).
+    before any round runs, and `InUseError` (one of them) for a folder another
+    run holds. The folder is claimed from before its checkpoint is read until
+    the run ends. ``after_round`` goes to the `Runner` (an observer awaited
+    after each committed round; none for ``blazefl run``).
     """
     started = time.perf_counter()
     if config.log_format == "json":
@@ -161,22 +165,44 @@ def execute(
     else:
         configure_logging("console", level="warning")
     resumed_from: int | None = None
-    if resume:
-        assert folder is not None
-        state = load_resume_state(folder, config)
-        built = build(config)
-        if state is not None:
-            built.simulation.load_state_dict(state)
-        resumed_from = built.simulation.round
-        truncate_logs(folder, resumed_from)
-        write_config(folder, config)  # records a changed executor or workers
-    else:
-        built = build(config)
-        folder = folder or default_out(config.algorithm)
-        create_folder(folder)
-        write_config(folder, config)
+    notes: list[str] = []
+    with ExitStack() as held:
+        if resume:
+            assert folder is not None
+            held.enter_context(claim_folder(folder))
+            state = load_resume_state(folder, config)
+            built = build(config)
+            if state is not None:
+                built.simulation.load_state_dict(state)
+            else:
+                notes.append(
+                    f"blazefl: {folder} holds no checkpoint yet; the run starts "
+                    "again from round 1"
+                )
+            resumed_from = built.simulation.round
+            notes += [f"blazefl: {n}" for n in truncate_logs(folder, resumed_from)]
+            write_config(folder, config)  # records a changed executor or workers
+        else:
+            built = build(config)
+            folder = folder or default_out(config.algorithm)
+            held.enter_context(create_folder(folder))
+            write_config(folder, config)
+        return _run(config, folder, built, notes, resumed_from, started, after_round)
+
+
+def _run(
+    config: RunConfig,
+    folder: Path,
+    built: Built,
+    notes: list[str],
+    resumed_from: int | None,
+    started: float,
+    after_round: AfterRound | None,
+) -> int:
     done = built.simulation.round
     with make_display(config.rounds, quiet=config.quiet) as display:
+        for note in notes:
+            display.note(note)
         if done >= config.rounds:
             display.note(f"the run in {folder} is complete ({done} rounds)")
             _finish(config, folder, display, 0.0, resumed_from)
