@@ -192,7 +192,7 @@ def load_resume_state(folder: Path, config: RunConfig) -> dict[str, Any] | None:
     return sim_state
 
 
-class Dropped:
+class _Dropped:
     """Lines cut from a log on resume: past the checkpoint, or unreadable."""
 
     def __init__(self, name: str) -> None:
@@ -221,8 +221,8 @@ class Dropped:
         return f"{self.name}: dropped " + " and ".join(parts)
 
 
-def _keep_lines(path: Path, keep: Any) -> Dropped:
-    dropped = Dropped(path.name)
+def _keep_lines(path: Path, keep: Any) -> _Dropped:
+    dropped = _Dropped(path.name)
     if not path.exists():
         return dropped
     kept = []
