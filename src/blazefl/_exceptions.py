@@ -4,6 +4,8 @@ The tree::
 
     BlazeFLError                 root: catch this to catch everything below
     ├── ConfigurationError       a bad argument or setting (also a ValueError)
+    │   ├── InUseError           a file or run folder is claimed by another run
+    │   └── IntegrityError       stored data fails its digest or its checkpoint
     ├── MissingDependencyError   an optional extra is missing (also an ImportError)
     ├── ClientError              one client's work failed (the work raised)
     │   ├── ClientTimeoutError   a client ran past its per-client timeout
@@ -30,6 +32,8 @@ __all__ = [
     "ClientTimeoutError",
     "ConfigurationError",
     "ExecutorClosedError",
+    "InUseError",
+    "IntegrityError",
     "MissingDependencyError",
     "NonFiniteUpdateError",
     "RoundFailedError",
@@ -45,6 +49,17 @@ class BlazeFLError(Exception):
 
 class ConfigurationError(BlazeFLError, ValueError):
     """Raised early, at construction, when an argument or setting is invalid."""
+
+
+class InUseError(ConfigurationError):
+    """Raised when a client-state file or a run folder is claimed by another run
+    (its message names the holder: pid, host, start time and command)."""
+
+
+class IntegrityError(ConfigurationError):
+    """Raised when stored data fails its check: a client state on disk whose
+    digest does not match, or a state file that is not the one a checkpoint
+    refers to."""
 
 
 class MissingDependencyError(BlazeFLError, ImportError):
