@@ -99,7 +99,8 @@ def cli() -> None:
     "--resume",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Continue the run in this folder from its checkpoint. Other options "
-    "must match its config.toml, except --executor, --workers, --ray-address, "
+    "must match its config.toml, except --executor, --workers, --max-cohort, "
+    "--ray-address, "
     "--checkpoint-every, --evaluate-every, --no-memory-check, --data-dir, --quiet "
     "and --log-format.",
 )
