@@ -31,7 +31,7 @@ from blazefl.cli._files import (
     write_config,
     write_json,
 )
-from blazefl.cli._info import versions
+from blazefl.cli._info import git_commit, versions
 from blazefl.cli._plot import plot_metrics, read_metrics
 from blazefl.cli._progress import Display, make_display
 from blazefl.cli._run import AfterRound, Runner, RunOutcome
@@ -112,6 +112,7 @@ def _finish(
         "workers": config.workers,
         "config_digest": config_digest(config),
         "versions": versions(),
+        "git": git_commit(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json(folder / SUMMARY, summary)

@@ -14,7 +14,20 @@ from pathlib import Path
 from blazefl._exceptions import ConfigurationError
 from blazefl.cli._config import CHECKS, KEYS
 
-__all__ = ["dump_toml", "read_config_file"]
+__all__ = ["check_config_values", "dump_toml", "load_toml", "read_config_file"]
+
+
+def load_toml(path: Path) -> dict[str, object]:
+    """A TOML file as parsed; `ConfigurationError` if unreadable or invalid."""
+    import tomllib  # here, not at the top: `blazefl --help` never needs it
+
+    try:
+        with path.open("rb") as f:
+            return tomllib.load(f)
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read config file {path}: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
 
 
 def read_config_file(path: Path) -> dict[str, object]:
@@ -24,15 +37,11 @@ def read_config_file(path: Path) -> dict[str, object]:
     given twice (``batch-size`` and ``batch_size``) and unknown keys (with the
     closest known key as a suggestion).
     """
-    import tomllib  # here, not at the top: `blazefl --help` never needs it
+    return check_config_values(load_toml(path), path)
 
-    try:
-        with path.open("rb") as f:
-            raw = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read config file {path}: {exc}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
+
+def check_config_values(raw: dict[str, object], path: Path) -> dict[str, object]:
+    """The flat settings of a parsed config file, checked (see above)."""
     values: dict[str, object] = {}
     for raw_key, value in raw.items():
         key = raw_key.replace("-", "_")
