@@ -106,10 +106,10 @@ def plot_study(
             [s.label.replace(", ", "\n") for s in drawn],
             fontsize="small",
         )
-        for x, m in zip(positions, means, strict=True):
+        for place, m in zip(positions, means, strict=True):
             ax.annotate(
                 f"{m:.3f}",
-                (x, m),
+                (place, m),
                 xytext=(0, 3),
                 textcoords="offset points",
                 ha="right",

@@ -40,7 +40,7 @@ from contextlib import suppress
 from multiprocessing.connection import Connection, wait
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from blazefl._exceptions import ConfigurationError
 from blazefl.cli._files import CONFIG, METRICS, SUMMARY, write_json
@@ -221,10 +221,13 @@ def run_sweep(
                 busy[worker.conn] = (worker, i)
                 entry["status"] = states[i].status = "running"
                 write_json(folder / MANIFEST, manifest)
-            for conn in wait(list(busy), timeout=_POLL):
-                worker, i = busy.pop(conn)  # type: ignore[call-overload]
+            for ready in wait(list(busy), timeout=_POLL):
+                conn = cast(Connection, ready)
+                worker, i = busy.pop(conn)
+                code: int
+                error: str | None
                 try:
-                    _, code, error = conn.recv()  # type: ignore[union-attr]
+                    _, code, error = conn.recv()
                 except (EOFError, OSError):
                     code, error = 1, f"worker process died ({worker.process.exitcode})"
                     worker.stop()
