@@ -209,3 +209,37 @@ def test_resume_after_kill_9_gives_the_uninterrupted_summary(tmp_path: Path) -> 
             final_params(reference / entry["folder"]),
         )
         assert metrics(killed / entry["folder"]) == metrics(reference / entry["folder"])
+
+
+@pytest.mark.timeout(600)
+def test_sigint_stops_the_sweep_with_checkpoints_and_resume_finishes(
+    tmp_path: Path,
+) -> None:
+    """SIGINT to the sweep: its run saves a checkpoint, exit 130, --resume ends it."""
+    out = tmp_path / "sweep"
+    args = [*SMALL, "--rounds", "8", "--seeds", "0-1", "--out", str(out), "--quiet"]
+    with (tmp_path / "sweep.log").open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "blazefl.cli", "sweep", *args],
+            stdout=log,
+            stderr=log,
+        )
+    first = out / "runs" / "000-seed0"
+    try:
+        assert wait_until(lambda: (first / "checkpoint.ckpt").exists(), 300)
+        process.send_signal(signal.SIGINT)
+        assert process.wait(60) == 130, (tmp_path / "sweep.log").read_text()
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    runs = _manifest(out)["runs"]
+    assert runs[0]["status"] in ("interrupted", "complete")
+    assert runs[1]["status"] in ("pending", "interrupted")
+    assert "blazefl sweep --resume" in (tmp_path / "sweep.log").read_text()
+
+    result = invoke("sweep", "--resume", out, "--quiet")
+
+    assert result.exit_code == 0, result.output
+    assert {e["status"] for e in _manifest(out)["runs"]} == {"complete"}
+    assert len(_rows(out / "summary.csv")) == 1

@@ -206,6 +206,15 @@ def _shown(stat: Stat, digits: int) -> str:
     return f"{stat.mean:.{digits}f} ± {stat.ci95_high - stat.mean:.{digits}f}"
 
 
+def _reached(s: SettingSummary, name: str) -> str:
+    """A cell of the table; rounds_to_target says how many seeds reached it."""
+    shown = _shown(s.stats[name], _DIGITS.get(name, 2))
+    n = s.stats[name].n
+    if name == "rounds_to_target" and n < s.n_seeds:
+        shown += f" ({n} of {s.n_seeds})"
+    return shown
+
+
 _DIGITS = {"final_acc": 3, "best_acc": 3, "final_loss": 4, "rounds_to_target": 1}
 
 
@@ -219,7 +228,7 @@ def _table(
             *(str(s.point.get(k)) for k in keys),
             str(s.n_seeds),
             str(s.n_failed),
-            *(_shown(s.stats[name], _DIGITS.get(name, 2)) for name in stats),
+            *(_reached(s, name) for name in stats),
         ]
         for s in summaries
     ]
@@ -245,9 +254,10 @@ def markdown_text(
         _NOTE,
     ]
     if target_acc is not None:
+        lines.append("")
         lines.append(
             f"rounds_to_target: first round with test accuracy >= {target_acc}, "
-            "over the seeds that reached it."
+            "over the seeds that reached it ((k of n) when not all did)."
         )
     return "\n".join(lines) + "\n"
 

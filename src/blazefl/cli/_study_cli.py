@@ -234,7 +234,9 @@ def compare(paths: Sequence[Path], out: Path | None, target_acc: float | None) -
     keys = [
         k
         for k in KEYS
-        if k not in ignored and len({repr(c.get(k)) for c in configs if c}) > 1
+        if k not in ignored
+        # an algorithm's own setting varies only if two runs that have it differ
+        and len({repr(c[k]) for c in configs if c.get(k) is not None}) > 1
     ]
     records = [
         RunRecord(

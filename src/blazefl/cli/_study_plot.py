@@ -109,10 +109,10 @@ def plot_study(
         for place, m in zip(positions, means, strict=True):
             ax.annotate(
                 f"{m:.3f}",
-                (place, m),
+                (place - 0.38, m),
                 xytext=(0, 3),
                 textcoords="offset points",
-                ha="right",
+                ha="left",
                 fontsize="small",
             )
         ax.set(
