@@ -100,7 +100,8 @@ def cli() -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Continue the run in this folder from its checkpoint. Other options "
     "must match its config.toml, except --executor, --workers, --ray-address, "
-    "--checkpoint-every, --evaluate-every, --data-dir, --quiet and --log-format.",
+    "--checkpoint-every, --evaluate-every, --data-dir, --track, --quiet and "
+    "--log-format.",
 )
 def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     """Train a federation and write its run folder.

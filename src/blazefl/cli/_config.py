@@ -114,6 +114,12 @@ def _required(check: Callable[[object], Any] | None) -> Callable[[object], Any]:
     return check
 
 
+def _track(value: object) -> str:
+    from blazefl.cli._track import check_track  # only when --track is given
+
+    return check_track(value)
+
+
 _INT = cli_check(check_int)
 _POSITIVE = cli_check(check_number)
 _NON_NEGATIVE = cli_check(partial(check_number, allow_zero=True))
@@ -197,6 +203,15 @@ class RunConfig:
         resume="free",
         kind=str,
         metavar="ADDR",
+    )
+    track: str | None = run_setting(
+        None,
+        _track,
+        "Experiment tracking into the run folder: tensorboard, mlflow or "
+        "tensorboard,mlflow (needs the 'track' extra; nothing leaves the machine).",
+        resume="free",
+        kind=str,
+        metavar="LIST",
     )
     out: str | None = run_setting(
         None,

@@ -35,6 +35,7 @@ from blazefl.cli._info import git_commit, versions
 from blazefl.cli._plot import plot_metrics, read_metrics
 from blazefl.cli._progress import Display, make_display
 from blazefl.cli._run import AfterRound, Runner, RunOutcome
+from blazefl.cli._track import open_tracking
 from blazefl.sim import configure_logging
 
 __all__ = ["EXIT_CHECKPOINT_WRITE", "execute"]
@@ -183,21 +184,44 @@ def execute(
             _finish(config, folder, display, 0.0, resumed_from)
             return 0
         display.header(_header(config, folder, done), done)
-        runner = Runner(config, built, folder, display, after_round=after_round)
-        outcome = anyio.run(runner.run)
-        if outcome.checkpoint_error is not None or outcome.log_error is not None:
-            display.note(_write_error_message(outcome, folder))
-            return EXIT_CHECKPOINT_WRITE
-        if outcome.signal is not None:
-            display.note(_interrupt_message(outcome, folder))
-            return 128 + outcome.signal
-        if outcome.error is not None:
-            k = outcome.checkpoint_round
-            display.note(
-                f"error: {outcome.error}\nthe run stopped after round {k}; the run "
-                f"folder holds its checkpoint; continue with: blazefl run --resume "
-                f"{folder}"
+        tracking = open_tracking(config.track, folder, config.saved, done)
+        code: int | None = None
+        complete = False
+        try:
+            runner = Runner(
+                config,
+                built,
+                folder,
+                display,
+                after_round=after_round,
+                tracking=tracking,
             )
-            return 1
-        _finish(config, folder, display, time.perf_counter() - started, resumed_from)
-    return 0
+            outcome = anyio.run(runner.run)
+            code = _report(outcome, folder, display)
+            if code is None:
+                wall = time.perf_counter() - started
+                _finish(config, folder, display, wall, resumed_from)
+                complete = True
+        finally:
+            if tracking is not None:
+                tracking.close(folder, complete)
+    return code or 0
+
+
+def _report(outcome: RunOutcome, folder: Path, display: Display) -> int | None:
+    """The exit code of a run that did not complete (and its message), or None."""
+    if outcome.checkpoint_error is not None or outcome.log_error is not None:
+        display.note(_write_error_message(outcome, folder))
+        return EXIT_CHECKPOINT_WRITE
+    if outcome.signal is not None:
+        display.note(_interrupt_message(outcome, folder))
+        return 128 + outcome.signal
+    if outcome.error is not None:
+        k = outcome.checkpoint_round
+        display.note(
+            f"error: {outcome.error}\nthe run stopped after round {k}; the run "
+            f"folder holds its checkpoint; continue with: blazefl run --resume "
+            f"{folder}"
+        )
+        return 1
+    return None
