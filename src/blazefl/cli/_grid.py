@@ -241,7 +241,7 @@ def _label(point: Mapping[str, Any]) -> str:
 
 
 def _describe(point: Mapping[str, Any]) -> str:
-    return ", ".join(f"{k}={v!r}" for k, v in point.items()) or "(no grid)"
+    return ", ".join(f"{k}={v!r}" for k, v in point.items())
 
 
 def plan_sweep(
@@ -303,6 +303,8 @@ def plan_sweep(
                     {**fixed, **point, "seed": seed}, file_fixed, file_name
                 )
             except ConfigurationError as exc:
+                if not point:  # the fixed settings alone: the error as is
+                    raise
                 raise ConfigurationError(
                     f"grid point {_describe(point)} cannot run: {exc}"
                 ) from None
