@@ -41,6 +41,7 @@ from blazefl.cli._checks import (
     EXECUTORS,
     FILE_DATASETS,
     KNOBS,
+    LEAF_DATASETS,
     LOG_FORMATS,
     MODELS,
     PARTITIONS,
@@ -50,6 +51,7 @@ from blazefl.cli._checks import (
     flag,
     text,
 )
+from blazefl.cli._track import TRACK_HELP, check_track
 
 __all__ = [
     "CHECKS",
@@ -112,12 +114,6 @@ def _required(check: Callable[[object], Any] | None) -> Callable[[object], Any]:
     if check is None:
         raise TypeError("a run setting needs a check or choices")
     return check
-
-
-def _track(value: object) -> str:
-    from blazefl.cli._track import check_track  # only when --track is given
-
-    return check_track(value)
 
 
 _INT = cli_check(check_int)
@@ -205,13 +201,7 @@ class RunConfig:
         metavar="ADDR",
     )
     track: str | None = run_setting(
-        None,
-        _track,
-        "Experiment tracking into the run folder: tensorboard, mlflow or "
-        "tensorboard,mlflow (needs the 'track' extra; nothing leaves the machine).",
-        resume="free",
-        kind=str,
-        metavar="LIST",
+        None, check_track, TRACK_HELP, resume="free", kind=str, metavar="LIST"
     )
     out: str | None = run_setting(
         None,
@@ -370,6 +360,13 @@ def _finish(checked: dict[str, Any], sources: Mapping[str, str]) -> RunConfig:
                 f"Invalid value for {_where('data_dir', sources)}: {folder!r} is "
                 "not a folder"
             )
+    partition = checked.get("partition", "natural")
+    if dataset in LEAF_DATASETS and partition != "natural":
+        raise ConfigurationError(
+            f"Invalid value for {_where('partition', sources)}: --dataset "
+            f"{dataset} keeps LEAF's natural split (one client per user); use "
+            f"--partition natural, not {partition!r}"
+        )
     config = RunConfig(**{k: v for k, v in checked.items() if k in RUN_SETTINGS})
     if config.clients_per_round < 1:
         raise ConfigurationError(

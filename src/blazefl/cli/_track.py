@@ -31,9 +31,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TRACKERS", "Tracking", "check_track", "open_tracking"]
+__all__ = ["TRACKERS", "TRACK_HELP", "Tracking", "check_track", "open_tracking"]
 
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}
+#: ``--track``'s help line (the `RunConfig` field's).
+TRACK_HELP = (
+    "Experiment tracking into the run folder: tensorboard, mlflow or "
+    "tensorboard,mlflow (needs the 'track' extra; nothing leaves the machine)."
+)
 _SCALARS = ("train_loss", "test_loss", "test_acc", "seconds")
 _RUN_ID = "mlflow_run_id"
 
