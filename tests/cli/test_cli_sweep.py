@@ -65,6 +65,7 @@ def _run_statistics(folder: Path) -> dict[str, float | None]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sweep_summary_matches_the_runs_metrics(sweep: Path) -> None:
     """Every summary.csv cell is the mean/std/t-interval of the runs' own metrics."""
@@ -99,6 +100,7 @@ def test_sweep_summary_matches_the_runs_metrics(sweep: Path) -> None:
     assert "Student's t" in (sweep / "summary.md").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_sweep_run_is_an_ordinary_run_that_its_config_reproduces(
     sweep: Path, tmp_path: Path
@@ -121,6 +123,7 @@ def test_a_sweep_run_is_an_ordinary_run_that_its_config_reproduces(
     assert metrics(again) == metrics(run)
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_compare_draws_the_same_summary_from_the_folders(
     sweep: Path, tmp_path: Path
@@ -139,6 +142,7 @@ def test_compare_draws_the_same_summary_from_the_folders(
     assert (tmp_path / "cmp" / "accuracy.png").is_file()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_compare_of_two_run_folders(sweep: Path, tmp_path: Path) -> None:
     """Two runs differing in the algorithm: two rows of one seed each."""
@@ -164,6 +168,7 @@ def _without_time(path: Path) -> list[dict[str, str]]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_resume_after_kill_9_gives_the_uninterrupted_summary(tmp_path: Path) -> None:
     """kill -9 in the middle of a run, then --resume: the same summary and models."""
@@ -211,6 +216,7 @@ def test_resume_after_kill_9_gives_the_uninterrupted_summary(tmp_path: Path) -> 
         assert metrics(killed / entry["folder"]) == metrics(reference / entry["folder"])
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_sigint_stops_the_sweep_with_checkpoints_and_resume_finishes(
     tmp_path: Path,

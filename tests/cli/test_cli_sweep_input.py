@@ -143,6 +143,7 @@ def test_resume_refuses_a_changed_setting(tmp_path: Path) -> None:
     assert "--grid cannot be used with --resume" in result.stderr
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_a_failed_run_is_recorded_and_the_sweep_goes_on(tmp_path: Path) -> None:
     """MNIST without its files fails at build; the digits run still completes."""

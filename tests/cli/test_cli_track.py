@@ -65,6 +65,7 @@ def _assert_tracked(folder: Path) -> None:
     assert {"config.toml", "metrics.png"} <= names
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_tracked_run_reads_back_as_its_metrics(tmp_path: Path) -> None:
     """TensorBoard's event reader and MLflow's client give metrics.jsonl's numbers."""
@@ -75,6 +76,7 @@ def test_tracked_run_reads_back_as_its_metrics(tmp_path: Path) -> None:
     assert "track" in (out / "config.toml").read_text()
 
 
+@pytest.mark.slow
 @pytest.mark.timeout(600)
 def test_tracked_run_killed_and_resumed_holds_each_round_once(tmp_path: Path) -> None:
     """kill -9 past a checkpoint, then --resume: every round tracked exactly once."""
