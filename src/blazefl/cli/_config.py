@@ -53,6 +53,7 @@ from blazefl.cli._checks import (
 )
 from blazefl.cli._robust import AGGREGATOR_NAMES, ATTACK_NAMES, check_robust
 from blazefl.cli._run_setting import RunSetting, run_setting
+from blazefl.cli._track import TRACK_HELP, check_track
 
 __all__ = [
     "CHECKS",
@@ -222,6 +223,9 @@ class RunConfig:
         resume="free",
         kind=str,
         metavar="ADDR",
+    )
+    track: str | None = run_setting(
+        None, check_track, TRACK_HELP, resume="free", kind=str, metavar="LIST"
     )
     out: str | None = run_setting(
         None,

@@ -35,11 +35,12 @@ from blazefl.cli._files import (
     write_json,
 )
 from blazefl.cli._fits import check_run_memory
-from blazefl.cli._info import versions
+from blazefl.cli._info import git_commit, versions
 from blazefl.cli._plot import plot_metrics, read_metrics
 from blazefl.cli._progress import Display, make_display
 from blazefl.cli._robust import robust_summary
 from blazefl.cli._run import AfterRound, Runner, RunOutcome
+from blazefl.cli._track import open_tracking
 from blazefl.cli._user_errors import user_path
 from blazefl.sim import configure_logging
 
@@ -123,6 +124,7 @@ def _finish(
         "config_digest": config_digest(config),
         **robust_summary(config, built.attackers),
         "versions": versions(),
+        "git": git_commit(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     write_json(folder / SUMMARY, summary)
@@ -240,23 +242,44 @@ def _run(
             _finish(config, built, folder, display, 0.0, resumed_from)
             return 0
         display.header(_header(config, folder, done), done)
-        runner = Runner(config, built, folder, display, after_round=after_round)
-        outcome = anyio.run(runner.run)
-        if outcome.checkpoint_error is not None or outcome.log_error is not None:
-            display.note(_write_error_message(outcome, folder))
-            return EXIT_CHECKPOINT_WRITE
-        if outcome.signal is not None:
-            display.note(_interrupt_message(outcome, folder))
-            return 128 + outcome.signal
-        if outcome.error is not None:
-            k = outcome.checkpoint_round
-            display.note(
-                f"error: {outcome.error}\nthe run stopped after round {k}; the run "
-                f"folder holds its checkpoint; continue with: blazefl run --resume "
-                f"{folder}"
+        tracking = open_tracking(config.track, folder, config.saved, done)
+        code: int | None = None
+        complete = False
+        try:
+            runner = Runner(
+                config,
+                built,
+                folder,
+                display,
+                after_round=after_round,
+                tracking=tracking,
             )
-            return 1
-        _finish(
-            config, built, folder, display, time.perf_counter() - started, resumed_from
+            outcome = anyio.run(runner.run)
+            code = _report(outcome, folder, display)
+            if code is None:
+                wall = time.perf_counter() - started
+                _finish(config, built, folder, display, wall, resumed_from)
+                complete = True
+        finally:
+            if tracking is not None:
+                tracking.close(folder, complete)
+    return code or 0
+
+
+def _report(outcome: RunOutcome, folder: Path, display: Display) -> int | None:
+    """The exit code of a run that did not complete (and its message), or None."""
+    if outcome.checkpoint_error is not None or outcome.log_error is not None:
+        display.note(_write_error_message(outcome, folder))
+        return EXIT_CHECKPOINT_WRITE
+    if outcome.signal is not None:
+        display.note(_interrupt_message(outcome, folder))
+        return 128 + outcome.signal
+    if outcome.error is not None:
+        k = outcome.checkpoint_round
+        display.note(
+            f"error: {outcome.error}\nthe run stopped after round {k}; the run "
+            f"folder holds its checkpoint; continue with: blazefl run --resume "
+            f"{folder}"
         )
-    return 0
+        return 1
+    return None
