@@ -8,7 +8,9 @@ serves the parent's messages:
 - ``("work", work_bytes)``: the client work again, in a round in which its
   version changed (see `blazefl._versions`);
 - ``("payload", round, payload)``: the round's payload, whose tensors are in
-  shared memory; received once per round and read in place;
+  shared memory; received once per round, mapped once, and copied once into
+  this worker's own memory for its clients (`PayloadCopy`: a client that
+  writes into it fails, and no write reaches the handler or other workers);
 - ``("buffer", buffer)``: this worker's shared result buffer, mapped once
   (again only when it has to grow);
 - ``("job", job)``: run one client (`run_job`: its log lines come back with
@@ -31,6 +33,7 @@ from blazefl.sim._executors._job_body import prepare_worker, run_job
 from blazefl.sim._executors._orphan import exit_when_orphaned
 from blazefl.sim._executors._result_buffers import pack_result
 from blazefl.sim._jobs import ClientJob, error_info
+from blazefl.sim._payload import PayloadCopy
 
 __all__ = ["worker_main"]
 
@@ -73,7 +76,7 @@ def worker_main(
 
     label = f"process-{index}"
     cache: dict[str, Any] = {}
-    payload: Any = None
+    payload = PayloadCopy(None)
     buffer: Any = None
     while True:
         try:
@@ -104,8 +107,8 @@ def worker_main(
             except Exception as exc:
                 work = _Unloadable(exc)
         elif kind == "payload":
-            payload = None  # drop the old mapping before taking the new one
-            payload = message[2]
+            payload = PayloadCopy(None)  # drop the old copy before the new one
+            payload = PayloadCopy(message[2])
         elif kind == "buffer":
             buffer = message[1]
         elif kind == "stop":
