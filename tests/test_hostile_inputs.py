@@ -168,6 +168,12 @@ def _truncated(tmp_path: Path) -> None:
     load_checkpoint(path)
 
 
+def _appended(tmp_path: Path) -> None:
+    path = _checkpoint(tmp_path)
+    path.write_bytes(path.read_bytes() + b"trailing garbage")
+    load_checkpoint(path)
+
+
 def _tampered(tmp_path: Path) -> None:
     path = _checkpoint(tmp_path)
     raw = bytearray(path.read_bytes())
@@ -278,6 +284,18 @@ class _Corrupting:
 
 
 @dataclass(frozen=True)
+class _WritingPayload:
+    """Client work whose client BAD first writes into the broadcast it got."""
+
+    work: Any
+
+    def __call__(self, ctx: Any, payload: Any) -> Any:
+        if ctx.cid == BAD:
+            payload.params.add_(1.0)  # FederatedServer's own params, if shared
+        return self.work(ctx, payload)
+
+
+@dataclass(frozen=True)
 class BadClient:
     """A federation of four clients, all sampled, in which client BAD's update
     is refused. As a catalogue trigger it runs one round under ``fail_round``."""
@@ -312,6 +330,15 @@ def _spoiled_fedavg(spoil: Callable[[FedAvgUplinkPackage], Any]) -> BadClient:
         return handler, Simulation(
             handler, _Corrupting(work, spoil), **_policy_args(policy)
         )
+
+    return BadClient(build)
+
+
+def _payload_writer() -> BadClient:
+    def build(policy: str) -> tuple[Any, Simulation[Any, Any]]:
+        server = _server()
+        work = _WritingPayload(_client())
+        return server, Simulation(server, work, **_policy_args(policy))
 
     return BadClient(build)
 
@@ -524,6 +551,20 @@ CASES: list[Case] = [
         r"'--executor': 'gpu' is not one of 'inline', 'threads', 'processes'",
     ),
     Case(
+        "cli-ray-address-without-ray",
+        _cli("--executor", "threads", "--ray-address", "10.0.0.1:6379"),
+        CommandUsageError,
+        r"'--ray-address' applies only to --executor ray, not --executor threads; "
+        r"pass --executor ray, or leave --ray-address out",
+    ),
+    Case(
+        "config-ray-address-without-ray",
+        _config_file('ray_address = "auto"\n', "--executor", "processes"),
+        CommandUsageError,
+        r"'--ray-address' \(ray_address in .*fl\.toml\) applies only to "
+        r"--executor ray, not --executor processes",
+    ),
+    Case(
         "config-unknown-algorithm-did-you-mean",
         _config_file('algorithm = "fedavgg"\n'),
         CommandUsageError,
@@ -678,12 +719,27 @@ CASES: list[Case] = [
         rf"client {BAD}: NonFiniteUpdateError: client {BAD} sent an update with "
         r"NaN or infinite values in tensor #1 \(shape \(9930,\)\)",
     ),
+    Case(
+        "payload-written",
+        _payload_writer(),
+        RoundFailedError,
+        rf"client {BAD}: PayloadModifiedError: client {BAD} wrote into the round's "
+        r"payload: the tensor at payload\.params \(shape \(9930,\)\) was written "
+        r"in place",
+    ),
     # -- checkpoints --------------------------------------------------------------
     Case(
         "checkpoint-truncated",
         _truncated,
         ConfigurationError,
         r"ckpt is truncated: \d+ of \d+ bytes",
+    ),
+    Case(
+        "checkpoint-appended",
+        _appended,
+        ConfigurationError,
+        r"ckpt has 16 bytes after its end \(the header records a \d+-byte body\): "
+        r"something was appended to it",
     ),
     Case(
         "checkpoint-tampered",

@@ -3,9 +3,10 @@
 Layout: a magic line, one JSON header line (format version, byte size and
 SHA-256 of the body), then the body: a `torch.save` of plain data (dicts,
 lists, numbers, strings, tensors). Reading checks the magic, the format
-version, the size (a truncated file) and the digest (a corrupted or edited
-file) *before* deserialising anything, and then deserialises with
-``torch.load(weights_only=True)``, which refuses arbitrary pickled objects.
+version, the size (a truncated file, or one with bytes appended) and the
+digest (a corrupted or edited file) *before* deserialising anything, and then
+deserialises with ``torch.load(weights_only=True)``, which refuses arbitrary
+pickled objects.
 
 Writing goes to a temporary file in the same folder, is flushed and fsynced,
 then renamed over the old checkpoint: a crash at any moment leaves either the
@@ -89,7 +90,8 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint`, verifying it first.
 
     Raises `ConfigurationError` naming the problem for a file that is not a
-    blazefl checkpoint, has a newer format, is truncated, or fails its digest.
+    blazefl checkpoint, has a newer format, is truncated or has bytes appended,
+    or fails its digest.
     """
     source = Path(path)
     raw = source.read_bytes()
@@ -108,9 +110,17 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{source} has checkpoint format {version!r}; this blazefl reads "
             f"format {CHECKPOINT_FORMAT} (written by a newer version?)"
         )
-    if len(body) != header.get("size"):
+    size = header.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
         raise ConfigurationError(
-            f"{source} is truncated: {len(body)} of {header.get('size')} bytes"
+            f"{source}: damaged checkpoint header (size {size!r} is not a byte count)"
+        )
+    if len(body) < size:
+        raise ConfigurationError(f"{source} is truncated: {len(body)} of {size} bytes")
+    if len(body) > size:
+        raise ConfigurationError(
+            f"{source} has {len(body) - size} bytes after its end (the header "
+            f"records a {size}-byte body): something was appended to it"
         )
     actual = hashlib.sha256(body).hexdigest()
     if actual != header.get("sha256"):

@@ -17,7 +17,7 @@ serves the parent's messages:
   the outcome) and reply ``("done", outcome, used, packed)``: ``packed`` says
   whether the result's tensors were written into the result buffer, ``used``
   how many bytes of it they took or would have taken (see `_result_buffers`);
-- ``("stop",)``: exit.
+- ``("stop",)``: exit, ending what its clients started (see `_group`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from blazefl.sim._context import StopFlag
+from blazefl.sim._executors._group import end_group, lead_group
 from blazefl.sim._executors._job_body import prepare_worker, run_job
 from blazefl.sim._executors._orphan import exit_when_orphaned
 from blazefl.sim._executors._result_buffers import pack_result
@@ -62,6 +63,7 @@ def worker_main(
     """Entry point of a process worker; returns when told to stop or orphaned."""
     # Ctrl-C reaches the whole process group; the parent decides how workers end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lead_group()  # what its clients start ends with it (see `_group`)
     exit_when_orphaned()  # and a killed parent ends them at once
     prepare_worker(torch_threads, settings)
     import torch.multiprocessing  # noqa: F401  (registers shared-memory reductions)
@@ -82,6 +84,7 @@ def worker_main(
         try:
             message = conn.recv()
         except (EOFError, OSError):
+            end_group()
             return  # the parent is gone
         kind = message[0]
         if kind == "job":
@@ -112,4 +115,5 @@ def worker_main(
         elif kind == "buffer":
             buffer = message[1]
         elif kind == "stop":
+            end_group()
             return
