@@ -63,13 +63,14 @@ class Seal:
     tensors: tuple[tuple[torch.Tensor, Path, int | None], ...]
 
 
+def _tensors(lent: Any) -> list[tuple[torch.Tensor, Path]]:
+    if isinstance(lent, torch.Tensor):  # the common bare-model payload, quickly
+        return [(lent, "payload")]
+    return [(t, path) for t, path, _ in walk(lent, is_tensor, STRICT, name="payload")]
+
+
 def _seal(lent: Any) -> Seal:
-    return Seal(
-        tuple(
-            (tensor, path, _version(tensor))
-            for tensor, path, _ in walk(lent, is_tensor, STRICT, name="payload")
-        )
-    )
+    return Seal(tuple((t, path, _version(t)) for t, path in _tensors(lent)))
 
 
 class PayloadCopy:
@@ -107,10 +108,10 @@ class PayloadCopy:
 
 def _compare(seal: Seal, lent: Any) -> str | None:
     try:
-        now = list(walk(lent, is_tensor, STRICT, name="payload"))
+        now = _tensors(lent)
     except Exception as exc:  # e.g. nested past the walker's limit now
         return f"its structure was changed ({exc})"
-    for (before, path, version), (after, _, _) in zip(seal.tensors, now, strict=False):
+    for (before, path, version), (after, _) in zip(seal.tensors, now, strict=False):
         if after is not before:
             return f"the tensor at {format_path(path)} was replaced by another object"
         if version is not None and _version(after) != version:
