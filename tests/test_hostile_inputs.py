@@ -437,6 +437,18 @@ class _Corrupting:
 
 
 @dataclass(frozen=True)
+class _WritingPayload:
+    """Client work whose client BAD first writes into the broadcast it got."""
+
+    work: Any
+
+    def __call__(self, ctx: Any, payload: Any) -> Any:
+        if ctx.cid == BAD:
+            payload.params.add_(1.0)  # FederatedServer's own params, if shared
+        return self.work(ctx, payload)
+
+
+@dataclass(frozen=True)
 class BadClient:
     """A federation of four clients, all sampled, in which client BAD's update
     is refused. As a catalogue trigger it runs one round under ``fail_round``."""
@@ -471,6 +483,15 @@ def _spoiled_fedavg(spoil: Callable[[FedAvgUplinkPackage], Any]) -> BadClient:
         return handler, Simulation(
             handler, _Corrupting(work, spoil), **_policy_args(policy)
         )
+
+    return BadClient(build)
+
+
+def _payload_writer() -> BadClient:
+    def build(policy: str) -> tuple[Any, Simulation[Any, Any]]:
+        server = _server()
+        work = _WritingPayload(_client())
+        return server, Simulation(server, work, **_policy_args(policy))
 
     return BadClient(build)
 
@@ -683,6 +704,20 @@ CASES: list[Case] = [
         r"'--executor': 'gpu' is not one of 'inline', 'threads', 'processes'",
     ),
     Case(
+        "cli-ray-address-without-ray",
+        _cli("--executor", "threads", "--ray-address", "10.0.0.1:6379"),
+        CommandUsageError,
+        r"'--ray-address' applies only to --executor ray, not --executor threads; "
+        r"pass --executor ray, or leave --ray-address out",
+    ),
+    Case(
+        "config-ray-address-without-ray",
+        _config_file('ray_address = "auto"\n', "--executor", "processes"),
+        CommandUsageError,
+        r"'--ray-address' \(ray_address in .*fl\.toml\) applies only to "
+        r"--executor ray, not --executor processes",
+    ),
+    Case(
         "config-unknown-algorithm-did-you-mean",
         _config_file('algorithm = "fedavgg"\n'),
         CommandUsageError,
@@ -868,6 +903,14 @@ CASES: list[Case] = [
         RoundFailedError,
         rf"client {BAD}: NonFiniteUpdateError: client {BAD} sent an update with "
         r"NaN or infinite values in tensor #1 \(shape \(9930,\)\)",
+    ),
+    Case(
+        "payload-written",
+        _payload_writer(),
+        RoundFailedError,
+        rf"client {BAD}: PayloadModifiedError: client {BAD} wrote into the round's "
+        r"payload: the tensor at payload\.params \(shape \(9930,\)\) was written "
+        r"in place",
     ),
     # -- checkpoints --------------------------------------------------------------
     Case(

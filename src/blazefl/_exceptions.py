@@ -11,7 +11,8 @@ The tree::
     │   ├── ClientTimeoutError   a client ran past its per-client timeout
     │   ├── WorkerDiedError      the process running a client exited unexpectedly
     │   └── UpdateRejectedError  the coordinator refused a client's update
-    │       └── NonFiniteUpdateError  the update holds NaN or infinite values
+    │       ├── NonFiniteUpdateError  the update holds NaN or infinite values
+    │       └── PayloadModifiedError  the client wrote into the round's payload
     ├── RoundFailedError         a round's failures exceed its failure policy
     ├── ExecutorClosedError      work was submitted to an executor not running
     └── SimulationFinishedError  a round was asked for after the handler stopped
@@ -36,6 +37,7 @@ __all__ = [
     "IntegrityError",
     "MissingDependencyError",
     "NonFiniteUpdateError",
+    "PayloadModifiedError",
     "RoundFailedError",
     "SimulationFinishedError",
     "UpdateRejectedError",
@@ -102,6 +104,12 @@ class UpdateRejectedError(ClientError):
 
 class NonFiniteUpdateError(UpdateRejectedError):
     """Recorded when a client's update holds NaN or infinite values."""
+
+
+class PayloadModifiedError(UpdateRejectedError):
+    """Recorded when a client wrote into the round's payload (a tensor written
+    in place, swapped or removed): its update is refused, and the payload the
+    handler and the other clients see is unchanged (see docs/reliability.md)."""
 
 
 class RoundFailedError(BlazeFLError):

@@ -170,7 +170,10 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
         raise ConfigurationError(
             f"--out cannot be used with --resume: the run folder is {folder}"
         )
-    merged = resolve(requested, stored_values, str(stored_file))
+    base = dict(stored_values)
+    if requested.get("executor", "ray") != "ray" and "ray_address" not in requested:
+        base.pop("ray_address", None)  # it went with the stored Ray executor
+    merged = resolve(requested, base, str(stored_file))
     for key in requested:
         if key in OPERATIONAL_KEYS or key in INVOCATION_KEYS:
             continue

@@ -392,6 +392,12 @@ def _finish(checked: dict[str, Any], sources: Mapping[str, str]) -> RunConfig:
             f"--partition natural, not {partition!r}"
         )
     config = RunConfig(**{k: v for k, v in checked.items() if k in RUN_SETTINGS})
+    if config.ray_address is not None and config.executor != "ray":
+        raise ConfigurationError(
+            f"{_where('ray_address', sources)} applies only to --executor ray, "
+            f"not --executor {config.executor}; pass --executor ray, or leave "
+            f"{option_name('ray_address')} out"
+        )
     if config.clients_per_round < 1:
         raise ConfigurationError(
             f"Invalid value for {_where('sample_ratio', sources)}: "
