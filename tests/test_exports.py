@@ -17,6 +17,7 @@ PUBLIC_MODULES = [
     "blazefl.data",
     "blazefl.models",
     "blazefl.algorithms",
+    "blazefl.simtime",
 ]
 
 # Every public name of BlazeFL 3.0 (../shared/docs/BLAZEFL-API.md).

@@ -12,6 +12,7 @@ and `FederatedClient` (native client work)::
 from typing import TYPE_CHECKING, Any
 
 from blazefl import _exports
+from blazefl.algorithms._async import AsyncAlgorithm, FedAsync, FedBuff, StaleUpdate
 from blazefl.algorithms._base import (
     Algorithm,
     Broadcast,
@@ -31,7 +32,17 @@ if TYPE_CHECKING:
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
     cls.name: cls
-    for cls in (FedAvg, FedAvgM, FedProx, Scaffold, FedAdam, FedYogi, FedAdagrad)
+    for cls in (
+        FedAvg,
+        FedAvgM,
+        FedProx,
+        Scaffold,
+        FedAdam,
+        FedYogi,
+        FedAdagrad,
+        FedBuff,
+        FedAsync,
+    )
 }
 """Every built-in algorithm by name (what the command line's --algorithm takes).
 
@@ -62,18 +73,22 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ALGORITHMS",
     "Algorithm",
+    "AsyncAlgorithm",
     "Broadcast",
     "ClientUpdate",
     "FedAdagrad",
     "FedAdam",
+    "FedAsync",
     "FedAvg",
     "FedAvgM",
+    "FedBuff",
     "FedProx",
     "FedYogi",
     "FederatedClient",
     "FederatedServer",
     "LocalTraining",
     "Scaffold",
+    "StaleUpdate",
     "weighted_average",
 ]
 

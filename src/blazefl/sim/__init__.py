@@ -28,6 +28,7 @@ from blazefl.sim._events import (
     RoundAborted,
     RoundFinished,
     RoundStarted,
+    RoundTimed,
 )
 from blazefl.sim._executors._base import Executor, RoundSession
 from blazefl.sim._executors._inline import InlineExecutor
@@ -67,6 +68,7 @@ __all__ = [
     "RoundAborted",
     "RoundFinished",
     "RoundStarted",
+    "RoundTimed",
     # checkpoints
     "CHECKPOINT_FORMAT",
     "load_checkpoint",

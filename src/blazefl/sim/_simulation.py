@@ -29,6 +29,7 @@ from blazefl._exceptions import (
 )
 from blazefl._validate import check_int, check_number, check_seed
 from blazefl.sim._adapters import adapt, check_executor, default_executor
+from blazefl.sim._async_round import AsyncRound
 from blazefl.sim._context import ClientState
 from blazefl.sim._engine import RoundRunner, check_cids
 from blazefl.sim._events import (
@@ -38,16 +39,19 @@ from blazefl.sim._events import (
     RoundAborted,
     RoundFinished,
     RoundStarted,
+    RoundTimed,
     client_event,
 )
 from blazefl.sim._executors._base import Executor
 from blazefl.sim._gil import GilWatch, gil_enabled
 from blazefl.sim._handler import BoundHandler, ServerHandler
-from blazefl.sim._jobs import JobOutcome
+from blazefl.sim._jobs import JobOutcome, JobWork
 from blazefl.sim._logging import get_logger, replay
 from blazefl.sim._policy import FailurePolicy, RoundPolicy
 from blazefl.sim._results import ClientReport, RoundResult, aggregate_metrics
 from blazefl.sim._states import make_store
+from blazefl.sim._timed import TimedRounds, VersionedWork
+from blazefl.simtime._config import SimTime
 
 __all__ = ["Simulation"]
 
@@ -88,6 +92,10 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         a handler without a test split run. Its result is the round's
         ``summary`` (``{}`` in rounds without one). Evaluation draws no
         randomness, so the schedule never changes training results.
+    :param time: a `blazefl.simtime.SimTime`: run on the virtual clock, with
+        device profiles, deadlines and over-selection, or asynchronously
+        (FedBuff, FedAsync); each ``run_round`` is then one server update.
+        See docs/simulated-time.md. Without it nothing is simulated.
 
     Use it as ``async with Simulation(...) as sim: await sim.run()``.
     """
@@ -106,6 +114,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         min_clients: int = 1,
         client_state_path: str | os.PathLike[str] | None = None,
         evaluate_every: int = 1,
+        time: SimTime | None = None,
     ) -> None:
         bound = BoundHandler.of(handler)
         self._policy = RoundPolicy.of(on_client_failure, min_clients, bound)
@@ -129,6 +138,15 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             client_timeout=client_timeout,
             check_uplink=bound.check_uplink,
         )
+        if time is not None and not isinstance(time, SimTime):
+            raise ConfigurationError(
+                f"time must be a blazefl.simtime.SimTime, got {time!r}"
+            )
+        self._time = (
+            None
+            if time is None
+            else TimedRounds(time, handler, trainer, seed, self._runner)
+        )
         self._round_timeout = round_timeout
         self._log = get_logger()
         self._hub = EventHub(self._log)
@@ -143,6 +161,25 @@ class Simulation(Generic[UplinkT, DownlinkT]):
     def round(self) -> int:
         """How many rounds this simulation has committed."""
         return self._round
+
+    @property
+    def now(self) -> float | None:
+        """The virtual clock in seconds (None without simulated time)."""
+        return None if self._time is None else self._time.now
+
+    async def run_until(self, t: float) -> list[RoundResult]:
+        """Run rounds while the virtual clock is before ``t`` (and the handler
+        is not stopped); a round starting before ``t`` may end after it."""
+        if self._time is None:
+            raise ConfigurationError(
+                "run_until() needs simulated time: build the Simulation with "
+                "time=SimTime(...)"
+            )
+        t = check_number("t", t, allow_zero=True, unit="virtual seconds")
+        results: list[RoundResult] = []
+        while not self.handler.is_stopped() and self._time.now < t:
+            results.append(await self.run_round())
+        return results
 
     @property
     def running(self) -> bool:
@@ -162,7 +199,10 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         if self._hub.closed:  # started again after a close
             self._hub = EventHub(self._log)
         gil_at_start = self._gil.restart()
-        await self.executor.start(self._runner.adapter.work)
+        work: JobWork = self._runner.adapter.work
+        if self._time is not None and self._time.scheduler is not None:
+            work = VersionedWork(work)
+        await self.executor.start(work)
         self._log.info(
             "simulation_started",
             **self.executor.describe(),
@@ -212,13 +252,16 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 f"{self._handler.name} has no state_dict(); checkpoints "
                 "need the handler's state (FederatedServer has one)"
             )
-        return {
+        state = {
             "format": 1,
             "round": self._round,
             "handler": handler_state(),
             "clients": self._runner.states.state_dict(self._round),
             "pending_cids": None if self._pending is None else list(self._pending[0]),
         }
+        if self._time is not None:
+            state["time"] = self._time.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a `state_dict`; the next round is the one after it."""
@@ -233,6 +276,14 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         load_handler(state["handler"])
         self._runner.states.load_state_dict(state["clients"], int(state["round"]))
         self._round = int(state["round"])
+        if self._time is not None:
+            if "time" not in state:
+                raise ConfigurationError(
+                    "the state was written without simulated time; resume it "
+                    "without time= (or start afresh)"
+                )
+            self._time.load_state_dict(state["time"])
+            self._time.plan = None
         pending = state.get("pending_cids")
         self._pending = (
             None
@@ -285,6 +336,9 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 "sim:` (or `await sim.start()`) before run_round()"
             )
         async with self._lock:
+            if self._time is not None and self._time.scheduler is not None:
+                with structlog.contextvars.bound_contextvars(round=self._round):
+                    return await self._run_async()
             if self._pending is None:
                 if self.handler.is_stopped():
                     raise SimulationFinishedError(
@@ -297,6 +351,11 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 return await self._run_pending(cids, payload)
 
     def _sample(self) -> tuple[list[int], Any]:
+        if self._time is not None:
+            payload = self.handler.downlink_package()
+            plan = self._time.plan_round(payload)
+            self._time.plan = plan
+            return list(plan.kept), payload
         cids = check_cids(self.handler.sample_clients())
         self._policy.check_sampled(len(cids))
         return cids, self.handler.downlink_package()
@@ -328,7 +387,14 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             raise
         failed = [o for o in outcomes if not o.ok]
         survivors = [o for o in outcomes if o.ok]
+        plan = None if self._time is None else self._time.plan
         reason = self._policy.reject_reason(failed, survivors)
+        if reason is None and plan is not None and not survivors:
+            reason = (
+                f"no sampled client finished in time ({len(plan.stragglers)} "
+                f"stragglers, {len(plan.offline)} went offline); raise the "
+                "deadline or the over-selection"
+            )
         if reason is not None:
             self._emit(RoundAborted(index, reason))
             raise RoundFailedError(
@@ -337,11 +403,17 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             )
         with anyio.CancelScope(shield=True):
             summary = await anyio.to_thread.run_sync(
-                self._aggregate, index, [o.result for o in survivors], bool(failed)
+                self._aggregate,
+                index,
+                [o.result for o in survivors],
+                bool(failed) or (plan is not None and plan.partial),
             )
             self._runner.commit(survivors, index + 1)
             self._pending = None
             self._round += 1
+            if self._time is not None and plan is not None:
+                self._time.clock.advance_to(plan.end)
+                self._time.plan = None
         reports = tuple(
             ClientReport(o.slot, o.cid, o.worker, o.seconds, o.metrics, o.error)
             for o in outcomes
@@ -353,8 +425,26 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             seconds=time.perf_counter() - start,
             metrics=aggregate_metrics([o.metrics for o in survivors]),
             summary=summary,
+            virtual_time=None if plan is None else plan.end,
+            stragglers=() if plan is None else plan.stragglers + plan.offline,
         )
         self._gil.check(self._log)
+        if plan is not None:
+            finish = dict(zip(plan.kept, plan.finish, strict=True))
+            self._emit(
+                RoundTimed(
+                    index,
+                    plan.start,
+                    plan.end,
+                    tuple(o.cid for o in survivors),
+                    tuple(finish[o.cid] for o in survivors),
+                    plan.stragglers,
+                    plan.offline,
+                    0,
+                    0.0,
+                    0,
+                )
+            )
         self._emit(
             RoundFinished(
                 round=index,
@@ -370,6 +460,35 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         )
         return result
 
+    async def _run_async(self) -> RoundResult:
+        """One asynchronous server update (see `blazefl.sim._async_round`)."""
+        assert self._time is not None
+        if self.handler.is_stopped():
+            raise SimulationFinishedError(
+                f"the handler reports training is over after {self._round} "
+                "server updates (is_stopped() is True)"
+            )
+        step = AsyncRound(
+            self._time,
+            self.handler,
+            self._runner,
+            self.executor.describe(),
+            emit=self._emit,
+            on_outcome=self._on_outcome,
+            summary_if_due=self._summary_if_due,
+        )
+        result = await step.run(
+            self._round,
+            fail_round=self._policy.on_failure == "fail_round",
+            round_timeout=self._round_timeout,
+            on_commit=self._advance,
+        )
+        self._gil.check(self._log)
+        return result
+
+    def _advance(self) -> None:
+        self._round += 1
+
     def _aggregate(
         self, index: int, packages: list[Any], partial: bool
     ) -> dict[str, Any]:
@@ -377,6 +496,9 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         (every ``evaluate_every`` rounds, and after the last); in a worker
         thread."""
         self._handler.aggregate(packages, partial=partial)
+        return self._summary_if_due(index)
+
+    def _summary_if_due(self, index: int) -> dict[str, Any]:
         every = self._evaluate_every
         if every and ((index + 1) % every == 0 or self.handler.is_stopped()):
             return self._handler.summary()
