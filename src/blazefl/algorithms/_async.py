@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, ClassVar
 from blazefl._validate import check_fraction
 from blazefl.algorithms._base import Algorithm, ClientUpdate
 from blazefl.algorithms._settings import check_non_negative, check_positive, setting
-from blazefl.simtime._staleness import Staleness, check_staleness
+from blazefl.algorithms._staleness import Staleness, check_staleness
 
 if TYPE_CHECKING:
     import torch

@@ -38,8 +38,9 @@ from blazefl.sim import (
     Simulation,
     ThreadExecutor,
 )
+from blazefl.simtime import SimTime, generate_profiles, read_trace
 
-__all__ = ["Built", "build", "build_dataset", "build_partitioner"]
+__all__ = ["Built", "build", "build_dataset", "build_partitioner", "build_time"]
 
 Partitioner = Callable[[torch.Tensor], Sequence[Any]]
 
@@ -126,6 +127,34 @@ def _executor(config: RunConfig) -> Executor:
     return ProcessExecutor(config.workers)
 
 
+def build_time(config: RunConfig) -> SimTime | None:
+    """The `--profiles` / `--mode` simulated time, or None (plain rounds)."""
+    if config.profiles is None:
+        return None
+    if config.profiles == "lognormal":
+        sigma = 1.0 if config.speed_sigma is None else config.speed_sigma
+        profiles = generate_profiles(
+            config.clients,
+            config.seed,
+            compute_sigma=sigma,
+            online_fraction=config.online_fraction or 1.0,
+        )
+    else:
+        profiles = read_trace(config.profiles, num_clients=config.clients)
+    if config.mode == "async":
+        return SimTime(
+            profiles,
+            mode="async",
+            buffer_size=config.buffer_size,
+            concurrency=config.concurrency or min(10, config.clients),
+        )
+    return SimTime(
+        profiles,
+        deadline=config.deadline,
+        over_selection=config.over_selection or 0.0,
+    )
+
+
 def build(config: RunConfig) -> Built:
     """Every object of the run; raises `ConfigurationError` for a bad combination."""
     dataset = build_dataset(config)
@@ -158,5 +187,6 @@ def build(config: RunConfig) -> Built:
         executor=_executor(config),
         seed=config.seed,
         evaluate_every=config.evaluate_every,
+        time=build_time(config),
     )
     return Built(dataset, server, client, simulation)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -104,6 +105,7 @@ def _finish(
         "wall_seconds": round(wall, 3),
         "round_seconds": round(sum(r.get("seconds", 0.0) for r in rows), 3),
         "resumed_from_round": resumed_from,
+        **_simulated(rows),
         "algorithm": config.algorithm,
         "dataset": config.dataset,
         "model": config.model,
@@ -129,6 +131,12 @@ def _finish(
         f"done: {scores} after {config.rounds} rounds in {wall:.1f}s; "
         f"run folder: {folder}"
     )
+
+
+def _simulated(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """With --profiles: the simulated time beside the real time."""
+    times = [r["virtual_time"] for r in rows if r.get("virtual_time") is not None]
+    return {"virtual_seconds": round(times[-1], 6)} if times else {}
 
 
 def _header(config: RunConfig, folder: Path, done: int) -> str:

@@ -56,10 +56,11 @@ from blazefl.sim import (
     EventStream,
     RoundFinished,
     RoundStarted,
+    RoundTimed,
     save_checkpoint,
 )
 
-__all__ = ["AfterRound", "RunOutcome", "Runner", "metrics_row"]
+__all__ = ["AfterRound", "RunOutcome", "Runner", "metrics_row", "time_columns"]
 
 #: Awaited with the number of committed rounds after each round (see above).
 AfterRound = Callable[[int], Awaitable[None]]
@@ -81,6 +82,17 @@ def metrics_row(event: RoundFinished) -> dict[str, Any]:
         "seconds": round(event.seconds, 4),
         "clients": event.clients,
         "failed": event.failed,
+    }
+
+
+def time_columns(event: RoundTimed) -> dict[str, Any]:
+    """A timed round's extra ``metrics.jsonl`` columns (only with --profiles)."""
+    return {
+        "virtual_time": event.virtual_time,
+        "stragglers": len(event.stragglers) + len(event.offline),
+        "in_flight": event.in_flight,
+        "staleness_mean": event.staleness_mean,
+        "staleness_max": event.staleness_max,
     }
 
 
@@ -123,14 +135,19 @@ class _Recorder:
             _opened(events_path) as events,
             _opened(metrics_path) as metrics,
         ):
+            timed: RoundTimed | None = None
             async for event in stream:
                 _append(events, events_path, json.dumps(event.to_json()))
                 if isinstance(event, RoundStarted):
                     self.display.round_started(event.round + 1, len(event.cids))
                 elif isinstance(event, ClientFinished | ClientFailed):
                     self.display.client_done()
+                elif isinstance(event, RoundTimed):
+                    timed = event
                 elif isinstance(event, RoundFinished):
                     row = metrics_row(event)
+                    if timed is not None and timed.round == event.round:
+                        row.update(time_columns(timed))
                     _append(metrics, metrics_path, json.dumps(row))
                     self.display.round_finished(row)
                     self.done = event.round + 1

@@ -167,6 +167,15 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         """The virtual clock in seconds (None without simulated time)."""
         return None if self._time is None else self._time.now
 
+    @property
+    def in_flight(self) -> int | None:
+        """Clients training between server updates (async mode; 0 in sync
+        mode, None without simulated time)."""
+        if self._time is None:
+            return None
+        scheduler = self._time.scheduler
+        return 0 if scheduler is None else scheduler.in_flight
+
     async def run_until(self, t: float) -> list[RoundResult]:
         """Run rounds while the virtual clock is before ``t`` (and the handler
         is not stopped); a round starting before ``t`` may end after it."""

@@ -14,11 +14,11 @@ docs/simulated-time.md for the model of time and its formulas.
 """
 
 from blazefl import _exports
+from blazefl.algorithms._staleness import STALENESS_KINDS, Staleness
 from blazefl.simtime._async import AsyncScheduler, Flight, StepPlan
 from blazefl.simtime._clock import VirtualClock
 from blazefl.simtime._config import Mode, SimTime
 from blazefl.simtime._profiles import ClientProfile, ProfileSet, generate_profiles
-from blazefl.simtime._staleness import STALENESS_KINDS, Staleness
 from blazefl.simtime._sync import RoundPlan, plan_round
 from blazefl.simtime._timing import Timing, client_timing
 from blazefl.simtime._traces import convert_fedscale, read_trace, write_trace
