@@ -128,3 +128,16 @@ def test_trace_missing_clients_is_refused(tmp_path: Path) -> None:
     result = invoke("run", *SMALL, "--profiles", trace, "--out", tmp_path / "run")
     assert result.exit_code == 2, result.output
     assert "no profile for clients 4, 5" in result.output
+
+
+def test_plot_and_table_show_virtual_time(fedbuff_run: Path, tmp_path: Path) -> None:
+    """`blazefl plot` draws a timed run; the table row names the clock."""
+    from blazefl.cli._progress import format_row
+
+    result = invoke("plot", fedbuff_run, "--output", tmp_path / "p.png")
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "p.png").stat().st_size > 0
+    row = json.loads((fedbuff_run / "metrics.jsonl").read_text().splitlines()[-1])
+    line = format_row(row, 4)
+    assert f"virtual {row['virtual_time']:.1f}s" in line
+    assert "in flight" in line

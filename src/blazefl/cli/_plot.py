@@ -1,4 +1,5 @@
-"""``metrics.png``: loss and accuracy per round, drawn from ``metrics.jsonl``.
+"""``metrics.png``: loss and accuracy per round, drawn from ``metrics.jsonl``
+(accuracy against virtual time in runs with ``--profiles``).
 
 matplotlib is imported only here, with the Agg backend (no display needed),
 and only when a plot is drawn: at the end of a run and by `blazefl plot`.
@@ -28,9 +29,15 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return rows
 
 
-def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    pairs = [(r["round"], r[key]) for r in rows if isinstance(r.get(key), int | float)]
-    return [p[0] for p in pairs], [float(p[1]) for p in pairs]
+def _series(
+    rows: list[dict[str, Any]], key: str, x: str = "round"
+) -> tuple[list[float], list[float]]:
+    pairs = [
+        (r[x], r[key])
+        for r in rows
+        if isinstance(r.get(key), int | float) and isinstance(r.get(x), int | float)
+    ]
+    return [float(p[0]) for p in pairs], [float(p[1]) for p in pairs]
 
 
 def plot_metrics(folder: Path, output: Path | None = None) -> Path:
@@ -65,13 +72,22 @@ def plot_metrics(folder: Path, output: Path | None = None) -> Path:
             loss_ax.plot(x, y, marker="o", markersize=3, label=label)
         loss_ax.set(xlabel="round", ylabel="loss", title="Loss")
         loss_ax.legend()
-        x, y = _series(rows, "test_acc")
-        acc_ax.plot(x, y, marker="o", markersize=3, color="tab:green")
-        acc_ax.set(xlabel="round", ylabel="test accuracy", title="Test accuracy")
+        timed = any(isinstance(r.get("virtual_time"), int | float) for r in rows)
+        if timed:  # --profiles: accuracy against the virtual clock
+            x_time, y = _series(rows, "test_acc", x="virtual_time")
+            acc_ax.plot(x_time, y, marker="o", markersize=3, color="tab:green")
+            acc_ax.set(
+                xlabel="virtual time (s)", ylabel="test accuracy", title="Test accuracy"
+            )
+        else:
+            x, y = _series(rows, "test_acc")
+            acc_ax.plot(x, y, marker="o", markersize=3, color="tab:green")
+            acc_ax.set(xlabel="round", ylabel="test accuracy", title="Test accuracy")
+            acc_ax.xaxis.get_major_locator().set_params(integer=True)
         acc_ax.set_ylim(0, 1)
+        loss_ax.xaxis.get_major_locator().set_params(integer=True)
         for ax in (loss_ax, acc_ax):
             ax.grid(alpha=0.3)
-            ax.xaxis.get_major_locator().set_params(integer=True)
         fig.suptitle(folder.resolve().name)
         tmp = target.with_name(f".{target.name}.tmp")
         fig.savefig(tmp, dpi=100, format="png")
