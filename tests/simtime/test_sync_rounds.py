@@ -169,3 +169,36 @@ def test_profiles_must_cover_the_federation() -> None:
     small = SimTime(ProfileSet([0.1], [1.0], [1.0], [0.0]))
     with pytest.raises(ConfigurationError, match=r"clients 1\.\.11 have no profile"):
         simulation(FedAvg(), InlineExecutor(), small)
+
+
+def test_deadline_run_resumes_bitwise(tmp_path: Any) -> None:
+    """Checkpoint after round 2, resume in a fresh simulation: same end, same clock."""
+    from blazefl.sim import load_checkpoint, save_checkpoint
+
+    reference, ref_results = _run(InlineExecutor(), _deadline_model())
+    path = tmp_path / "ckpt"
+
+    async def first() -> None:
+        _, sim = simulation(FedAvg(), ThreadExecutor(2), _deadline_model())
+        async with sim:
+            await sim.run(2)
+            save_checkpoint(path, sim.state_dict())
+
+    anyio.run(first)
+    server, sim = simulation(FedAvg(), InlineExecutor(), _deadline_model())
+    sim.load_state_dict(load_checkpoint(path))
+    assert sim.now == ref_results[1].virtual_time
+    results = sim.run_sync()
+    assert torch.equal(final_params(server), reference)
+    assert [r.virtual_time for r in results] == [
+        r.virtual_time for r in ref_results[2:]
+    ]
+
+
+def test_plain_checkpoint_does_not_resume_timed() -> None:
+    """A checkpoint without simulated time is refused by a timed simulation."""
+    _, plain = simulation(FedAvg(), InlineExecutor(), None)
+    state = plain.state_dict()
+    _, timed = simulation(FedAvg(), InlineExecutor(), _deadline_model())
+    with pytest.raises(ConfigurationError, match="written without simulated time"):
+        timed.load_state_dict(state)

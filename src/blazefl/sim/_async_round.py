@@ -21,7 +21,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
-from blazefl._exceptions import RoundFailedError
+from blazefl._exceptions import RoundFailedError, SimulationFinishedError
 from blazefl._prechecked import prechecked
 from blazefl.sim._engine import OnOutcome, RoundRunner
 from blazefl.sim._events import (
@@ -57,9 +57,15 @@ class AsyncRound:
         fail_round: bool,
         round_timeout: float | None,
         on_commit: Callable[[], None],
+        after_commit: Callable[[], None],
     ) -> RoundResult:
         timed = self.timed
         assert timed.scheduler is not None
+        if self.handler.is_stopped():
+            raise SimulationFinishedError(
+                f"the handler reports training is over after {index} server "
+                "updates (is_stopped() is True)"
+            )
         start = time.perf_counter()
         payload = await anyio.to_thread.run_sync(self.handler.downlink_package)
         scope = anyio.fail_after(round_timeout) if round_timeout else nullcontext()
@@ -91,6 +97,7 @@ class AsyncRound:
             self.runner.commit(arrived, index + 1)
             timed.commit_step(plan, twin)
             on_commit()
+        after_commit()
         lost = tuple(f.cid for f in plan.dropped)
         result = RoundResult(
             round=index,

@@ -1,20 +1,18 @@
 """`Simulation`: the async coordinator users drive.
 
 A round: ask the handler for the sampled clients and the payload (in a worker
-thread: the handler's code may be slow); run the clients on the executor; file
-each outcome in its slot; apply the failure policy; then, shielded from
-cancellation, feed the results to the handler in slot order and commit the
-clients' new states. Until that last step nothing is changed, so a cancelled,
-timed-out or failed round leaves the simulation exactly as it was, and the next
-`run_round` runs the same round again with the same sampled clients.
+thread: the handler's code may be slow), or with simulated time plan the round
+on the virtual clock; then run it (`blazefl.sim._sync_round`, or one
+asynchronous server update, `blazefl.sim._async_round`). Nothing is changed
+until the round commits, so a cancelled, timed-out or failed round leaves the
+simulation exactly as it was, and the next `run_round` runs the same round
+again with the same sampled clients.
 """
 
 from __future__ import annotations
 
 import os
 import sysconfig
-import time
-from contextlib import nullcontext
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -24,7 +22,6 @@ import structlog.contextvars
 
 from blazefl._exceptions import (
     ConfigurationError,
-    RoundFailedError,
     SimulationFinishedError,
 )
 from blazefl._validate import check_int, check_number, check_seed
@@ -36,20 +33,17 @@ from blazefl.sim._events import (
     Event,
     EventHub,
     EventStream,
-    RoundAborted,
-    RoundFinished,
-    RoundStarted,
-    RoundTimed,
     client_event,
 )
 from blazefl.sim._executors._base import Executor
-from blazefl.sim._gil import GilWatch, gil_enabled
+from blazefl.sim._gil import GilWatch
 from blazefl.sim._handler import BoundHandler, ServerHandler
 from blazefl.sim._jobs import JobOutcome, JobWork
 from blazefl.sim._logging import get_logger, replay
 from blazefl.sim._policy import FailurePolicy, RoundPolicy
-from blazefl.sim._results import ClientReport, RoundResult, aggregate_metrics
+from blazefl.sim._results import RoundResult
 from blazefl.sim._states import make_store
+from blazefl.sim._sync_round import SyncRound
 from blazefl.sim._timed import TimedRounds, VersionedWork
 from blazefl.simtime._config import SimTime
 
@@ -291,13 +285,16 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                     "the state was written without simulated time; resume it "
                     "without time= (or start afresh)"
                 )
-            self._time.load_state_dict(state["time"])
-            self._time.plan = None
+            self._time.load_state_dict(state["time"])  # with a pending plan
         pending = state.get("pending_cids")
         self._pending = (
             None
             if pending is None
-            else (check_cids(pending), self.handler.downlink_package())
+            # A timed round may keep no client (all stragglers): [] is valid.
+            else (
+                [int(c) for c in pending] if self._time else check_cids(pending),
+                self.handler.downlink_package(),
+            )
         )
 
     def events(self) -> EventStream:
@@ -370,113 +367,36 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         return cids, self.handler.downlink_package()
 
     async def _run_pending(self, cids: list[int], payload: Any) -> RoundResult:
-        index = self._round
-        described = self.executor.describe()
-        self._emit(
-            RoundStarted(
-                index, tuple(cids), described["executor"], described["workers"]
-            )
-        )
-        start = time.perf_counter()
-        scope = (
-            anyio.fail_after(self._round_timeout)
-            if self._round_timeout
-            else nullcontext()
-        )
-        try:
-            with scope:
-                outcomes = await self._runner.run(
-                    index, payload, cids, self._on_outcome
-                )
-        except TimeoutError:
-            self._emit(RoundAborted(index, f"round timeout ({self._round_timeout}s)"))
-            raise
-        except anyio.get_cancelled_exc_class():
-            self._emit(RoundAborted(index, "cancelled"))
-            raise
-        failed = [o for o in outcomes if not o.ok]
-        survivors = [o for o in outcomes if o.ok]
+        """One synchronous round (see `blazefl.sim._sync_round`)."""
         plan = None if self._time is None else self._time.plan
-        reason = self._policy.reject_reason(failed, survivors)
-        if reason is None and plan is not None and not survivors:
-            reason = (
-                f"no sampled client finished in time ({len(plan.stragglers)} "
-                f"stragglers, {len(plan.offline)} went offline); raise the "
-                "deadline or the over-selection"
-            )
-        if reason is not None:
-            self._emit(RoundAborted(index, reason))
-            raise RoundFailedError(
-                f"round {index}: {reason}; nothing was applied",
-                tuple(o.error for o in failed),
-            )
-        with anyio.CancelScope(shield=True):
-            summary = await anyio.to_thread.run_sync(
-                self._aggregate,
-                index,
-                [o.result for o in survivors],
-                bool(failed) or (plan is not None and plan.partial),
-            )
-            self._runner.commit(survivors, index + 1)
-            self._pending = None
-            self._round += 1
-            if self._time is not None and plan is not None:
-                self._time.clock.advance_to(plan.end)
-                self._time.plan = None
-        reports = tuple(
-            ClientReport(o.slot, o.cid, o.worker, o.seconds, o.metrics, o.error)
-            for o in outcomes
+        step = SyncRound(
+            self._runner,
+            self._policy,
+            self.executor.describe(),
+            emit=self._emit,
+            on_outcome=self._on_outcome,
+            aggregate=self._aggregate,
+            after_commit=lambda: self._gil.check(self._log),
         )
-        result = RoundResult(
-            round=index,
-            cids=tuple(cids),
-            clients=reports,
-            seconds=time.perf_counter() - start,
-            metrics=aggregate_metrics([o.metrics for o in survivors]),
-            summary=summary,
-            virtual_time=None if plan is None else plan.end,
-            stragglers=() if plan is None else plan.stragglers + plan.offline,
+        return await step.run(
+            self._round,
+            cids,
+            payload,
+            plan=plan,
+            round_timeout=self._round_timeout,
+            on_commit=self._commit_sync,
         )
-        self._gil.check(self._log)
-        if plan is not None:
-            finish = dict(zip(plan.kept, plan.finish, strict=True))
-            self._emit(
-                RoundTimed(
-                    index,
-                    plan.start,
-                    plan.end,
-                    tuple(o.cid for o in survivors),
-                    tuple(finish[o.cid] for o in survivors),
-                    plan.stragglers,
-                    plan.offline,
-                    0,
-                    0.0,
-                    0,
-                )
-            )
-        self._emit(
-            RoundFinished(
-                round=index,
-                seconds=result.seconds,
-                clients=len(outcomes),
-                failed=len(failed),
-                metrics=result.metrics,
-                summary=summary,
-                executor=described["executor"],
-                workers=described["workers"],
-                gil_enabled=gil_enabled(),
-            )
-        )
-        return result
+
+    def _commit_sync(self) -> None:
+        self._pending = None
+        self._round += 1
+        if self._time is not None and self._time.plan is not None:
+            self._time.clock.advance_to(self._time.plan.end)
+            self._time.plan = None
 
     async def _run_async(self) -> RoundResult:
         """One asynchronous server update (see `blazefl.sim._async_round`)."""
         assert self._time is not None
-        if self.handler.is_stopped():
-            raise SimulationFinishedError(
-                f"the handler reports training is over after {self._round} "
-                "server updates (is_stopped() is True)"
-            )
         step = AsyncRound(
             self._time,
             self.handler,
@@ -486,14 +406,13 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             on_outcome=self._on_outcome,
             summary_if_due=self._summary_if_due,
         )
-        result = await step.run(
+        return await step.run(
             self._round,
             fail_round=self._policy.on_failure == "fail_round",
             round_timeout=self._round_timeout,
             on_commit=self._advance,
+            after_commit=lambda: self._gil.check(self._log),
         )
-        self._gil.check(self._log)
-        return result
 
     def _advance(self) -> None:
         self._round += 1

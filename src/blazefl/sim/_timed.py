@@ -247,7 +247,11 @@ class TimedRounds:
     # -- checkpoints ---------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        state: dict[str, Any] = {"now": self.clock.now, "model_bytes": self.model_bytes}
+        state: dict[str, Any] = {
+            "now": self.clock.now,
+            "model_bytes": self.model_bytes,
+            "plan": None if self.plan is None else self.plan.to_dict(),
+        }
         if self.scheduler is not None:
             state["scheduler"] = self.scheduler.state_dict()
             state["versions"] = {
@@ -258,6 +262,8 @@ class TimedRounds:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.clock = VirtualClock(float(state["now"]))
         self.model_bytes = state.get("model_bytes")
+        plan = state.get("plan")
+        self.plan = None if plan is None else RoundPlan.from_dict(plan)
         self.results = {}
         if self.scheduler is not None:
             self.scheduler.load_state_dict(state["scheduler"])
