@@ -110,7 +110,12 @@ class PlainDisplay(Display):
             f"{_number(row['train_loss'], '.4f', 0)} | test loss "
             f"{_number(row['test_loss'], '.4f', 0)} | test acc "
             f"{_number(row['test_acc'], '.3f', 0)} | {row['seconds']:.2f}s"
-            + (f" | {row['failed']} failed" if row.get("failed") else ""),
+            + (f" | {row['failed']} failed" if row.get("failed") else "")
+            + (
+                f" | virtual {row['virtual_time']:.1f}s"
+                if row.get("virtual_time") is not None
+                else ""
+            ),
             flush=True,
         )
 
