@@ -27,6 +27,7 @@ def fedbuff_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("fedbuff") / "run"
     result = invoke("run", *SMALL, *FEDBUFF, "--out", out, "--quiet")
     assert result.exit_code == 0, result.output
+    assert "s simulated); run folder" in result.output
     return out
 
 

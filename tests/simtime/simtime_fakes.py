@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,6 +64,7 @@ def simulation(
     *,
     rounds: int = 4,
     sample_ratio: float = 0.5,
+    wrap: Callable[[JitterClient], Any] | None = None,
     **kwargs: Any,
 ) -> tuple[FederatedServer, Simulation[Any, Any]]:
     dataset = data()
@@ -83,7 +85,7 @@ def simulation(
     )
     sim = Simulation(
         server,
-        client,
+        client if wrap is None else wrap(client),
         executor=executor,
         seed=SEED,
         time=time_model,

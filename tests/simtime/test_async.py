@@ -3,6 +3,7 @@ across executors and worker counts, and after an interrupted-then-resumed run.""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
@@ -10,7 +11,7 @@ import pytest
 import torch
 from simtime_fakes import final_params, profiles, simulation
 
-from blazefl import ConfigurationError
+from blazefl import ConfigurationError, RoundFailedError
 from blazefl.algorithms import FedAsync, FedAvg, FedBuff
 from blazefl.sim import (
     InlineExecutor,
@@ -24,9 +25,10 @@ from fakes import quick_processes
 EXECUTORS = [
     lambda: ThreadExecutor(1),
     lambda: ThreadExecutor(2),
+    lambda: ThreadExecutor(4),
     lambda: quick_processes(2),
 ]
-IDS = ["threads-1", "threads-2", "processes-2"]
+IDS = ["threads-1", "threads-2", "threads-4", "processes-2"]
 
 
 def _fedbuff() -> SimTime:
@@ -189,3 +191,65 @@ def test_fedbuff_formula() -> None:
     assert torch.allclose(
         out, torch.tensor([1.0 + 1.0, 1.0 + 0.5 * 4.0 * 0.5], dtype=torch.float64)
     )
+
+
+@dataclass(frozen=True)
+class FailingClient:
+    """The test client, raising for one client id."""
+
+    inner: Any
+    bad: int
+
+    @property
+    def epochs(self) -> int:
+        return int(self.inner.epochs)
+
+    @property
+    def dataset(self) -> Any:
+        return self.inner.dataset
+
+    def __call__(self, ctx: Any, broadcast: Any) -> Any:
+        if ctx.cid == self.bad:
+            raise RuntimeError(f"client {ctx.cid} is broken")
+        return self.inner(ctx, broadcast)
+
+
+def _first_cid() -> int:
+    _, results = _run("fedbuff", InlineExecutor(), rounds=1)
+    return int(results[0].cids[0])
+
+
+def test_a_failed_client_fails_the_update_and_changes_nothing() -> None:
+    """fail_round: RoundFailedError, no update applied, the clock unmoved."""
+    bad = _first_cid()
+    server, sim = simulation(
+        FedBuff(), InlineExecutor(), _fedbuff(), wrap=lambda c: FailingClient(c, bad)
+    )
+    before = final_params(server)
+
+    async def main() -> None:
+        async with sim:
+            with pytest.raises(RoundFailedError, match=f"client {bad} failed"):
+                await sim.run_round()
+
+    anyio.run(main)
+    assert sim.round == 0
+    assert sim.now == 0.0
+    assert torch.equal(final_params(server), before)
+
+
+def test_a_failed_client_is_dropped_under_drop() -> None:
+    """drop: the failed client is skipped like a leaver; the run completes."""
+    bad = _first_cid()
+    _, sim = simulation(
+        FedBuff(),
+        InlineExecutor(),
+        _fedbuff(),
+        rounds=6,
+        wrap=lambda c: FailingClient(c, bad),
+        on_client_failure="drop",
+    )
+    results = sim.run_sync()
+    assert len(results) == 6
+    assert all(bad not in r.cids for r in results)
+    assert any(bad in r.stragglers for r in results)

@@ -127,8 +127,10 @@ def _finish(
         if isinstance(acc, float) and isinstance(loss, float)
         else "no test metrics"
     )
+    simulated = summary.get("virtual_seconds")
+    virtual = "" if simulated is None else f" ({simulated:.1f}s simulated)"
     display.summary(
-        f"done: {scores} after {config.rounds} rounds in {wall:.1f}s; "
+        f"done: {scores} after {config.rounds} rounds in {wall:.1f}s{virtual}; "
         f"run folder: {folder}"
     )
 
