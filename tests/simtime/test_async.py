@@ -253,3 +253,11 @@ def test_a_failed_client_is_dropped_under_drop() -> None:
     assert len(results) == 6
     assert all(bad not in r.cids for r in results)
     assert any(bad in r.stragglers for r in results)
+
+
+def test_async_run_is_the_same_on_trio(references: dict[str, Any]) -> None:
+    """The coordinator's async step runs on trio too, with the same result."""
+    algorithm, time_model = CASES["fedbuff"]
+    server, sim = simulation(algorithm(), ThreadExecutor(2), time_model(), rounds=6)
+    sim.run_sync(backend="trio")
+    assert torch.equal(final_params(server), references["fedbuff"][0])
