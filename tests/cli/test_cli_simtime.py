@@ -94,6 +94,7 @@ def test_async_resume_after_sigkill_is_bitwise(
         (["--profiles", "lognormal", "--mode", "async", "--algorithm", "fedasync",
           "--buffer-size", "2"], r"fedasync applies each update as it arrives"),
         (["--profiles", "nope.csv"], r"neither 'lognormal' nor a \.csv or \.json"),
+        ([*FEDBUFF, "--executor", "cohort"], r"cannot run on --executor cohort"),
     ],
 )  # fmt: skip
 def test_bad_time_settings_exit_2(

@@ -12,6 +12,15 @@ and `FederatedClient` (native client work)::
 from typing import TYPE_CHECKING, Any
 
 from blazefl import _exports
+from blazefl.algorithms._aggregation import (
+    Aggregator,
+    RoundUpdates,
+    WeightedMean,
+    aggregate_delta,
+    aggregate_model,
+    aggregating,
+    current_aggregator,
+)
 from blazefl.algorithms._async import AsyncAlgorithm, FedAsync, FedBuff, StaleUpdate
 from blazefl.algorithms._base import (
     Algorithm,
@@ -72,6 +81,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ALGORITHMS",
+    "Aggregator",
     "Algorithm",
     "AsyncAlgorithm",
     "Broadcast",
@@ -87,8 +97,14 @@ __all__ = [
     "FederatedClient",
     "FederatedServer",
     "LocalTraining",
+    "RoundUpdates",
     "Scaffold",
     "StaleUpdate",
+    "WeightedMean",
+    "aggregate_delta",
+    "aggregate_model",
+    "aggregating",
+    "current_aggregator",
     "weighted_average",
 ]
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import numbers
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -18,6 +18,7 @@ from blazefl._validate import (
     check_seed,
     sampled_per_round,
 )
+from blazefl.algorithms._aggregation import Aggregator, WeightedMean, aggregating
 from blazefl.algorithms._async import AsyncAlgorithm, StaleUpdate
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate
 from blazefl.algorithms._settings import settings_of
@@ -27,11 +28,20 @@ from blazefl.reproducibility import RNGSuiteState, create_rng_suite
 from blazefl.training import evaluate
 
 __all__ = [
+    "AttackProbe",
     "FederatedServer",
     "check_federation_size",
     "check_like_model",
     "clients_per_round",
 ]
+
+
+class AttackProbe(Protocol):
+    """What measures an attack on the global model (`blazefl.robust`'s attacks)."""
+
+    def success_rate(
+        self, model: Any, dataset: Any, device: str, batch_size: int
+    ) -> float: ...
 
 
 class FederatedServer:
@@ -42,6 +52,12 @@ class FederatedServer:
     from ``seed``; aggregates with ``algorithm.aggregate``; evaluates the
     global model on the data set's ``"test"`` partition for ``get_summary``.
     Everything the next round reads is in `state_dict` (for checkpoints).
+
+    ``aggregator`` takes the weighted mean's place in the algorithm's
+    aggregation (a robust one from `blazefl.robust`); its assumption on the
+    number of clients per round is checked here. ``attack``, when given, is
+    only measured: ``get_summary`` adds its ``attack_success_rate`` on the
+    test split.
     """
 
     def __init__(
@@ -57,6 +73,8 @@ class FederatedServer:
         seed: int = 0,
         device: str = "cpu",
         eval_batch_size: int = 256,
+        aggregator: Aggregator | None = None,
+        attack: AttackProbe | None = None,
     ) -> None:
         if not isinstance(algorithm, Algorithm):
             raise ConfigurationError(
@@ -75,6 +93,15 @@ class FederatedServer:
                 )
         self.seed = check_seed("seed", seed)
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size)
+        self.aggregator = _check_aggregator(
+            algorithm, aggregator, self.clients_per_round
+        )
+        if attack is not None and not callable(getattr(attack, "success_rate", None)):
+            raise ConfigurationError(
+                f"attack must have a success_rate method (a blazefl.robust "
+                f"attack), got {attack!r}"
+            )
+        self.attack = attack
         self.algorithm = algorithm
         self.dataset = dataset
         self.device = device
@@ -189,19 +216,27 @@ class FederatedServer:
         For adapters that check their own package type first and convert it
         (the BlazeFL FedAvg handler), so nothing is checked twice.
         """
-        self.params = self.algorithm.aggregate(self.params, updates, self.state)
+        with aggregating(self.aggregator, self.rng):
+            params = self.algorithm.aggregate(self.params, updates, self.state)
+        self.params = params
         deserialize_model(self.model, self.params)
 
     def get_summary(self) -> dict[str, float]:
         loader = self.dataset.get_dataloader("test", None, self.eval_batch_size, None)
         loss, accuracy = evaluate(self.model, loader, self.device)
-        return {"server_acc": accuracy, "server_loss": loss}
+        summary = {"server_acc": accuracy, "server_loss": loss}
+        if self.attack is not None:
+            summary["attack_success_rate"] = self.attack.success_rate(
+                self.model, self.dataset, self.device, self.eval_batch_size
+            )
+        return summary
 
     # -- checkpoints ----------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything the next round reads: round, model, algorithm state, RNG."""
-        return {
+        """Everything the next round reads: round, model, algorithm state, RNG
+        (and the aggregator's state, if it keeps any)."""
+        state = {
             "round": self.round,
             "num_clients": self.num_clients,
             "clients_per_round": self.clients_per_round,
@@ -210,6 +245,10 @@ class FederatedServer:
             "algorithm_state": {k: v.clone() for k, v in self.state.items()},
             "rng": self.rng.get_state().to_dict(),
         }
+        aggregator_state = self.aggregator.state_dict()
+        if aggregator_state:
+            state["aggregator_state"] = aggregator_state
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` captured (the round in flight is dropped)."""
@@ -238,6 +277,7 @@ class FederatedServer:
         deserialize_model(self.model, self.params)
         self.state = {k: v.clone() for k, v in state["algorithm_state"].items()}
         self.rng.set_state(RNGSuiteState.from_dict(state["rng"]))
+        self.aggregator.load_state_dict(state.get("aggregator_state", {}))
         self._pending = []
 
     def check_uplink(self, update: Any) -> None:
@@ -278,6 +318,32 @@ class FederatedServer:
                 f"client {cid} reported num_samples={n!r}; an update must come "
                 "from an integer number >= 1 of training samples"
             )
+
+
+def _check_aggregator(
+    algorithm: Algorithm, aggregator: object, per_round: int
+) -> Aggregator:
+    """The server's aggregator (the weighted mean by default), refused if the
+    algorithm cannot use it or ``per_round`` clients break its assumption."""
+    if aggregator is None:
+        return WeightedMean()
+    if not isinstance(aggregator, Aggregator):
+        raise ConfigurationError(
+            f"aggregator must be a blazefl.algorithms.Aggregator (e.g. "
+            f"blazefl.robust.Median), got {aggregator!r}"
+        )
+    if (
+        not isinstance(aggregator, WeightedMean)
+        and not type(algorithm).pluggable_aggregation
+    ):
+        raise ConfigurationError(
+            f"{type(algorithm).__name__} computes its own aggregate, so it cannot "
+            f"use the aggregator {aggregator!r}; use an algorithm whose aggregate "
+            "goes through blazefl.algorithms.aggregate_model / aggregate_delta "
+            "(and declares pluggable_aggregation = True)"
+        )
+    aggregator.check(per_round)
+    return aggregator
 
 
 def clients_per_round(num_clients: int, sample_ratio: object) -> int:

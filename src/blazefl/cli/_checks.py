@@ -90,7 +90,7 @@ PARTITIONS = (
     "square",
     "exponential",
 )
-EXECUTORS = ("inline", "threads", "processes", "ray")
+EXECUTORS = ("inline", "threads", "processes", "ray", "cohort")
 LOG_FORMATS = ("console", "json")
 
 # Models that fit each data set's inputs, the first being its default.

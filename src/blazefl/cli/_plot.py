@@ -7,26 +7,21 @@ and only when a plot is drawn: at the end of a run and by `blazefl plot`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from blazefl._exceptions import ConfigurationError, MissingDependencyError
+from blazefl.cli._jsonl import metrics_problem, read_records
 
 __all__ = ["plot_metrics", "read_metrics"]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a ``metrics.jsonl`` (a torn last line is skipped)."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "round" in row:
-            rows.append(row)
-    return rows
+    """The rows of a ``metrics.jsonl`` (a torn last line is skipped).
+
+    Raises `ConfigurationError` naming a line blazefl did not write.
+    """
+    return [row for _, row in read_records(path, metrics_problem)]
 
 
 def _series(
@@ -73,17 +68,22 @@ def plot_metrics(folder: Path, output: Path | None = None) -> Path:
         loss_ax.set(xlabel="round", ylabel="loss", title="Loss")
         loss_ax.legend()
         timed = any(isinstance(r.get("virtual_time"), int | float) for r in rows)
-        if timed:  # --profiles: accuracy against the virtual clock
-            x_time, y = _series(rows, "test_acc", x="virtual_time")
-            acc_ax.plot(x_time, y, marker="o", markersize=3, color="tab:green")
-            acc_ax.set(
-                xlabel="virtual time (s)", ylabel="test accuracy", title="Test accuracy"
-            )
-        else:
-            x, y = _series(rows, "test_acc")
-            acc_ax.plot(x, y, marker="o", markersize=3, color="tab:green")
-            acc_ax.set(xlabel="round", ylabel="test accuracy", title="Test accuracy")
+        x_key = "virtual_time" if timed else "round"  # --profiles: the clock
+        x, y = _series(rows, "test_acc", x=x_key)
+        acc_ax.plot(x, y, marker="o", markersize=3, color="tab:green", label="test")
+        acc_ax.set(
+            xlabel="virtual time (s)" if timed else "round",
+            ylabel="test accuracy",
+            title="Test accuracy",
+        )
+        if not timed:
             acc_ax.xaxis.get_major_locator().set_params(integer=True)
+        x, y = _series(rows, "attack_success_rate", x=x_key)
+        if x:  # an attacked run (--attack)
+            acc_ax.plot(
+                x, y, marker="o", markersize=3, color="tab:red", label="attack success"
+            )
+            acc_ax.legend()
         acc_ax.set_ylim(0, 1)
         loss_ax.xaxis.get_major_locator().set_params(integer=True)
         for ax in (loss_ax, acc_ax):

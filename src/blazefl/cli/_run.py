@@ -72,9 +72,13 @@ def _finite(value: object) -> float | None:
     return None
 
 
-def metrics_row(event: RoundFinished) -> dict[str, Any]:
-    """A finished round as a ``metrics.jsonl`` line; rounds count from 1."""
-    return {
+def metrics_row(event: RoundFinished, *, attacked: bool = False) -> dict[str, Any]:
+    """A finished round as a ``metrics.jsonl`` line; rounds count from 1.
+
+    An attacked run (``--attack``) adds ``attack_success_rate`` (on evaluated
+    rounds; None on the others); ``test_acc`` is the main-task accuracy.
+    """
+    row = {
         "round": event.round + 1,
         "train_loss": _finite(event.metrics.get("loss")),
         "test_loss": _finite(event.summary.get("server_loss")),
@@ -83,6 +87,9 @@ def metrics_row(event: RoundFinished) -> dict[str, Any]:
         "clients": event.clients,
         "failed": event.failed,
     }
+    if attacked:
+        row["attack_success_rate"] = _finite(event.summary.get("attack_success_rate"))
+    return row
 
 
 def time_columns(event: RoundTimed) -> dict[str, Any]:
@@ -110,8 +117,11 @@ class _Recorder:
         display: Display,
         rounds_done: int,
         on_error: Callable[[], None],
+        *,
+        attacked: bool = False,
     ) -> None:
         self.folder = folder
+        self.attacked = attacked
         self.display = display
         self.done = rounds_done
         self.finished = anyio.Event()
@@ -145,7 +155,7 @@ class _Recorder:
                 elif isinstance(event, RoundTimed):
                     timed = event
                 elif isinstance(event, RoundFinished):
-                    row = metrics_row(event)
+                    row = metrics_row(event, attacked=self.attacked)
                     if timed is not None and timed.round == event.round:
                         row.update(time_columns(timed))
                     _append(metrics, metrics_path, json.dumps(row))
@@ -227,7 +237,13 @@ class Runner:
 
     async def run(self) -> RunOutcome:
         work = anyio.CancelScope()
-        recorder = _Recorder(self.folder, self.display, self.sim.round, work.cancel)
+        recorder = _Recorder(
+            self.folder,
+            self.display,
+            self.sim.round,
+            work.cancel,
+            attacked=self.config.attack is not None,
+        )
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch, signals, work)

@@ -91,6 +91,12 @@ class TimedRounds:
                     "asynchronous mode runs native client work (a FederatedClient "
                     f"or work(ctx, payload)); {adapter.client} is a BlazeFL trainer"
                 )
+            if runner.executor.kind == "cohort":
+                raise ConfigurationError(
+                    "asynchronous mode trains clients that started from different "
+                    "model versions, which the cohort executor cannot batch; use "
+                    "inline, threads, processes or ray"
+                )
             self.load_stale = _method(handler, "load_stale", "asynchronous mode")
             size = _method(handler, "async_buffer_size", "asynchronous mode")()
             buffer = time.buffer_size if time.buffer_size is not None else size
