@@ -143,3 +143,12 @@ def test_plot_and_table_show_virtual_time(fedbuff_run: Path, tmp_path: Path) -> 
     line = format_row(row, 4)
     assert f"virtual {row['virtual_time']:.1f}s" in line
     assert "in flight" in line
+
+
+def test_timed_run_with_an_attack_has_both_columns(tmp_path: Path) -> None:
+    """--attack wraps the client work; the timed run still knows its epochs."""
+    args = ["--profiles", "lognormal", "--attack", "sign-flip", "--quiet"]
+    result = invoke("run", *SMALL, *args, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    rows = metrics(tmp_path / "run")
+    assert all("virtual_time" in r and "attack_success_rate" in r for r in rows)

@@ -176,8 +176,11 @@ def _executor(config: RunConfig) -> Executor:
     return ProcessExecutor(config.workers)
 
 
-def build_time(config: RunConfig) -> SimTime | None:
-    """The `--profiles` / `--mode` simulated time, or None (plain rounds)."""
+def build_time(config: RunConfig, dataset: Any) -> SimTime | None:
+    """The `--profiles` / `--mode` simulated time, or None (plain rounds).
+
+    The epochs and sample counts are the run's own (the client work may be
+    wrapped, by ``--attack``, in objects that do not expose them)."""
     if config.profiles is None:
         return None
     if config.profiles == "lognormal":
@@ -193,12 +196,16 @@ def build_time(config: RunConfig) -> SimTime | None:
     if config.mode == "async":
         return SimTime(
             profiles,
+            epochs=config.epochs,
+            samples=lambda cid: len(dataset.get_dataset("train", cid)),
             mode="async",
             buffer_size=config.buffer_size,
             concurrency=config.concurrency or min(10, config.clients),
         )
     return SimTime(
         profiles,
+        epochs=config.epochs,
+        samples=lambda cid: len(dataset.get_dataset("train", cid)),
         deadline=config.deadline,
         over_selection=config.over_selection or 0.0,
     )
@@ -249,7 +256,7 @@ def build(config: RunConfig) -> Built:
         executor=_executor(config),
         seed=config.seed,
         evaluate_every=config.evaluate_every,
-        time=build_time(config),
+        time=build_time(config, dataset),
     )
     return Built(dataset, server, client, simulation, attackers)
 
