@@ -1159,15 +1159,14 @@ CASES: list[Case] = [
         "cli-out-under-a-file",
         _out_under_a_file,
         CommandUsageError,
-        r"Invalid value for '--out': \S+/afile/sub: \S+/afile is a file, not a "
-        r"folder; --out must be a folder blazefl can create and write",
+        r"Invalid value for '--out': cannot create \S+/afile/sub: Not a directory$",
     ),
     Case(
         "cli-out-under-proc",
         _cli(*TINY_RUN, "--out", "/proc/blazefl-hostile/run"),
         CommandUsageError,
-        r"Invalid value for '--out': /proc/blazefl-hostile: No such file or "
-        r"directory; --out must be a folder blazefl can create and write",
+        r"Invalid value for '--out': cannot create /proc/blazefl-hostile/run: No "
+        r"such file or directory$",
     ),
     Case(
         "cli-data-dir-empty",

@@ -82,20 +82,20 @@ def test_a_folder_held_by_a_run_is_refused_naming_it(tmp_path: Path) -> None:
 
 
 def test_resume_says_which_log_lines_it_drops(tmp_path: Path) -> None:
-    """Lines past the checkpoint (a SIGKILL between checkpoints) and a line
-    that is not a record are cut, and the run says so on stderr."""
+    """Lines past the checkpoint (a SIGKILL between checkpoints) and a last
+    line torn by the kill are cut, and the run says so on stderr; a line
+    blazefl did not write is refused (tests/test_hostile_inputs.py)."""
     args = [*SMALL, "--executor", "inline", "--checkpoint-every", "2"]
     run = PausedRun(tmp_path, tmp_path / "run", 3, *args)
     run.send(signal.SIGKILL)
     with (run.out / "metrics.jsonl").open("a") as f:
-        f.write('{"round": "3"}\n')
+        f.write('{"round": 4, "train_lo')  # torn: no newline
     result = invoke("run", "--resume", run.out)
     assert result.exit_code == 0, result.output
     message = " ".join(result.stderr.split())
     assert (
         "blazefl: metrics.jsonl: dropped 1 line(s) past the checkpoint of round 2 "
-        "(those rounds run again) and 1 unreadable line(s) (line 4: not a JSON "
-        "object with an integer round"
+        "(those rounds run again) and 1 line(s) torn by a kill (line 4)"
     ) in message
     assert "blazefl: events.jsonl: dropped " in message
     assert [row["round"] for row in metrics(run.out)] == [1, 2, 3, 4]
