@@ -185,6 +185,29 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
 
 
 @cli.command()
+@click.argument(
+    "folders",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port", default=0, type=click.IntRange(0, 65535), help="Port (default: any free one)."
+)
+def serve(folders: tuple[Path, ...], host: str, port: int) -> None:
+    """Serve the live dashboard of run folders (or folders of runs, e.g. sweeps).
+
+    Running runs update as they train; Ctrl-C stops the server. Listens on
+    127.0.0.1 unless --host says otherwise (and then it warns: there is no
+    authentication).
+    """
+    from blazefl.cli._serve import serve_folders
+
+    raise SystemExit(serve_folders(list(folders), host, port))
+
+
+@cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
 def info(as_json: bool) -> None:
     """Versions, the Python build, threads, devices and executors."""
