@@ -321,9 +321,14 @@ def compare(
     required=True,
     type=click.Path(exists=True, file_okay=False, path_type=Path),
 )
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
 @click.option(
-    "--port", default=0, type=click.IntRange(0, 65535), help="Port (default: any free one)."
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
+@click.option(
+    "--port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="Port (default: any free one).",
 )
 def serve(folders: tuple[Path, ...], host: str, port: int) -> None:
     """Serve the live dashboard of run folders (or folders of runs, e.g. sweeps).

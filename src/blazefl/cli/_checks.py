@@ -161,7 +161,9 @@ def flag(value: object) -> bool:
 def port(value: object) -> int:
     """A TCP port, or 0 for any free one."""
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 65536:
-        raise ValueError(f"must be a port in [0, 65536) (0: any free one), got {value!r}")
+        raise ValueError(
+            f"must be a port in [0, 65536) (0: any free one), got {value!r}"
+        )
     return value
 
 

@@ -19,8 +19,7 @@ def serve_folders(folders: list[Path], host: str, port: int) -> int:
         from blazefl.dashboard import DashboardServer, find_runs
     except ImportError as exc:
         raise MissingDependencyError(
-            f"blazefl serve needs the dashboard extra ({exc.name} is missing): "
-            "pip install 'blazefl[dashboard]'"
+            "blazefl serve", "dashboard", exc.name or "starlette"
         ) from None
     if not find_runs(folders):
         click.echo(

@@ -18,12 +18,13 @@ while it goes on.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.abc
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -31,7 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from blazefl.dashboard._runs import RunFeed, find_runs
-from blazefl.dashboard._sse import HEARTBEAT, BadLastEventID, frame, last_event_id
+from blazefl.dashboard._sse import HEARTBEAT, BadLastEventIDError, frame, last_event_id
 
 __all__ = ["make_app"]
 
@@ -114,14 +115,15 @@ def make_app(roots: list[Path]) -> Starlette:
             return _error(404, f"no run named {name[:80]!r} (see /api/runs)")
         try:
             after = last_event_id(request.headers.get("last-event-id"))
-        except BadLastEventID as exc:
+        except BadLastEventIDError as exc:
             return _error(400, str(exc))
         log = feed.log
 
         async def stream() -> AsyncIterator[bytes]:
             yield b"retry: 1000\n\n"
-            async for item in log.follow(after, idle=_HEARTBEAT_SECONDS):
-                yield HEARTBEAT if item is None else frame(*item)
+            async with aclosing(log.follow(after, idle=_HEARTBEAT_SECONDS)) as items:
+                async for item in items:
+                    yield HEARTBEAT if item is None else frame(*item)
 
         return StreamingResponse(
             stream(),

@@ -84,6 +84,10 @@ class RunFeed:
         try:
             summary = json.loads((self.folder / "summary.json").read_text())
         except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+            last = self.log.last()
+            if last is not None and last.get("event") == "round_aborted":
+                # A failed or interrupted run writes no summary; it can resume.
+                return {"state": "stopped", "events": len(self.log)}
             return {"state": "running", "events": len(self.log)}
         state = summary.get("status", "finished") if isinstance(summary, dict) else ""
         return {"state": str(state), "events": len(self.log), "summary": summary}

@@ -31,9 +31,19 @@ LOOPBACK = "127.0.0.1"
 
 
 class _QuietServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.changed = anyio.Event()  # set once serving, or once it gave up
+
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
         yield  # the caller's signal handling stays in charge
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        try:
+            await super().startup(sockets)
+        finally:
+            self.changed.set()
 
 
 class DashboardServer:
@@ -92,18 +102,16 @@ class DashboardServer:
         self._server = _QuietServer(config)
         self._group = anyio.create_task_group()
         await self._group.__aenter__()
-        ended = anyio.Event()
         server, sock = self._server, self._socket
 
         async def serve() -> None:
             try:
                 await server.serve([sock])
             finally:
-                ended.set()
+                server.changed.set()
 
         self._group.start_soon(serve)
-        while not server.started and not ended.is_set():
-            await anyio.sleep(0.01)
+        await server.changed.wait()
         if not server.started:
             await self._group.__aexit__(None, None, None)
             sock.close()
@@ -124,7 +132,8 @@ class DashboardServer:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        assert self._server is not None and self._group is not None
+        assert self._server is not None
+        assert self._group is not None
         self._server.should_exit = True  # uvicorn ends within its 1 s grace
         try:
             await self._group.__aexit__(exc_type, exc, tb)

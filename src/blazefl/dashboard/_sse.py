@@ -29,20 +29,20 @@ HEARTBEAT = b": keep-alive\n\n"
 _MAX_ID_DIGITS = 18
 
 
-class BadLastEventID(ValueError):
+class BadLastEventIDError(ValueError):
     """A ``Last-Event-ID`` header that is not a decimal event number."""
 
 
 def last_event_id(header: str | None) -> int:
     """The event number a reconnecting client saw last (0: none).
 
-    Raises `BadLastEventID` for anything but 1 to 18 ASCII digits.
+    Raises `BadLastEventIDError` for anything but 1 to 18 ASCII digits.
     """
     if header is None or header == "":
         return 0
     text = header.strip()
     if not (text.isascii() and text.isdigit()) or len(text) > _MAX_ID_DIGITS:
-        raise BadLastEventID(
+        raise BadLastEventIDError(
             f"Last-Event-ID must be a decimal event number, got {header[:40]!r}"
         )
     return int(text)
@@ -79,6 +79,10 @@ class EventLog:
 
     def __len__(self) -> int:
         return len(self._records)
+
+    def last(self) -> dict[str, Any] | None:
+        """The latest record, or None."""
+        return self._records[-1] if self._records else None
 
     def append(self, record: dict[str, Any]) -> None:
         self._records.append(record)

@@ -63,7 +63,11 @@ function draw(id, keysOf) {
   }
   if (old) old.destroy();
   box.textContent = "";
-  charts[id] = new uPlot({width, height: 240, series, scales: {x: {time: false}}}, data, box);
+  // Rounds are whole numbers: ticks at 1, 2, 5, 10, ... rounds apart.
+  const xAxis = useVirtual ? {} : {incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000]};
+  charts[id] = new uPlot(
+    {width, height: 240, series, scales: {x: {time: false}}, axes: [xAxis, {}]},
+    data, box);
 }
 
 function extraKeys(run) {
