@@ -17,6 +17,7 @@ PUBLIC_MODULES = [
     "blazefl.data",
     "blazefl.models",
     "blazefl.algorithms",
+    "blazefl.simtime",
     "blazefl.robust",
 ]
 

@@ -112,7 +112,7 @@ def test_algorithm_defaults_construct(name: str) -> None:
 
 
 def test_algorithms_registry_is_complete() -> None:
-    """ALGORITHMS lists the seven built-ins by name."""
+    """ALGORITHMS lists the nine built-ins by name."""
     assert set(ALGORITHMS) == {
         "fedavg",
         "fedavgm",
@@ -121,6 +121,8 @@ def test_algorithms_registry_is_complete() -> None:
         "fedadam",
         "fedyogi",
         "fedadagrad",
+        "fedbuff",
+        "fedasync",
     }
 
 

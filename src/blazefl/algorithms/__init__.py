@@ -21,6 +21,7 @@ from blazefl.algorithms._aggregation import (
     aggregating,
     current_aggregator,
 )
+from blazefl.algorithms._async import AsyncAlgorithm, FedAsync, FedBuff, StaleUpdate
 from blazefl.algorithms._base import (
     Algorithm,
     Broadcast,
@@ -40,7 +41,17 @@ if TYPE_CHECKING:
 
 ALGORITHMS: dict[str, type[Algorithm]] = {
     cls.name: cls
-    for cls in (FedAvg, FedAvgM, FedProx, Scaffold, FedAdam, FedYogi, FedAdagrad)
+    for cls in (
+        FedAvg,
+        FedAvgM,
+        FedProx,
+        Scaffold,
+        FedAdam,
+        FedYogi,
+        FedAdagrad,
+        FedBuff,
+        FedAsync,
+    )
 }
 """Every built-in algorithm by name (what the command line's --algorithm takes).
 
@@ -72,12 +83,15 @@ __all__ = [
     "ALGORITHMS",
     "Aggregator",
     "Algorithm",
+    "AsyncAlgorithm",
     "Broadcast",
     "ClientUpdate",
     "FedAdagrad",
     "FedAdam",
+    "FedAsync",
     "FedAvg",
     "FedAvgM",
+    "FedBuff",
     "FedProx",
     "FedYogi",
     "FederatedClient",
@@ -85,6 +99,7 @@ __all__ = [
     "LocalTraining",
     "RoundUpdates",
     "Scaffold",
+    "StaleUpdate",
     "WeightedMean",
     "aggregate_delta",
     "aggregate_model",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 import torch
@@ -18,6 +19,7 @@ from blazefl._validate import (
     sampled_per_round,
 )
 from blazefl.algorithms._aggregation import Aggregator, WeightedMean, aggregating
+from blazefl.algorithms._async import AsyncAlgorithm, StaleUpdate
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate
 from blazefl.algorithms._settings import settings_of
 from blazefl.core import deserialize_model, serialize_model
@@ -116,6 +118,59 @@ class FederatedServer:
         return sorted(
             self.rng.python.sample(range(self.num_clients), self.clients_per_round)
         )
+
+    def sample_among(self, candidates: Sequence[int], count: int) -> list[int]:
+        """``count`` distinct clients of ``candidates`` (sorted) from the server
+        RNG: the availability-aware sampling of timed rounds. With every
+        client a candidate and ``count == clients_per_round`` it draws exactly
+        what `sample_clients` draws."""
+        pool = sorted(candidates)
+        if count > len(pool):
+            raise ConfigurationError(
+                f"cannot sample {count} clients from {len(pool)} candidates"
+            )
+        return sorted(self.rng.python.sample(pool, count))
+
+    def async_buffer_size(self) -> int:
+        """The algorithm's own buffer size; refuses one that cannot run async.
+
+        :raises ConfigurationError: naming the algorithm when it cannot apply
+            stale updates.
+        """
+        if not isinstance(self.algorithm, AsyncAlgorithm):
+            raise ConfigurationError(
+                f"algorithm {self.algorithm.name!r} cannot apply stale updates, "
+                "which asynchronous mode needs; use fedbuff or fedasync (or "
+                "mode='sync')"
+            )
+        return self.algorithm.default_buffer_size
+
+    def check_buffer_size(self, size: int) -> None:
+        """Refuse a buffer the algorithm does not take (FedAsync: one update)."""
+        algorithm = self.algorithm
+        if (
+            isinstance(algorithm, AsyncAlgorithm)
+            and not algorithm.buffered
+            and size != 1
+        ):
+            raise ConfigurationError(
+                f"{algorithm.name} applies each update as it arrives; "
+                f"buffer_size={size} must be 1 (use fedbuff to buffer updates)"
+            )
+
+    def load_stale(self, updates: list[tuple[ClientUpdate, int, Broadcast]]) -> None:
+        """Apply arrived updates (update, staleness, the broadcast it started
+        from), in arrival order, as one server update; advance the version."""
+        algorithm = self.algorithm
+        if not isinstance(algorithm, AsyncAlgorithm):
+            self.async_buffer_size()  # raises, naming the algorithm
+            return
+        for update, _, _ in updates:
+            check_unless_prechecked(self.check_uplink, update)
+        stale = [StaleUpdate(u, tau, base.params) for u, tau, base in updates]
+        self.params = algorithm.aggregate_stale(self.params, stale, self.state)
+        deserialize_model(self.model, self.params)
+        self.round += 1
 
     def downlink_package(self) -> Broadcast:
         return Broadcast(

@@ -51,8 +51,16 @@ from blazefl.sim import (
     Simulation,
     ThreadExecutor,
 )
+from blazefl.simtime import SimTime, generate_profiles, read_trace
 
-__all__ = ["Built", "build", "build_dataset", "build_partitioner", "recorded"]
+__all__ = [
+    "Built",
+    "build",
+    "build_dataset",
+    "build_partitioner",
+    "build_time",
+    "recorded",
+]
 
 Partitioner = Callable[[torch.Tensor], Sequence[Any]]
 
@@ -168,6 +176,41 @@ def _executor(config: RunConfig) -> Executor:
     return ProcessExecutor(config.workers)
 
 
+def build_time(config: RunConfig, dataset: Any) -> SimTime | None:
+    """The `--profiles` / `--mode` simulated time, or None (plain rounds).
+
+    The epochs and sample counts are the run's own (the client work may be
+    wrapped, by ``--attack``, in objects that do not expose them)."""
+    if config.profiles is None:
+        return None
+    if config.profiles == "lognormal":
+        sigma = 1.0 if config.speed_sigma is None else config.speed_sigma
+        profiles = generate_profiles(
+            config.clients,
+            config.seed,
+            compute_sigma=sigma,
+            online_fraction=config.online_fraction or 1.0,
+        )
+    else:
+        profiles = read_trace(config.profiles, num_clients=config.clients)
+    if config.mode == "async":
+        return SimTime(
+            profiles,
+            epochs=config.epochs,
+            samples=lambda cid: len(dataset.get_dataset("train", cid)),
+            mode="async",
+            buffer_size=config.buffer_size,
+            concurrency=config.concurrency or min(10, config.clients),
+        )
+    return SimTime(
+        profiles,
+        epochs=config.epochs,
+        samples=lambda cid: len(dataset.get_dataset("train", cid)),
+        deadline=config.deadline,
+        over_selection=config.over_selection or 0.0,
+    )
+
+
 def build(config: RunConfig) -> Built:
     """Every object of the run; raises `ConfigurationError` for a bad combination."""
     dataset = build_dataset(config)
@@ -213,6 +256,7 @@ def build(config: RunConfig) -> Built:
         executor=_executor(config),
         seed=config.seed,
         evaluate_every=config.evaluate_every,
+        time=build_time(config, dataset),
     )
     return Built(dataset, server, client, simulation, attackers)
 

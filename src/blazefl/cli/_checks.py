@@ -23,11 +23,12 @@ from blazefl._validate import (
     check_ratio,
     check_seed,
 )
-from blazefl.algorithms import ALGORITHMS, Algorithm
+from blazefl.algorithms import ALGORITHMS, Algorithm, AsyncAlgorithm
 from blazefl.algorithms._settings import Check, Setting, settings_of
 
 __all__ = [
     "ALGORITHM_NAMES",
+    "ASYNC_ALGORITHMS",
     "DATASETS",
     "DATASET_MODELS",
     "EXECUTORS",
@@ -36,6 +37,7 @@ __all__ = [
     "KNOBS",
     "LOG_FORMATS",
     "MODELS",
+    "MODES",
     "PARTITIONS",
     "AlgorithmOption",
     "algorithm_options",
@@ -47,6 +49,13 @@ __all__ = [
 ]
 
 ALGORITHM_NAMES = tuple(ALGORITHMS)
+#: The algorithms that can apply stale updates (``--mode async``).
+ASYNC_ALGORITHMS = tuple(
+    name
+    for name, cls in ALGORITHMS.items()
+    if isinstance(cls, type) and issubclass(cls, AsyncAlgorithm)
+)
+MODES = ("sync", "async")
 # Kept literal so `blazefl --help` needs no torch import (blazefl.models
 # imports it); a test checks them against blazefl.models.MODEL_NAMES.
 MODELS = (

@@ -37,6 +37,7 @@ from blazefl.algorithms import ALGORITHMS
 from blazefl.algorithms._settings import settings_of
 from blazefl.cli._checks import (
     ALGORITHM_NAMES,
+    ASYNC_ALGORITHMS,
     DATASET_MODELS,
     DATASETS,
     EXECUTORS,
@@ -45,6 +46,7 @@ from blazefl.cli._checks import (
     LEAF_DATASETS,
     LOG_FORMATS,
     MODELS,
+    MODES,
     PARTITIONS,
     algorithm_options,
     cli_check,
@@ -124,6 +126,57 @@ class RunConfig:
         42,
         cli_check(check_seed),
         "Run seed: data, sampling, model and client RNGs.",
+    )
+    profiles: str | None = run_setting(
+        None,
+        text,
+        "Simulated time: device profiles, 'lognormal' (generated from --seed) "
+        "or a .csv/.json trace file (docs/simulated-time.md); off by default.",
+        kind=str,
+        metavar="lognormal|FILE",
+    )
+    speed_sigma: float | None = run_setting(
+        None,
+        _NON_NEGATIVE,
+        "Log-normal spread of generated compute speeds [default: 1.0].",
+        kind=float,
+    )
+    online_fraction: float | None = run_setting(
+        None,
+        cli_check(check_ratio),
+        "Share of each hour a generated client is online, in (0, 1] [default: 1].",
+        kind=float,
+    )
+    mode: str | None = run_setting(
+        None,
+        None,
+        "sync: rounds; async: FedBuff/FedAsync on the virtual clock [default: sync].",
+        choices=MODES,
+        kind=str,
+    )
+    deadline: float | None = run_setting(
+        None,
+        _POSITIVE,
+        "Sync rounds: virtual seconds a round waits; later clients are stragglers.",
+        kind=float,
+    )
+    over_selection: float | None = run_setting(
+        None,
+        _NON_NEGATIVE,
+        "Sync rounds: sample ceil(k(1+x)) clients, keep the first k to finish.",
+        kind=float,
+    )
+    buffer_size: int | None = run_setting(
+        None,
+        _INT,
+        "Async: arrivals per server update [default: fedbuff 10, fedasync 1].",
+        kind=int,
+    )
+    concurrency: int | None = run_setting(
+        None,
+        _INT,
+        "Async: clients training at once [default: min(10, --clients)].",
+        kind=int,
     )
     attack: str | None = run_setting(
         None,
@@ -423,6 +476,7 @@ def _finish(checked: dict[str, Any], sources: Mapping[str, str]) -> RunConfig:
             f"{config.sample_ratio} of {config.clients} clients samples no client "
             "per round; it must be in (0, 1] with --sample-ratio x --clients >= 1"
         )
+    _check_time(config, sources)
     config = check_robust(config, lambda key: _where(key, sources))
     cls = ALGORITHMS[config.algorithm]
     for knob in _OPTIONS:
@@ -445,3 +499,72 @@ def _finish(checked: dict[str, Any], sources: Mapping[str, str]) -> RunConfig:
                 f"Invalid value for {_where(s.name, sources)}: {exc}"
             ) from None
     return dataclasses.replace(config, algorithm_settings=settings)
+
+
+_SYNC_ONLY = ("deadline", "over_selection")
+_ASYNC_ONLY = ("buffer_size", "concurrency")
+_PROFILE_ONLY = ("speed_sigma", "online_fraction")
+
+
+def _check_time(config: RunConfig, sources: Mapping[str, str]) -> None:
+    """The simulated-time settings, against each other (docs/simulated-time.md)."""
+    mode = config.mode or "sync"
+    timed = [k for k in (*_SYNC_ONLY, *_ASYNC_ONLY) if getattr(config, k) is not None]
+    if config.profiles is None and (mode == "async" or timed):
+        what = "--mode async" if mode == "async" else _where(timed[0], sources)
+        raise ConfigurationError(
+            f"{what} needs simulated time: pass --profiles lognormal (generated "
+            "device profiles) or --profiles FILE (a trace)"
+        )
+    for key in _PROFILE_ONLY:
+        if getattr(config, key) is not None and config.profiles != "lognormal":
+            raise ConfigurationError(
+                f"{_where(key, sources)} shapes generated profiles: it needs "
+                "--profiles lognormal"
+            )
+    if config.profiles not in (None, "lognormal"):
+        path = Path(config.profiles)
+        if not path.is_file() or path.suffix.lower() not in (".csv", ".json"):
+            raise ConfigurationError(
+                f"Invalid value for {_where('profiles', sources)}: "
+                f"{config.profiles!r} is neither 'lognormal' nor a .csv or .json "
+                "trace file"
+            )
+    wrong = _SYNC_ONLY if mode == "async" else _ASYNC_ONLY
+    for key in wrong:
+        if getattr(config, key) is not None:
+            other = "sync" if mode == "async" else "async"
+            raise ConfigurationError(
+                f"{_where(key, sources)} applies to --mode {other}, not --mode {mode}"
+            )
+    if mode == "async" and config.algorithm not in ASYNC_ALGORITHMS:
+        raise ConfigurationError(
+            f"--mode async needs an algorithm that applies stale updates "
+            f"(--algorithm {' or '.join(ASYNC_ALGORITHMS)}); "
+            f"{config.algorithm} cannot"
+        )
+    if mode == "async" and config.executor == "cohort":
+        raise ConfigurationError(
+            "--mode async cannot run on --executor cohort (its clients start "
+            "from different model versions); use inline, threads, processes or ray"
+        )
+    if mode == "async":
+        concurrency = config.concurrency or min(10, config.clients)
+        cls: Any = ALGORITHMS[config.algorithm]
+        buffer = config.buffer_size or cls.default_buffer_size
+        if concurrency > config.clients:
+            raise ConfigurationError(
+                f"{_where('concurrency', sources)}: {concurrency} is above "
+                f"--clients {config.clients}"
+            )
+        if buffer > concurrency:
+            raise ConfigurationError(
+                f"{_where('buffer_size', sources)}: {buffer} is above the "
+                f"concurrency {concurrency}; the server would wait for more "
+                "arrivals than clients train at once"
+            )
+        if config.algorithm == "fedasync" and buffer != 1:
+            raise ConfigurationError(
+                f"{_where('buffer_size', sources)}: fedasync applies each update "
+                "as it arrives (buffer size 1); use --algorithm fedbuff to buffer"
+            )

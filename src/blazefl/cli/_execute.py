@@ -14,6 +14,7 @@ import signal
 import time
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -115,6 +116,7 @@ def _finish(
         "wall_seconds": round(wall, 3),
         "round_seconds": round(sum(r.get("seconds", 0.0) for r in rows), 3),
         "resumed_from_round": resumed_from,
+        **_simulated(rows),
         "algorithm": config.algorithm,
         "dataset": config.dataset,
         "model": config.model,
@@ -138,10 +140,18 @@ def _finish(
         if isinstance(acc, float) and isinstance(loss, float)
         else "no test metrics"
     )
+    simulated = summary.get("virtual_seconds")
+    virtual = "" if simulated is None else f" ({simulated:.1f}s simulated)"
     display.summary(
-        f"done: {scores} after {config.rounds} rounds in {wall:.1f}s; "
+        f"done: {scores} after {config.rounds} rounds in {wall:.1f}s{virtual}; "
         f"run folder: {folder}"
     )
+
+
+def _simulated(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """With --profiles: the simulated time beside the real time."""
+    times = [r["virtual_time"] for r in rows if r.get("virtual_time") is not None]
+    return {"virtual_seconds": round(times[-1], 6)} if times else {}
 
 
 def _header(config: RunConfig, folder: Path, done: int) -> str:

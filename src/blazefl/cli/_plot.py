@@ -1,4 +1,5 @@
-"""``metrics.png``: loss and accuracy per round, drawn from ``metrics.jsonl``.
+"""``metrics.png``: loss and accuracy per round, drawn from ``metrics.jsonl``
+(accuracy against virtual time in runs with ``--profiles``).
 
 matplotlib is imported only here, with the Agg backend (no display needed),
 and only when a plot is drawn: at the end of a run and by `blazefl plot`.
@@ -23,9 +24,15 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
     return [row for _, row in read_records(path, metrics_problem)]
 
 
-def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
-    pairs = [(r["round"], r[key]) for r in rows if isinstance(r.get(key), int | float)]
-    return [p[0] for p in pairs], [float(p[1]) for p in pairs]
+def _series(
+    rows: list[dict[str, Any]], key: str, x: str = "round"
+) -> tuple[list[float], list[float]]:
+    pairs = [
+        (r[x], r[key])
+        for r in rows
+        if isinstance(r.get(key), int | float) and isinstance(r.get(x), int | float)
+    ]
+    return [float(p[0]) for p in pairs], [float(p[1]) for p in pairs]
 
 
 def plot_metrics(folder: Path, output: Path | None = None) -> Path:
@@ -60,19 +67,27 @@ def plot_metrics(folder: Path, output: Path | None = None) -> Path:
             loss_ax.plot(x, y, marker="o", markersize=3, label=label)
         loss_ax.set(xlabel="round", ylabel="loss", title="Loss")
         loss_ax.legend()
-        x, y = _series(rows, "test_acc")
+        timed = any(isinstance(r.get("virtual_time"), int | float) for r in rows)
+        x_key = "virtual_time" if timed else "round"  # --profiles: the clock
+        x, y = _series(rows, "test_acc", x=x_key)
         acc_ax.plot(x, y, marker="o", markersize=3, color="tab:green", label="test")
-        acc_ax.set(xlabel="round", ylabel="test accuracy", title="Test accuracy")
-        x, y = _series(rows, "attack_success_rate")
+        acc_ax.set(
+            xlabel="virtual time (s)" if timed else "round",
+            ylabel="test accuracy",
+            title="Test accuracy",
+        )
+        if not timed:
+            acc_ax.xaxis.get_major_locator().set_params(integer=True)
+        x, y = _series(rows, "attack_success_rate", x=x_key)
         if x:  # an attacked run (--attack)
             acc_ax.plot(
                 x, y, marker="o", markersize=3, color="tab:red", label="attack success"
             )
             acc_ax.legend()
         acc_ax.set_ylim(0, 1)
+        loss_ax.xaxis.get_major_locator().set_params(integer=True)
         for ax in (loss_ax, acc_ax):
             ax.grid(alpha=0.3)
-            ax.xaxis.get_major_locator().set_params(integer=True)
         fig.suptitle(folder.resolve().name)
         tmp = target.with_name(f".{target.name}.tmp")
         fig.savefig(tmp, dpi=100, format="png")

@@ -38,8 +38,23 @@ def format_row(row: dict[str, Any], total: int) -> str:
         f"{row['round']:>3}/{total:<3}  {_number(row['train_loss'], '.4f', 10)}  "
         f"{_number(row['test_loss'], '.4f', 9)}  "
         f"{_number(row['test_acc'], '.3f', 8)}  {row['seconds']:>6.2f}s"
-        f"{_attack(row, '  ')}{failed}"
+        f"{_attack(row, '  ')}{failed}{_timed(row)}"
     )
+
+
+def _timed(row: dict[str, Any]) -> str:
+    """With --profiles: virtual time, stragglers, in-flight clients, staleness."""
+    if row.get("virtual_time") is None:
+        return ""
+    text = f"  virtual {row['virtual_time']:.1f}s"
+    if row.get("stragglers"):
+        text += f", {row['stragglers']} stragglers"
+    if row.get("in_flight"):
+        text += (
+            f", {row['in_flight']} in flight, staleness "
+            f"{row['staleness_mean']:.1f} (max {row['staleness_max']})"
+        )
+    return text
 
 
 class Display:
@@ -103,7 +118,12 @@ class PlainDisplay(Display):
             f"{_number(row['test_loss'], '.4f', 0)} | test acc "
             f"{_number(row['test_acc'], '.3f', 0)} | {row['seconds']:.2f}s"
             + _attack(row, " | ")
-            + (f" | {row['failed']} failed" if row.get("failed") else ""),
+            + (f" | {row['failed']} failed" if row.get("failed") else "")
+            + (
+                f" | virtual {row['virtual_time']:.1f}s"
+                if row.get("virtual_time") is not None
+                else ""
+            ),
             flush=True,
         )
 

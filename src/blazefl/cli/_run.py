@@ -62,10 +62,11 @@ from blazefl.sim import (
     EventStream,
     RoundFinished,
     RoundStarted,
+    RoundTimed,
     save_checkpoint,
 )
 
-__all__ = ["AfterRound", "RunOutcome", "Runner", "metrics_row"]
+__all__ = ["AfterRound", "RunOutcome", "Runner", "metrics_row", "time_columns"]
 
 #: Awaited with the number of committed rounds after each round (see above).
 AfterRound = Callable[[int], Awaitable[None]]
@@ -95,6 +96,17 @@ def metrics_row(event: RoundFinished, *, attacked: bool = False) -> dict[str, An
     if attacked:
         row["attack_success_rate"] = _finite(event.summary.get("attack_success_rate"))
     return row
+
+
+def time_columns(event: RoundTimed) -> dict[str, Any]:
+    """A timed round's extra ``metrics.jsonl`` columns (only with --profiles)."""
+    return {
+        "virtual_time": event.virtual_time,
+        "stragglers": len(event.stragglers) + len(event.offline),
+        "in_flight": event.in_flight,
+        "staleness_mean": event.staleness_mean,
+        "staleness_max": event.staleness_max,
+    }
 
 
 class _Recorder:
@@ -141,6 +153,7 @@ class _Recorder:
             _opened(events_path) as events,
             _opened(metrics_path) as metrics,
         ):
+            timed: RoundTimed | None = None
             async for event in stream:
                 _append(events, events_path, json.dumps(event.to_json()))
                 if isinstance(event, RoundStarted):
@@ -149,8 +162,12 @@ class _Recorder:
                     self.display.client_done()
                     if self.tracking is not None and isinstance(event, ClientFinished):
                         self.tracking.client(event.metrics.get("loss"), event.seconds)
+                elif isinstance(event, RoundTimed):
+                    timed = event
                 elif isinstance(event, RoundFinished):
                     row = metrics_row(event, attacked=self.attacked)
+                    if timed is not None and timed.round == event.round:
+                        row.update(time_columns(timed))
                     _append(metrics, metrics_path, json.dumps(row))
                     self.display.round_finished(row)
                     if self.tracking is not None:

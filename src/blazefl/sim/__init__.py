@@ -29,6 +29,7 @@ from blazefl.sim._events import (
     RoundAborted,
     RoundFinished,
     RoundStarted,
+    RoundTimed,
 )
 from blazefl.sim._executors._base import Executor, RoundSession
 from blazefl.sim._executors._cohort import (
@@ -78,6 +79,7 @@ __all__ = [
     "RoundAborted",
     "RoundFinished",
     "RoundStarted",
+    "RoundTimed",
     # checkpoints
     "CHECKPOINT_FORMAT",
     "load_checkpoint",

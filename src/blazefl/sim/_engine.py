@@ -187,7 +187,21 @@ class RoundRunner:
                 zip(cids, self.states.get_many(cids), strict=True)
             )
         ]
-        buffer: ResultBuffer[JobOutcome] = ResultBuffer(list(cids))
+        return await self.run_jobs(index, payload, jobs, on_outcome)
+
+    async def run_jobs(
+        self,
+        index: int,
+        payload: Any,
+        jobs: Sequence[ClientJob],
+        on_outcome: OnOutcome | None = None,
+    ) -> list[JobOutcome]:
+        """Run prepared jobs (slots 0..n-1) in one executor session.
+
+        ``index`` names the session (the executor shares ``payload`` with its
+        workers once per index); outcomes come back in slot order.
+        """
+        buffer: ResultBuffer[JobOutcome] = ResultBuffer([job.cid for job in jobs])
         # Admit no more clients than there are workers, so a client's timeout
         # counts its own running time, not its wait for a free worker; the
         # semaphore is FIFO, so clients start in slot order.

@@ -27,6 +27,7 @@ __all__ = [
     "RoundAborted",
     "RoundFinished",
     "RoundStarted",
+    "RoundTimed",
 ]
 
 
@@ -110,7 +111,40 @@ class RoundAborted(_EventBase):
     reason: str
 
 
-Event = RoundStarted | ClientFinished | ClientFailed | RoundFinished | RoundAborted
+@dataclass(frozen=True, slots=True)
+class RoundTimed(_EventBase):
+    """A timed round (or async server update) on the virtual clock, published
+    just before its `RoundFinished`; only when the simulation has ``time``.
+
+    ``virtual_time`` is the clock after the round; ``applied`` the clients
+    whose updates were applied, in order, ``finish_times`` their virtual
+    finish times; ``stragglers`` missed the
+    deadline or the first k; ``offline`` went offline before finishing;
+    ``in_flight`` (async) clients still training; ``staleness_*`` (async)
+    over the applied updates.
+    """
+
+    name: ClassVar[str] = "round_timed"
+    round: int
+    virtual_start: float
+    virtual_time: float
+    applied: tuple[int, ...]
+    finish_times: tuple[float, ...]
+    stragglers: tuple[int, ...]
+    offline: tuple[int, ...]
+    in_flight: int
+    staleness_mean: float
+    staleness_max: int
+
+
+Event = (
+    RoundStarted
+    | ClientFinished
+    | ClientFailed
+    | RoundFinished
+    | RoundAborted
+    | RoundTimed
+)
 
 
 def _jsonable(value: Any) -> Any:

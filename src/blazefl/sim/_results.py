@@ -49,6 +49,10 @@ class RoundResult:
     seconds: float
     metrics: Mapping[str, float]
     summary: Mapping[str, Any]
+    #: the virtual clock after the round (None without simulated time)
+    virtual_time: float | None = None
+    #: sampled clients dropped for the deadline, over-selection or going offline
+    stragglers: tuple[int, ...] = ()
 
     @property
     def failures(self) -> tuple[ClientReport, ...]:

@@ -1,20 +1,18 @@
 """`Simulation`: the async coordinator users drive.
 
 A round: ask the handler for the sampled clients and the payload (in a worker
-thread: the handler's code may be slow); run the clients on the executor; file
-each outcome in its slot; apply the failure policy; then, shielded from
-cancellation, feed the results to the handler in slot order and commit the
-clients' new states. Until that last step nothing is changed, so a cancelled,
-timed-out or failed round leaves the simulation exactly as it was, and the next
-`run_round` runs the same round again with the same sampled clients.
+thread: the handler's code may be slow), or with simulated time plan the round
+on the virtual clock; then run it (`blazefl.sim._sync_round`, or one
+asynchronous server update, `blazefl.sim._async_round`). Nothing is changed
+until the round commits, so a cancelled, timed-out or failed round leaves the
+simulation exactly as it was, and the next `run_round` runs the same round
+again with the same sampled clients.
 """
 
 from __future__ import annotations
 
 import os
 import sysconfig
-import time
-from contextlib import nullcontext
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -24,30 +22,30 @@ import structlog.contextvars
 
 from blazefl._exceptions import (
     ConfigurationError,
-    RoundFailedError,
     SimulationFinishedError,
 )
 from blazefl._validate import check_int, check_number, check_seed
 from blazefl.sim._adapters import adapt, check_executor, default_executor
+from blazefl.sim._async_round import AsyncRound
 from blazefl.sim._context import ClientState
 from blazefl.sim._engine import RoundRunner, check_cids
 from blazefl.sim._events import (
     Event,
     EventHub,
     EventStream,
-    RoundAborted,
-    RoundFinished,
-    RoundStarted,
     client_event,
 )
 from blazefl.sim._executors._base import Executor
-from blazefl.sim._gil import GilWatch, gil_enabled
+from blazefl.sim._gil import GilWatch
 from blazefl.sim._handler import BoundHandler, ServerHandler
-from blazefl.sim._jobs import JobOutcome
+from blazefl.sim._jobs import JobOutcome, JobWork
 from blazefl.sim._logging import get_logger, replay
 from blazefl.sim._policy import FailurePolicy, RoundPolicy
-from blazefl.sim._results import ClientReport, RoundResult, aggregate_metrics
+from blazefl.sim._results import RoundResult
 from blazefl.sim._states import make_store
+from blazefl.sim._sync_round import SyncRound
+from blazefl.sim._timed import TimedRounds, VersionedWork
+from blazefl.simtime._config import SimTime
 
 __all__ = ["Simulation"]
 
@@ -90,6 +88,10 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         a handler without a test split run. Its result is the round's
         ``summary`` (``{}`` in rounds without one). Evaluation draws no
         randomness, so the schedule never changes training results.
+    :param time: a `blazefl.simtime.SimTime`: run on the virtual clock, with
+        device profiles, deadlines and over-selection, or asynchronously
+        (FedBuff, FedAsync); each ``run_round`` is then one server update.
+        See docs/simulated-time.md. Without it nothing is simulated.
 
     Use it as ``async with Simulation(...) as sim: await sim.run()``.
     """
@@ -108,6 +110,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         min_clients: int = 1,
         client_state_path: str | os.PathLike[str] | None = None,
         evaluate_every: int = 1,
+        time: SimTime | None = None,
     ) -> None:
         bound = BoundHandler.of(handler)
         self._policy = RoundPolicy.of(on_client_failure, min_clients, bound)
@@ -131,6 +134,15 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             client_timeout=client_timeout,
             check_uplink=bound.check_uplink,
         )
+        if time is not None and not isinstance(time, SimTime):
+            raise ConfigurationError(
+                f"time must be a blazefl.simtime.SimTime, got {time!r}"
+            )
+        self._time = (
+            None
+            if time is None
+            else TimedRounds(time, handler, trainer, seed, self._runner)
+        )
         self._round_timeout = round_timeout
         self._log = get_logger()
         self._hub = EventHub(self._log)
@@ -145,6 +157,34 @@ class Simulation(Generic[UplinkT, DownlinkT]):
     def round(self) -> int:
         """How many rounds this simulation has committed."""
         return self._round
+
+    @property
+    def now(self) -> float | None:
+        """The virtual clock in seconds (None without simulated time)."""
+        return None if self._time is None else self._time.now
+
+    @property
+    def in_flight(self) -> int | None:
+        """Clients training between server updates (async mode; 0 in sync
+        mode, None without simulated time)."""
+        if self._time is None:
+            return None
+        scheduler = self._time.scheduler
+        return 0 if scheduler is None else scheduler.in_flight
+
+    async def run_until(self, t: float) -> list[RoundResult]:
+        """Run rounds while the virtual clock is before ``t`` (and the handler
+        is not stopped); a round starting before ``t`` may end after it."""
+        if self._time is None:
+            raise ConfigurationError(
+                "run_until() needs simulated time: build the Simulation with "
+                "time=SimTime(...)"
+            )
+        t = check_number("t", t, allow_zero=True, unit="virtual seconds")
+        results: list[RoundResult] = []
+        while not self.handler.is_stopped() and self._time.now < t:
+            results.append(await self.run_round())
+        return results
 
     @property
     def running(self) -> bool:
@@ -167,8 +207,11 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         # First: a client-state file claimed by another run stops the start
         # before any worker exists.
         await anyio.to_thread.run_sync(self._runner.states.open)
+        work: JobWork = self._runner.adapter.work
+        if self._time is not None and self._time.scheduler is not None:
+            work = VersionedWork(work)
         try:
-            await self.executor.start(self._runner.adapter.work)
+            await self.executor.start(work)
         except BaseException:
             self._runner.states.close()
             raise
@@ -221,13 +264,16 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 f"{self._handler.name} has no state_dict(); checkpoints "
                 "need the handler's state (FederatedServer has one)"
             )
-        return {
+        state = {
             "format": 1,
             "round": self._round,
             "handler": handler_state(),
             "clients": self._runner.states.state_dict(self._round),
             "pending_cids": None if self._pending is None else list(self._pending[0]),
         }
+        if self._time is not None:
+            state["time"] = self._time.state_dict()
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a `state_dict`; the next round is the one after it."""
@@ -242,11 +288,22 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         load_handler(state["handler"])
         self._runner.states.load_state_dict(state["clients"], int(state["round"]))
         self._round = int(state["round"])
+        if self._time is not None:
+            if "time" not in state:
+                raise ConfigurationError(
+                    "the state was written without simulated time; resume it "
+                    "without time= (or start afresh)"
+                )
+            self._time.load_state_dict(state["time"])  # with a pending plan
         pending = state.get("pending_cids")
         self._pending = (
             None
             if pending is None
-            else (check_cids(pending), self.handler.downlink_package())
+            # A timed round may keep no client (all stragglers): [] is valid.
+            else (
+                [int(c) for c in pending] if self._time else check_cids(pending),
+                self.handler.downlink_package(),
+            )
         )
 
     def events(self) -> EventStream:
@@ -300,6 +357,9 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 "sim:` (or `await sim.start()`) before run_round()"
             )
         async with self._lock:
+            if self._time is not None and self._time.scheduler is not None:
+                with structlog.contextvars.bound_contextvars(round=self._round):
+                    return await self._run_async()
             if self._pending is None:
                 if self.handler.is_stopped():
                     raise SimulationFinishedError(
@@ -312,78 +372,65 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 return await self._run_pending(cids, payload)
 
     def _sample(self) -> tuple[list[int], Any]:
+        if self._time is not None:
+            payload = self.handler.downlink_package()
+            plan = self._time.plan_round(payload)
+            self._time.plan = plan
+            return list(plan.kept), payload
         cids = check_cids(self.handler.sample_clients())
         self._policy.check_sampled(len(cids))
         return cids, self.handler.downlink_package()
 
     async def _run_pending(self, cids: list[int], payload: Any) -> RoundResult:
-        index = self._round
-        described = self.executor.describe()
-        self._emit(
-            RoundStarted(
-                index, tuple(cids), described["executor"], described["workers"]
-            )
+        """One synchronous round (see `blazefl.sim._sync_round`)."""
+        plan = None if self._time is None else self._time.plan
+        step = SyncRound(
+            self._runner,
+            self._policy,
+            self.executor.describe(),
+            emit=self._emit,
+            on_outcome=self._on_outcome,
+            aggregate=self._aggregate,
+            after_commit=lambda: self._gil.check(self._log),
         )
-        start = time.perf_counter()
-        scope = (
-            anyio.fail_after(self._round_timeout)
-            if self._round_timeout
-            else nullcontext()
+        return await step.run(
+            self._round,
+            cids,
+            payload,
+            plan=plan,
+            round_timeout=self._round_timeout,
+            on_commit=self._commit_sync,
         )
-        try:
-            with scope:
-                outcomes = await self._runner.run(
-                    index, payload, cids, self._on_outcome
-                )
-        except TimeoutError:
-            self._emit(RoundAborted(index, f"round timeout ({self._round_timeout}s)"))
-            raise
-        except anyio.get_cancelled_exc_class():
-            self._emit(RoundAborted(index, "cancelled"))
-            raise
-        failed = [o for o in outcomes if not o.ok]
-        survivors = [o for o in outcomes if o.ok]
-        reason = self._policy.reject_reason(failed, survivors)
-        if reason is not None:
-            self._emit(RoundAborted(index, reason))
-            raise RoundFailedError(
-                f"round {index}: {reason}; nothing was applied",
-                tuple(o.error for o in failed),
-            )
-        with anyio.CancelScope(shield=True):
-            summary = await anyio.to_thread.run_sync(
-                self._aggregate, index, [o.result for o in survivors], bool(failed)
-            )
-            self._runner.commit(survivors, index + 1)
-            self._pending = None
-            self._round += 1
-        reports = tuple(
-            ClientReport(o.slot, o.cid, o.worker, o.seconds, o.metrics, o.error)
-            for o in outcomes
+
+    def _commit_sync(self) -> None:
+        self._pending = None
+        self._round += 1
+        if self._time is not None and self._time.plan is not None:
+            self._time.clock.advance_to(self._time.plan.end)
+            self._time.plan = None
+
+    async def _run_async(self) -> RoundResult:
+        """One asynchronous server update (see `blazefl.sim._async_round`)."""
+        assert self._time is not None
+        step = AsyncRound(
+            self._time,
+            self.handler,
+            self._runner,
+            self.executor.describe(),
+            emit=self._emit,
+            on_outcome=self._on_outcome,
+            summary_if_due=self._summary_if_due,
         )
-        result = RoundResult(
-            round=index,
-            cids=tuple(cids),
-            clients=reports,
-            seconds=time.perf_counter() - start,
-            metrics=aggregate_metrics([o.metrics for o in survivors]),
-            summary=summary,
+        return await step.run(
+            self._round,
+            fail_round=self._policy.on_failure == "fail_round",
+            round_timeout=self._round_timeout,
+            on_commit=self._advance,
+            after_commit=lambda: self._gil.check(self._log),
         )
-        self._gil.check(self._log)
-        self._emit(
-            RoundFinished(
-                round=index,
-                seconds=result.seconds,
-                clients=len(outcomes),
-                failed=len(failed),
-                metrics=result.metrics,
-                summary=summary,
-                executor=described["executor"],
-                workers=described["workers"],
-                gil_enabled=gil_enabled(),
-            )
-        )
-        return result
+
+    def _advance(self) -> None:
+        self._round += 1
 
     def _aggregate(
         self, index: int, packages: list[Any], partial: bool
@@ -392,6 +439,9 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         (every ``evaluate_every`` rounds, and after the last); in a worker
         thread."""
         self._handler.aggregate(packages, partial=partial)
+        return self._summary_if_due(index)
+
+    def _summary_if_due(self, index: int) -> dict[str, Any]:
         every = self._evaluate_every
         if every and ((index + 1) % every == 0 or self.handler.is_stopped()):
             return self._handler.summary()
