@@ -101,7 +101,8 @@ def cli() -> None:
     help="Continue the run in this folder from its checkpoint. Other options "
     "must match its config.toml, except --executor, --workers, --max-cohort, "
     "--ray-address, --checkpoint-every, --evaluate-every, --no-memory-check, "
-    "--data-dir, --track, --quiet and --log-format.",
+    "--data-dir, --track, --quiet, --log-format, --dashboard, --dashboard-host "
+    "and --dashboard-port.",
 )
 def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     """Train a federation and write its run folder.

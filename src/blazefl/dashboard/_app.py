@@ -32,7 +32,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from blazefl.dashboard._runs import RunFeed, find_runs
-from blazefl.dashboard._sse import HEARTBEAT, BadLastEventIDError, frame, last_event_id
+from blazefl.dashboard._sse import HEARTBEAT, BadLastEventIDError, last_event_id
 
 __all__ = ["make_app"]
 
@@ -123,7 +123,7 @@ def make_app(roots: list[Path]) -> Starlette:
             yield b"retry: 1000\n\n"
             async with aclosing(log.follow(after, idle=_HEARTBEAT_SECONDS)) as items:
                 async for item in items:
-                    yield HEARTBEAT if item is None else frame(*item)
+                    yield HEARTBEAT if item is None else log.frame(item[0])
 
         return StreamingResponse(
             stream(),

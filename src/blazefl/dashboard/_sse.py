@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import anyio
@@ -74,11 +74,19 @@ class EventLog:
 
     def __init__(self) -> None:
         self._records: list[dict[str, Any]] = []
+        self._frames: dict[int, bytes] = {}  # encoded once, sent to every reader
         self._changed = anyio.Event()
         self.closed = False
 
     def __len__(self) -> int:
         return len(self._records)
+
+    def frame(self, number: int) -> bytes:
+        """Record `number` (from 1) as its SSE frame, encoded once for all readers."""
+        cached = self._frames.get(number)
+        if cached is None:
+            cached = self._frames[number] = frame(number, self._records[number - 1])
+        return cached
 
     def last(self) -> dict[str, Any] | None:
         """The latest record, or None."""
@@ -98,7 +106,7 @@ class EventLog:
 
     async def follow(
         self, after: int = 0, *, idle: float | None = None
-    ) -> AsyncIterator[tuple[int, dict[str, Any]] | None]:
+    ) -> AsyncGenerator[tuple[int, dict[str, Any]] | None, None]:
         """Yield ``(number, record)`` for every record past `after`, then wait.
 
         With `idle` seconds, yields None whenever nothing arrived for that
