@@ -101,7 +101,8 @@ def cli() -> None:
     help="Continue the run in this folder from its checkpoint. Other options "
     "must match its config.toml, except --executor, --workers, --max-cohort, "
     "--ray-address, --checkpoint-every, --evaluate-every, --no-memory-check, "
-    "--data-dir, --track, --quiet and --log-format.",
+    "--data-dir, --track, --quiet, --log-format, --dashboard, --dashboard-host "
+    "and --dashboard-port.",
 )
 def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     """Train a federation and write its run folder.
@@ -312,6 +313,34 @@ def compare(
     except MissingDependencyError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"wrote {target}")
+
+
+@cli.command()
+@click.argument(
+    "folders",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option(
+    "--host", default="127.0.0.1", show_default=True, help="Address to listen on."
+)
+@click.option(
+    "--port",
+    default=0,
+    type=click.IntRange(0, 65535),
+    help="Port (default: any free one).",
+)
+def serve(folders: tuple[Path, ...], host: str, port: int) -> None:
+    """Serve the live dashboard of run folders (or folders of runs, e.g. sweeps).
+
+    Running runs update as they train; Ctrl-C stops the server. Listens on
+    127.0.0.1 unless --host says otherwise (and then it warns: there is no
+    authentication).
+    """
+    from blazefl.cli._serve import serve_folders
+
+    raise SystemExit(serve_folders(list(folders), host, port))
 
 
 @cli.command()

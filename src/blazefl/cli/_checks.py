@@ -44,6 +44,7 @@ __all__ = [
     "choice",
     "cli_check",
     "flag",
+    "port",
     "text",
 ]
 
@@ -163,6 +164,15 @@ def flag(value: object) -> bool:
     """True or false."""
     if not isinstance(value, bool):
         raise ValueError(f"must be true or false, got {value!r}")
+    return value
+
+
+def port(value: object) -> int:
+    """A TCP port, or 0 for any free one."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 65536:
+        raise ValueError(
+            f"must be a port in [0, 65536) (0: any free one), got {value!r}"
+        )
     return value
 
 

@@ -51,6 +51,7 @@ from blazefl.cli._checks import (
     algorithm_options,
     cli_check,
     flag,
+    port,
     text,
 )
 from blazefl.cli._robust import AGGREGATOR_NAMES, ATTACK_NAMES, check_robust
@@ -297,6 +298,24 @@ class RunConfig:
     )
     quiet: bool = run_setting(
         False, flag, "Print only the final summary line.", resume="invocation"
+    )
+    dashboard: bool = run_setting(
+        False,
+        flag,
+        "Serve a live dashboard of this run while it trains (needs the "
+        "'dashboard' extra).",
+        resume="invocation",
+    )
+    dashboard_host: str = run_setting(
+        "127.0.0.1",
+        text,
+        "Address the dashboard listens on; anything but 127.0.0.1 is reachable "
+        "from other machines, with no authentication.",
+        resume="invocation",
+        metavar="HOST",
+    )
+    dashboard_port: int = run_setting(
+        0, port, "Port of the dashboard (0: any free one).", resume="invocation"
     )
     algorithm_settings: Mapping[str, Any] = field(default_factory=dict)
 

@@ -34,7 +34,12 @@ import json
 import math
 import signal
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import (
+    AbstractAsyncContextManager,
+    contextmanager,
+    nullcontext,
+    suppress,
+)
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -255,7 +260,7 @@ class Runner:
             attacked=self.config.attack is not None,
         )
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async with anyio.create_task_group() as tg:
+            async with self._dashboard(), anyio.create_task_group() as tg:
                 tg.start_soon(self._watch, signals, work)
                 stream = self.sim.events()
                 tg.start_soon(recorder.consume, stream)
@@ -283,6 +288,19 @@ class Runner:
                             await self._checkpoint()
                 tg.cancel_scope.cancel()  # the signal watcher
         return self.outcome
+
+    def _dashboard(self) -> AbstractAsyncContextManager[Any]:
+        """The live dashboard of ``--dashboard`` over this run folder, or nothing."""
+        if not self.config.dashboard:
+            return nullcontext()
+        from blazefl.dashboard import DashboardServer
+
+        return DashboardServer(
+            [self.folder],
+            host=self.config.dashboard_host,
+            port=self.config.dashboard_port,
+            announce=self.display.note,
+        )
 
     async def _watch(self, signals: Any, work: anyio.CancelScope) -> None:
         async for signum in signals:
