@@ -55,6 +55,7 @@ class FederatedServer:
         seed: int = 0,
         device: str = "cpu",
         eval_batch_size: int = 256,
+        privacy: Any = None,
     ) -> None:
         if not isinstance(algorithm, Algorithm):
             raise ConfigurationError(
@@ -82,21 +83,32 @@ class FederatedServer:
         self.rng = create_rng_suite(seed)
         self.round = 0
         self._pending: list[ClientUpdate] = []
+        self._cohort: list[int] = []
+        # Optional `blazefl.privacy.Privacy`: clipping, DP noise, secure sum.
+        self.privacy = _private_aggregation(
+            privacy, algorithm, num_clients, self.clients_per_round
+        )
 
     # -- the BlazeFL handler protocol ---------------------------------------
 
     def sample_clients(self) -> list[int]:
-        return sorted(
+        self._cohort = sorted(
             self.rng.python.sample(range(self.num_clients), self.clients_per_round)
         )
+        return list(self._cohort)
 
     def downlink_package(self) -> Broadcast:
-        return Broadcast(
-            self.round, self.params, self.algorithm.broadcast_extra(self.state)
-        )
+        extra = self.algorithm.broadcast_extra(self.state)
+        if self.privacy is not None:
+            extra = {**extra, **self.privacy.downlink(self._cohort)}
+        return Broadcast(self.round, self.params, extra)
 
     def is_stopped(self) -> bool:
-        return self.round >= self.rounds
+        """After the last round, or before one that would exceed the privacy
+        budget (``Privacy(target_epsilon=...)``)."""
+        if self.round >= self.rounds:
+            return True
+        return self.privacy is not None and bool(self.privacy.budget_stop(self.round))
 
     def load(self, update: ClientUpdate) -> bool:
         """Take one update; aggregate once the round's sampled count arrived."""
@@ -134,13 +146,23 @@ class FederatedServer:
         For adapters that check their own package type first and convert it
         (the BlazeFL FedAvg handler), so nothing is checked twice.
         """
+        if self.privacy is not None:
+            updates = [
+                self.privacy.aggregate(
+                    self.params, updates, self._cohort, self.round, self.rng
+                )
+            ]
         self.params = self.algorithm.aggregate(self.params, updates, self.state)
         deserialize_model(self.model, self.params)
 
     def get_summary(self) -> dict[str, float]:
         loader = self.dataset.get_dataloader("test", None, self.eval_batch_size, None)
         loss, accuracy = evaluate(self.model, loader, self.device)
-        return {"server_acc": accuracy, "server_loss": loss}
+        summary = {"server_acc": accuracy, "server_loss": loss}
+        epsilon = None if self.privacy is None else self.privacy.epsilon(self.round)
+        if epsilon is not None:
+            summary["epsilon"] = epsilon
+        return summary
 
     # -- checkpoints ----------------------------------------------------------
 
@@ -154,6 +176,11 @@ class FederatedServer:
             "algorithm": self.algorithm.name,
             "algorithm_state": {k: v.clone() for k, v in self.state.items()},
             "rng": self.rng.get_state().to_dict(),
+            **(
+                {"privacy": self.privacy.state_dict()}
+                if self.privacy is not None
+                else {}
+            ),
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -183,6 +210,8 @@ class FederatedServer:
         deserialize_model(self.model, self.params)
         self.state = {k: v.clone() for k, v in state["algorithm_state"].items()}
         self.rng.set_state(RNGSuiteState.from_dict(state["rng"]))
+        if self.privacy is not None and "privacy" in state:
+            self.privacy.load_state_dict(state["privacy"])
         self._pending = []
 
     def check_uplink(self, update: Any) -> None:
@@ -223,6 +252,24 @@ class FederatedServer:
                 f"client {cid} reported num_samples={n!r}; an update must come "
                 "from an integer number >= 1 of training samples"
             )
+
+
+def _private_aggregation(
+    privacy: Any, algorithm: Algorithm, num_clients: int, per_round: int
+) -> Any:
+    """The server side of a `blazefl.privacy.Privacy` (None when it is off)."""
+    if privacy is None:
+        return None
+    from blazefl.privacy import Privacy, PrivateAggregation
+
+    if not isinstance(privacy, Privacy):
+        raise ConfigurationError(
+            f"privacy must be a blazefl.privacy.Privacy, got {privacy!r}"
+        )
+    if not privacy.enabled:
+        return None
+    privacy.check_with(algorithm)
+    return PrivateAggregation(privacy, num_clients, per_round)
 
 
 def clients_per_round(num_clients: int, sample_ratio: object) -> int:
