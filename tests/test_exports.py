@@ -17,6 +17,7 @@ PUBLIC_MODULES = [
     "blazefl.data",
     "blazefl.models",
     "blazefl.algorithms",
+    "blazefl.privacy",
 ]
 
 # Every public name of BlazeFL 3.0 (../shared/docs/BLAZEFL-API.md).

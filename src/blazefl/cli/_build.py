@@ -17,6 +17,7 @@ import torch
 from blazefl.algorithms import ALGORITHMS, FederatedClient, FederatedServer
 from blazefl.algorithms._settings import settings_of
 from blazefl.cli._config import RunConfig
+from blazefl.cli._privacy import privacy_of
 from blazefl.data import (
     FileImageDataset,
     LeafSyntheticDataset,
@@ -133,6 +134,7 @@ def build(config: RunConfig) -> Built:
     cls: Any = ALGORITHMS[config.algorithm]
     size = {s.name: config.clients for s in settings_of(cls) if s.federation_size}
     algorithm = cls(**config.knobs(), **size)
+    privacy = privacy_of(config)
     server = FederatedServer(
         algorithm,
         zoo,
@@ -142,6 +144,7 @@ def build(config: RunConfig) -> Built:
         rounds=config.rounds,
         sample_ratio=config.sample_ratio,
         seed=config.seed,
+        privacy=privacy,
     )
     client = FederatedClient(
         algorithm,
@@ -151,6 +154,7 @@ def build(config: RunConfig) -> Built:
         epochs=config.epochs,
         batch_size=config.batch_size,
         lr=config.lr,
+        privacy=privacy,
     )
     simulation: Simulation[Any, Any] = Simulation(
         server,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
+from typing import Any
 
 import anyio
 
@@ -89,13 +90,15 @@ def _finish(
     display: Display,
     wall: float,
     resumed_from: int | None,
+    privacy: Any = None,
+    budget: str | None = None,
 ) -> None:
     display.close()
     rows = read_metrics(folder / METRICS)
     last = rows[-1] if rows else {}
     summary = {
-        "status": "complete",
-        "rounds": config.rounds,
+        "status": "complete" if budget is None else "privacy budget reached",
+        "rounds": config.rounds if budget is None else len(rows),
         "final": {k: last.get(k) for k in ("train_loss", "test_loss", "test_acc")},
         "best_test_acc": max(
             (r["test_acc"] for r in rows if r.get("test_acc") is not None),
@@ -114,6 +117,13 @@ def _finish(
         "versions": versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if privacy is not None:
+        # (ε, δ) spent, and what the figure assumes (relation, sampling).
+        summary["privacy"] = {
+            **privacy.describe(),
+            "epsilon": privacy.epsilon(config.rounds if budget is None else len(rows)),
+            **({"stopped": budget} if budget else {}),
+        }
     write_json(folder / SUMMARY, summary)
     try:
         plot_metrics(folder)
@@ -125,9 +135,12 @@ def _finish(
         if isinstance(acc, float) and isinstance(loss, float)
         else "no test metrics"
     )
+    done = config.rounds if budget is None else len(rows)
+    spent = privacy.epsilon(done) if privacy is not None else None
+    if spent is not None:
+        scores += f", epsilon {spent:.3f} at delta {config.delta:g}"
     display.summary(
-        f"done: {scores} after {config.rounds} rounds in {wall:.1f}s; "
-        f"run folder: {folder}"
+        f"done: {scores} after {done} rounds in {wall:.1f}s; run folder: {folder}"
     )
 
 
@@ -179,7 +192,7 @@ def execute(
     with make_display(config.rounds, quiet=config.quiet) as display:
         if done >= config.rounds:
             display.note(f"the run in {folder} is complete ({done} rounds)")
-            _finish(config, folder, display, 0.0, resumed_from)
+            _finish(config, folder, display, 0.0, resumed_from, built.server.privacy)
             return 0
         display.header(_header(config, folder, done), done)
         runner = Runner(config, built, folder, display, after_round=after_round)
@@ -198,5 +211,15 @@ def execute(
                 f"{folder}"
             )
             return 1
-        _finish(config, folder, display, time.perf_counter() - started, resumed_from)
+        if outcome.budget is not None:
+            display.note(outcome.budget)
+        _finish(
+            config,
+            folder,
+            display,
+            time.perf_counter() - started,
+            resumed_from,
+            built.server.privacy,
+            outcome.budget,
+        )
     return 0

@@ -69,6 +69,11 @@ def plot_metrics(folder: Path, output: Path | None = None) -> Path:
         acc_ax.plot(x, y, marker="o", markersize=3, color="tab:green")
         acc_ax.set(xlabel="round", ylabel="test accuracy", title="Test accuracy")
         acc_ax.set_ylim(0, 1)
+        x, y = _series(rows, "epsilon")
+        if x:  # a DP run: the privacy spent, on a second axis
+            eps_ax = acc_ax.twinx()
+            eps_ax.plot(x, y, marker=".", markersize=3, color="tab:red")
+            eps_ax.set_ylabel("epsilon (privacy spent)", color="tab:red")
         for ax in (loss_ax, acc_ax):
             ax.grid(alpha=0.3)
             ax.xaxis.get_major_locator().set_params(integer=True)

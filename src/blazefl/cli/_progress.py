@@ -31,6 +31,7 @@ def format_row(row: dict[str, Any], total: int) -> str:
         f"{row['round']:>3}/{total:<3}  {_number(row['train_loss'], '.4f', 10)}  "
         f"{_number(row['test_loss'], '.4f', 9)}  "
         f"{_number(row['test_acc'], '.3f', 8)}  {row['seconds']:>6.2f}s{failed}"
+        + (f"  epsilon {row['epsilon']:.3f}" if "epsilon" in row else "")
     )
 
 
@@ -94,7 +95,8 @@ class PlainDisplay(Display):
             f"{_number(row['train_loss'], '.4f', 0)} | test loss "
             f"{_number(row['test_loss'], '.4f', 0)} | test acc "
             f"{_number(row['test_acc'], '.3f', 0)} | {row['seconds']:.2f}s"
-            + (f" | {row['failed']} failed" if row.get("failed") else ""),
+            + (f" | {row['failed']} failed" if row.get("failed") else "")
+            + (f" | epsilon {row['epsilon']:.3f}" if "epsilon" in row else ""),
             flush=True,
         )
 

@@ -71,9 +71,12 @@ def _finite(value: object) -> float | None:
     return None
 
 
-def metrics_row(event: RoundFinished) -> dict[str, Any]:
-    """A finished round as a ``metrics.jsonl`` line; rounds count from 1."""
-    return {
+def metrics_row(event: RoundFinished, epsilon: float | None = None) -> dict[str, Any]:
+    """A finished round as a ``metrics.jsonl`` line; rounds count from 1.
+
+    ``epsilon``: the privacy spent after this round, when DP is on.
+    """
+    row = {
         "round": event.round + 1,
         "train_loss": _finite(event.metrics.get("loss")),
         "test_loss": _finite(event.summary.get("server_loss")),
@@ -82,6 +85,9 @@ def metrics_row(event: RoundFinished) -> dict[str, Any]:
         "clients": event.clients,
         "failed": event.failed,
     }
+    if epsilon is not None:
+        row["epsilon"] = epsilon
+    return row
 
 
 class _Recorder:
@@ -106,6 +112,8 @@ class _Recorder:
         self.error: OSError | None = None
         self._on_error = on_error
         self._changed = anyio.Event()
+        #: ε after k rounds (None without DP); set by the `Runner`.
+        self.epsilon: Callable[[int], float | None] = lambda k: None
 
     async def consume(self, stream: EventStream) -> None:
         try:
@@ -130,7 +138,7 @@ class _Recorder:
                 elif isinstance(event, ClientFinished | ClientFailed):
                     self.display.client_done()
                 elif isinstance(event, RoundFinished):
-                    row = metrics_row(event)
+                    row = metrics_row(event, self.epsilon(event.round + 1))
                     _append(metrics, metrics_path, json.dumps(row))
                     self.display.round_finished(row)
                     self.done = event.round + 1
@@ -176,6 +184,8 @@ class RunOutcome:
 
     def __init__(self) -> None:
         self.rounds_done = 0
+        #: why the privacy budget stopped the run early (None: it did not)
+        self.budget: str | None = None
         self.checkpoint_round: int | None = None
         self.signal: int | None = None
         self.error: BaseException | None = None
@@ -206,11 +216,14 @@ class Runner:
         self._after_round = after_round
         # A resumed simulation starts from the checkpoint in the folder.
         self._saved: int | None = self.sim.round or None
+        self.privacy = built.server.privacy  # a PrivateAggregation, or None
         self.outcome.checkpoint_round = self._saved
 
     async def run(self) -> RunOutcome:
         work = anyio.CancelScope()
         recorder = _Recorder(self.folder, self.display, self.sim.round, work.cancel)
+        if self.privacy is not None:
+            recorder.epsilon = self.privacy.epsilon
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with anyio.create_task_group() as tg:
                 tg.start_soon(self._watch, signals, work)
@@ -250,6 +263,11 @@ class Runner:
     async def _drive(self, recorder: _Recorder) -> None:
         sim, every = self.sim, self.config.checkpoint_every
         while sim.round < self.config.rounds:
+            if self.privacy is not None:
+                stop = self.privacy.budget_stop(sim.round)
+                if stop is not None:
+                    self.outcome.budget = stop
+                    return
             await sim.run_round()
             await recorder.wait_for(sim.round)
             if sim.round % every == 0 or sim.round == self.config.rounds:

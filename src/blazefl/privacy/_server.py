@@ -75,6 +75,7 @@ class PrivateAggregation:
                 )
         self.clip_norm = float(privacy.clip_norm)
         self.last_secagg: SecAggStats | None = None
+        self._secagg_totals = [0, 0.0, 0]  # bytes, seconds, rounds (this process)
 
     # -- the round -------------------------------------------------------------
 
@@ -118,9 +119,13 @@ class PrivateAggregation:
                     round_index=round_index,
                 )
             )
-            self.last_secagg = SecAggStats.of(
+            stats = SecAggStats.of(
                 len(cohort), len(updates), total.numel(), time.perf_counter() - start
             )
+            self.last_secagg = stats
+            self._secagg_totals[0] += stats.extra_bytes
+            self._secagg_totals[1] += stats.seconds
+            self._secagg_totals[2] += 1
         else:
             total = torch.zeros_like(vectors[0], dtype=torch.float64)
             for v in vectors:
