@@ -60,3 +60,25 @@ def run(
     )
     results = simulation.run_sync()
     return server, results
+
+
+def make_ctx(cid: int = 0) -> Any:
+    """The context the coordinator would pass client ``cid`` (its own suite)."""
+    import threading
+
+    import structlog
+
+    from blazefl.reproducibility import create_rng_suite
+    from blazefl.sim import ClientContext
+
+    return ClientContext(
+        cid=cid,
+        round=0,
+        slot=0,
+        device="cpu",
+        rng=create_rng_suite(cid),
+        state={},
+        stop_event=threading.Event(),
+        log=structlog.get_logger("test"),
+        cache={},
+    )
