@@ -82,3 +82,16 @@ def make_ctx(cid: int = 0) -> Any:
         log=structlog.get_logger("test"),
         cache={},
     )
+
+
+class DropClient:
+    """Client work in which client ``cid`` always fails: it was sampled and
+    its partners masked with it, but its upload never arrives."""
+
+    def __init__(self, inner: Any, cid: int) -> None:
+        self.inner, self.cid = inner, cid
+
+    def __call__(self, ctx: Any, payload: Any) -> Any:
+        if ctx.cid == self.cid:
+            raise RuntimeError(f"client {self.cid} dropped out")
+        return self.inner(ctx, payload)

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import torch
-from privacy_fakes import dataset, run
+from privacy_fakes import DropClient, dataset, run
 
 from blazefl import ConfigurationError
 from blazefl.algorithms import FedAvg, FederatedClient
@@ -104,19 +104,6 @@ def test_secagg_fedavg_matches_plain_fedavg() -> None:
     assert stats is not None
     assert (stats.cohort, stats.dropped) == (4, 0)
     assert stats.extra_bytes > 4 * stats.elements * 4
-
-
-class DropClient:
-    """Client work in which client ``cid`` fails every time (after the
-    cohort's masks were agreed: its partners masked with it)."""
-
-    def __init__(self, inner: FederatedClient, cid: int) -> None:
-        self.inner, self.cid = inner, cid
-
-    def __call__(self, ctx: Any, payload: Any) -> Any:
-        if ctx.cid == self.cid:
-            raise RuntimeError(f"client {self.cid} dropped out")
-        return self.inner(ctx, payload)
 
 
 def test_secagg_recovers_from_a_dropped_client() -> None:
