@@ -75,7 +75,7 @@ class PrivateAggregation:
                 )
         self.clip_norm = float(privacy.clip_norm)
         self.last_secagg: SecAggStats | None = None
-        self._secagg_totals = [0, 0.0, 0]  # bytes, seconds, rounds (this process)
+        self._secagg_totals: list[float] = [0, 0.0, 0]  # bytes, seconds, rounds
 
     # -- the round -------------------------------------------------------------
 
@@ -210,6 +210,13 @@ class PrivateAggregation:
             out.update(
                 secagg_modulus=f"2^{MODULUS_BITS}", secagg_scale=f"2^{SCALE_BITS}"
             )
+            extra_bytes, seconds, rounds = self._secagg_totals
+            if rounds:  # rounds this process aggregated (not those before a resume)
+                out.update(
+                    secagg_extra_bytes_per_round=extra_bytes / rounds,
+                    secagg_unmask_seconds_per_round=seconds / rounds,
+                )
+        out["clip_norm_now"] = self.clip_norm
         return out
 
     # -- checkpoints ---------------------------------------------------------------
