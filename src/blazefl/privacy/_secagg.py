@@ -105,6 +105,11 @@ def _pair_mask(
     return stream if me < other else MODULUS - stream
 
 
+#: Terms in [0, M] added before reducing modulo M: 2^14 of them stay below
+#: 2^62 (M = 2^48), far from int64's limit.
+_REDUCE_EVERY = 1 << 14
+
+
 def mask(
     encoded: torch.Tensor,
     me: int,
@@ -121,11 +126,11 @@ def mask(
             f"secure aggregation: client {me} is not in the round's cohort"
         )
     out = encoded.clone()
-    for other in cohort:
-        if other != me:
-            out.add_(_pair_mask(secret, round_index, me, other, out.numel()))
+    for k, other in enumerate(o for o in cohort if o != me):
+        out.add_(_pair_mask(secret, round_index, me, other, out.numel()))
+        if k % _REDUCE_EVERY == _REDUCE_EVERY - 1:
             out = torch.remainder(out, MODULUS)
-    return out
+    return torch.remainder(out, MODULUS)
 
 
 def masked_sum(
@@ -153,14 +158,18 @@ def masked_sum(
         )
     size = uploads[0][1].numel()
     total = torch.zeros(size, dtype=torch.int64)
-    for _, vector in uploads:
-        total = torch.remainder(total + vector, MODULUS)
+    terms = [vector for _, vector in uploads]
     dropped = [cid for cid in cohort if cid not in set(arrived)]
     for survivor in arrived:
         for gone in dropped:
+            # Subtracting a share is adding its complement modulo M.
             share = _pair_mask(secret, round_index, survivor, gone, size)
-            total = torch.remainder(total - share, MODULUS)
-    return total
+            terms.append(MODULUS - share)
+    for k, term in enumerate(terms):
+        total.add_(term)
+        if k % _REDUCE_EVERY == _REDUCE_EVERY - 1:
+            total = torch.remainder(total, MODULUS)
+    return torch.remainder(total, MODULUS)
 
 
 @dataclass(frozen=True, slots=True)
