@@ -17,7 +17,8 @@ Run from the repository root::
     .venv/bin/python benchmarks/privacy.py --quick    # under 8 minutes
 
 Results go to ``benchmarks/results/privacy.{json,md}`` (``privacy-quick.*``
-with ``--quick``).
+with ``--quick``); ``--update-docs`` also rewrites the table in
+``docs/privacy.md``.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ PER_ROUND = 50
 CLIP = 1.0
 DELTA = 1e-4
 NOISES = (1.0, 2.0, 4.0)
+DOCS = ROOT / "docs" / "privacy.md"
+DOCS_START = "<!-- privacy-table:start -->"
+DOCS_END = "<!-- privacy-table:end -->"
 
 
 def run(privacy: Privacy, rounds: int, seed: int, data: Any) -> dict[str, Any]:
@@ -110,6 +114,9 @@ def _git() -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, one seed")
+    parser.add_argument(
+        "--update-docs", action="store_true", help="rewrite docs/privacy.md's table"
+    )
     args = parser.parse_args()
     logging.getLogger().setLevel(logging.WARNING)
     from blazefl.sim import configure_logging
@@ -201,7 +208,13 @@ def main() -> None:
         )
         + "\n"
     )
-    (results / f"{stem}.md").write_text(markdown(meta, accuracy_rows, overhead_rows))
+    table = markdown(meta, accuracy_rows, overhead_rows)
+    (results / f"{stem}.md").write_text(table)
+    if args.update_docs:
+        text = DOCS.read_text()
+        head, rest = text.split(DOCS_START, 1)
+        _, tail = rest.split(DOCS_END, 1)
+        DOCS.write_text(f"{head}{DOCS_START}\n{table}{DOCS_END}{tail}")
     print(f"wrote {results / stem}.{{json,md}}")
 
 
