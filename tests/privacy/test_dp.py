@@ -9,12 +9,13 @@ import pytest
 import torch
 from privacy_fakes import NUM_CLIENTS, dataset, make_ctx, run
 
-from blazefl import ConfigurationError
+from blazefl import ConfigurationError, RoundFailedError
 from blazefl.algorithms import (
     Broadcast,
     ClientUpdate,
     FedAvg,
     FedAvgM,
+    FederatedClient,
     FederatedServer,
     Scaffold,
 )
@@ -183,3 +184,32 @@ def test_secagg_and_dp_refuse_aggregators_needing_individual_updates(
     ):
         Privacy(dp="central", noise_multiplier=1.0).check_with(FedAvg(), aggregator)
     Privacy(dp="central", noise_multiplier=1.0).check_with(FedAvg(), "norm-bound")
+
+
+def test_a_client_without_the_privacy_is_a_failed_slot(
+    data: SyntheticPartitionedDataset,
+) -> None:
+    """An update that skipped the client transform is refused before
+    aggregation, naming the client and the fix; nothing is applied."""
+    privacy = Privacy(dp="central", noise_multiplier=1.0)
+    plain_client = FederatedClient(
+        FedAvg(), ModelZoo(), "mlp", data, epochs=1, batch_size=16
+    )
+    with pytest.raises(
+        RoundFailedError,
+        match=r"client \d+ sent no extra\['privacy\.update'\]: its work does not "
+        r"apply the federation's Privacy",
+    ):
+        run(privacy, data, rounds=1, client=plain_client)
+
+
+def test_a_private_client_under_a_plain_server_is_a_failed_slot(
+    data: SyntheticPartitionedDataset,
+) -> None:
+    """The client notices the broadcast has no clip norm and says why."""
+    privacy = Privacy(dp="central", noise_multiplier=1.0)
+    client = FederatedClient(
+        FedAvg(), ModelZoo(), "mlp", data, epochs=1, batch_size=16, privacy=privacy
+    )
+    with pytest.raises(RoundFailedError, match=r"the server runs without this Privacy"):
+        run(Privacy(), data, rounds=1, client=client)

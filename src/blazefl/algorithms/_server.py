@@ -246,6 +246,8 @@ class FederatedServer:
             check_like_model(
                 f"client {cid}", f"extra[{key!r}]", update.extra[key], shape, dtype
             )
+        if self.privacy is not None:
+            self.privacy.check_uplink(update)
         n: object = update.num_samples  # typed int, but sent by user code
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ConfigurationError(

@@ -102,12 +102,7 @@ class PrivateAggregation:
         from blazefl.algorithms import ClientUpdate
 
         for u in updates:
-            if UPDATE_KEY not in u.extra:
-                raise ConfigurationError(
-                    f"client {u.cid} sent no extra[{UPDATE_KEY!r}]: its work does "
-                    "not apply the federation's Privacy (give FederatedClient the "
-                    "same privacy= as the server)"
-                )
+            self.check_uplink(u)
         vectors = [u.extra[UPDATE_KEY] for u in updates]
         if self.privacy.secagg:
             start = time.perf_counter()
@@ -162,6 +157,26 @@ class PrivateAggregation:
         mean = summed / weight
         new = (params.to(torch.float64) + mean).to(params.dtype)
         return ClientUpdate(-1, new, max(1, round(weight)))
+
+    def check_uplink(self, update: ClientUpdate) -> None:
+        """Refuse an update that did not go through `Privacy.client_transform`
+        (`FederatedServer.check_uplink` calls it, so it is a failed slot)."""
+        import torch
+
+        vector = update.extra.get(UPDATE_KEY)
+        if not isinstance(vector, torch.Tensor):
+            raise ConfigurationError(
+                f"client {update.cid} sent no extra[{UPDATE_KEY!r}]: its work does "
+                "not apply the federation's Privacy (give FederatedClient the "
+                "same privacy= as the server)"
+            )
+        expected = torch.int64 if self.privacy.secagg else torch.float64
+        if vector.dtype != expected or vector.dim() != 1:
+            raise ConfigurationError(
+                f"client {update.cid} sent extra[{UPDATE_KEY!r}] of dtype "
+                f"{vector.dtype} and shape {tuple(vector.shape)}; expected a "
+                f"vector of {expected}"
+            )
 
     # -- the accountant ----------------------------------------------------------
 

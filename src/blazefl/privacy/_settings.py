@@ -197,6 +197,12 @@ class Privacy:
         if not self.enabled:
             return update
         base = broadcast.params
+        if CLIP_KEY not in broadcast.extra:
+            raise ConfigurationError(
+                f"client {ctx.cid}: the broadcast carries no {CLIP_KEY!r}; the "
+                "server runs without this Privacy (give FederatedServer the same "
+                "privacy= as FederatedClient)"
+            )
         delta = update.params.to(torch.float64) - base.to(torch.float64)
         parts: list[torch.Tensor] = []
         if self.dp == "off":
