@@ -7,7 +7,7 @@ simulated secure aggregation (pairwise masks, dropout recovery). Every noise
 draw comes from the server's or the client's own RNG suite, so a private run
 is reproducible bit for bit on every executor and after a resume::
 
-    privacy = Privacy(dp="central", noise_multiplier=1.0, clip_norm=0.5,
+    privacy = Privacy(dp="central", noise_multiplier=2.0, clip_norm=0.5,
                       target_epsilon=8.0, secagg=True, secret=seed)
     server = FederatedServer(FedAvg(), zoo, "cnn", dataset=data, num_clients=100,
                              rounds=50, sample_ratio=0.1, seed=seed,
