@@ -200,23 +200,32 @@ def _epsilon(key: tuple[Any, ...], rounds: int) -> float:
         from dp_accounting.rdp import rdp_privacy_accountant as rdp
 
         curve = _rdp_curve(key)
-        eps, _ = rdp.compute_epsilon(
-            rdp.DEFAULT_RDP_ORDERS, [rounds * r for r in curve], accountant.delta
-        )
-        return float(eps)
+        if curve is not None:
+            eps, _ = rdp.compute_epsilon(
+                rdp.DEFAULT_RDP_ORDERS, [rounds * r for r in curve], accountant.delta
+            )
+            return float(eps)
     fresh = accountant._fresh()
     fresh.compose(accountant.event(), rounds)
     return float(fresh.get_epsilon(accountant.delta))
 
 
 @cache
-def _rdp_curve(key: tuple[Any, ...]) -> tuple[float, ...]:
+def _rdp_curve(key: tuple[Any, ...]) -> tuple[float, ...] | None:
+    """One round's RDP curve over DEFAULT_RDP_ORDERS, or None where this
+    version of dp-accounting does not expose it (then every ε composes anew)."""
+    from dp_accounting.rdp import rdp_privacy_accountant as rdp
+
     accountant = PrivacyAccountant(*key)
     fresh = accountant._fresh()
     fresh.compose(accountant.event(), 1)
-    # The accountant keeps its RDP curve in `_rdp` (one value per order of
-    # DEFAULT_RDP_ORDERS); composing r rounds multiplies it by r.
-    return tuple(float(x) for x in fresh._rdp)
+    # The accountant keeps its curve in `_rdp`, one value per order of
+    # `_orders`; composing r rounds multiplies it by r.
+    curve = getattr(fresh, "_rdp", None)
+    orders = getattr(fresh, "_orders", None)
+    if curve is None or orders is None or list(orders) != list(rdp.DEFAULT_RDP_ORDERS):
+        return None
+    return tuple(float(x) for x in curve)
 
 
 def calibrate_noise(
