@@ -98,7 +98,8 @@ def test_resume_rules_come_from_the_declarations() -> None:
 def test_defaults_per_algorithm_come_from_the_dataclass() -> None:
     """server_lr defaults to each algorithm's own value."""
     assert resolve({"algorithm": "fedavgm"}).knobs()["server_lr"] == 1.0
-    assert resolve({"algorithm": "fedadam"}).knobs()["server_lr"] == 0.01
+    assert resolve({"algorithm": "fedadam"}).knobs()["server_lr"] == 0.03
+    assert resolve({"algorithm": "fedadagrad"}).knobs()["server_lr"] == 0.3
 
 
 _TOY = """

@@ -13,8 +13,11 @@ from blazefl.models import CNN, MLP, MODEL_NAMES, ModelZoo
 def test_public_names() -> None:
     """The package exports exactly its documented names."""
     assert set(blazefl.models.__all__) == {
+        "BagOfWordsClassifier",
         "CNN",
         "CifarCNN",
+        "LeafCharLSTM",
+        "LeafFEMNISTCNN",
         "MLP",
         "MODEL_NAMES",
         "ModelZoo",
@@ -26,8 +29,32 @@ def test_public_names() -> None:
 
 
 def test_model_names() -> None:
-    """The zoo offers a CNN, an MLP and the two CIFAR models."""
-    assert MODEL_NAMES == ("cnn", "mlp", "cifar_cnn", "resnet18")
+    """The zoo offers a CNN, an MLP, the two CIFAR models and LEAF's models."""
+    assert MODEL_NAMES == (
+        "cnn",
+        "mlp",
+        "cifar_cnn",
+        "resnet18",
+        "femnist_cnn",
+        "char_lstm",
+        "bow",
+    )
+
+
+def test_leaf_models_fit_leafs_inputs() -> None:
+    """LEAF's FEMNIST CNN, character LSTM and the bag-of-words text model."""
+    femnist = ModelZoo((1, 28, 28), 62).select_model("femnist_cnn")
+    assert femnist(torch.zeros(2, 1, 28, 28)).shape == (2, 62)
+    lstm = ModelZoo((80,), 80).select_model("char_lstm")
+    assert lstm(torch.zeros(2, 80, dtype=torch.int64)).shape == (2, 80)
+    bow = ModelZoo((25,), 2, vocab_size=100).select_model("bow")
+    assert bow(torch.randint(0, 101, (3, 25))).shape == (3, 2)
+    with pytest.raises(ConfigurationError, match="needs 1x28x28 inputs"):
+        ModelZoo((1, 12, 12)).select_model("femnist_cnn")
+    with pytest.raises(ConfigurationError, match=r"needs ModelZoo\(vocab_size"):
+        ModelZoo((25,), 2).select_model("bow")
+    with pytest.raises(ConfigurationError, match="token-id inputs"):
+        ModelZoo((1, 12, 12)).select_model("char_lstm")
 
 
 # The small models, sized for the default 1x12x12 input (the CIFAR models have
@@ -69,7 +96,8 @@ def test_select_model_returns_fresh_models() -> None:
 def test_unknown_model_name_rejected() -> None:
     """An unknown name is rejected, naming it and the allowed names."""
     with pytest.raises(
-        ConfigurationError, match=r"'resnet'.*\('cnn', 'mlp', 'cifar_cnn', 'resnet18'\)"
+        ConfigurationError,
+        match=r"'resnet'.*\('cnn', 'mlp', 'cifar_cnn', 'resnet18', 'femnist_cnn'",
     ):
         ModelZoo().select_model("resnet")
 

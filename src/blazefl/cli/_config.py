@@ -44,6 +44,7 @@ from blazefl.cli._checks import (
     EXECUTORS,
     FILE_DATASETS,
     KNOBS,
+    LEAF_DATASETS,
     LOG_FORMATS,
     MODELS,
     PARTITIONS,
@@ -399,6 +400,13 @@ def _finish(checked: dict[str, Any], sources: Mapping[str, str]) -> RunConfig:
                 f"Invalid value for {_where('data_dir', sources)}: {folder!r} is "
                 "not a folder"
             )
+    partition = checked.get("partition", "natural")
+    if dataset in LEAF_DATASETS and partition != "natural":
+        raise ConfigurationError(
+            f"Invalid value for {_where('partition', sources)}: --dataset "
+            f"{dataset} keeps LEAF's natural split (one client per user); use "
+            f"--partition natural, not {partition!r}"
+        )
     config = RunConfig(**{k: v for k, v in checked.items() if k in RUN_SETTINGS})
     if config.clients_per_round < 1:
         raise ConfigurationError(

@@ -5,6 +5,16 @@ from blazefl.data._cifar_like import SyntheticCIFAR10
 from blazefl.data._digits import load_digits_dataset
 from blazefl.data._files import FileImageDataset, ImageSplits, load_cifar10, load_mnist
 from blazefl.data._leaf import LeafSyntheticDataset
+from blazefl.data._leaf_sets import (
+    LEAF_LETTERS,
+    LeafCelebA,
+    LeafDataset,
+    LeafFEMNIST,
+    LeafSent140,
+    LeafShakespeare,
+    sent140_token_ids,
+)
+from blazefl.data._mnist5k import load_mnist5k, mnist5k_path
 from blazefl.data._partition import (
     client_inner_dirichlet_partition,
     dirichlet_partition,
@@ -16,6 +26,12 @@ from blazefl.data._partition import (
 )
 from blazefl.data._partition_report import PartitionReport, partition_report
 from blazefl.data._partitioned import TensorPartitionedDataset
+from blazefl.data._size_partition import (
+    natural_id_partition,
+    natural_ids,
+    size_partition,
+    size_partition_sizes,
+)
 from blazefl.data._synthetic import SyntheticPartitionedDataset
 
 __all__ = [
@@ -31,11 +47,24 @@ __all__ = [
     "unbalanced_sizes",
     "TensorPartitionedDataset",
     "LeafSyntheticDataset",
+    "LEAF_LETTERS",
+    "LeafCelebA",
+    "LeafDataset",
+    "LeafFEMNIST",
+    "LeafSent140",
+    "LeafShakespeare",
+    "sent140_token_ids",
+    "natural_id_partition",
+    "natural_ids",
+    "size_partition",
+    "size_partition_sizes",
     "SyntheticCIFAR10",
     "FileImageDataset",
     "ImageSplits",
     "load_cifar10",
     "load_mnist",
+    "load_mnist5k",
+    "mnist5k_path",
     "load_digits_dataset",
 ]
 

@@ -22,6 +22,12 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from blazefl._exceptions import ConfigurationError
+from blazefl.data._client_rows import (
+    ClientIndices,
+    as_index_tensor,
+    client_tests,
+    packed,
+)
 from blazefl.data._loader import TensorView, make_loader
 
 __all__ = [
@@ -31,8 +37,6 @@ __all__ = [
     "check_no_empty_clients",
 ]
 
-#: One client's rows: a 1-D integer tensor, NumPy array or sequence of ints.
-ClientIndices: TypeAlias = torch.Tensor | np.ndarray | Sequence[int]
 #: Splits training targets over clients: ``targets -> [rows of client 0, ...]``.
 Partitioner: TypeAlias = Callable[[torch.Tensor], Sequence[ClientIndices]]
 
@@ -103,34 +107,6 @@ def resolve_partition(
     return parts
 
 
-def _as_index_tensor(cid: int, indices: ClientIndices, num_rows: int) -> torch.Tensor:
-    tensor = torch.as_tensor(indices)
-    if tensor.ndim != 1:
-        raise ConfigurationError(
-            f"client {cid}'s indices must be one-dimensional, "
-            f"got shape {tuple(tensor.shape)}"
-        )
-    if tensor.numel() == 0:
-        return torch.empty(0, dtype=torch.int64)
-    if (
-        tensor.dtype.is_floating_point
-        or tensor.dtype.is_complex
-        or (tensor.dtype == torch.bool)
-    ):
-        raise ConfigurationError(
-            f"client {cid}'s indices must be integers, got dtype {tensor.dtype}"
-        )
-    tensor = tensor.to(torch.int64)
-    low, high = int(tensor.min()), int(tensor.max())
-    if low < 0 or high >= num_rows:
-        bad = low if low < 0 else high
-        raise ConfigurationError(
-            f"client {cid}'s indices must lie in range(0, {num_rows}) "
-            f"(the training rows), got {bad}"
-        )
-    return tensor
-
-
 def check_no_empty_clients(sizes: Sequence[int]) -> None:
     """Refuse a split that leaves some client without a training sample."""
     empty = [cid for cid, size in enumerate(sizes) if size == 0]
@@ -170,6 +146,11 @@ class TensorPartitionedDataset:
     training row, for centralised baselines. Partition types are ``"train"``
     and ``"test"`` (or any value equal to them, such as a StrEnum).
 
+    `client_test_indices`, if given, lists each client's own rows of
+    `(test_x, test_y)` (a per-client test split, as LEAF's users have): then
+    ``get_dataset("test", cid)`` is client `cid`'s test data, for per-client
+    evaluation, and `has_client_tests` is true.
+
     Targets must be int64 class ids; `num_classes` defaults to one more than
     the largest target seen. Bad input fails here, at construction, and so
     does a client with no training rows (it could not compute an update):
@@ -187,6 +168,7 @@ class TensorPartitionedDataset:
         *,
         num_classes: int | None = None,
         allow_empty_clients: bool = False,
+        client_test_indices: Sequence[ClientIndices] | None = None,
     ) -> None:
         _check_pair("train", train_x, train_y)
         _check_pair("test", test_x, test_y)
@@ -199,7 +181,7 @@ class TensorPartitionedDataset:
             raise ConfigurationError("client_indices must list at least one client")
         num_rows = int(train_x.shape[0])
         parts = [
-            _as_index_tensor(cid, indices, num_rows)
+            as_index_tensor(cid, indices, num_rows)
             for cid, indices in enumerate(client_indices)
         ]
         if not isinstance(allow_empty_clients, bool):
@@ -209,7 +191,6 @@ class TensorPartitionedDataset:
             )
         if not allow_empty_clients:
             check_no_empty_clients([int(p.shape[0]) for p in parts])
-        sizes = torch.tensor([0] + [int(p.shape[0]) for p in parts])
         largest = max(
             int(train_y.max()) if train_y.numel() else -1,
             int(test_y.max()) if test_y.numel() else -1,
@@ -232,8 +213,10 @@ class TensorPartitionedDataset:
         self._input_shape = tuple(int(d) for d in train_x.shape[1:])
         self._train = (train_x, train_y)
         self._test = (test_x, test_y)
-        self._indices = torch.cat(parts)
-        self._offsets = torch.cumsum(sizes, 0)
+        self._indices, self._offsets = packed(parts)
+        self._client_tests = client_tests(
+            client_test_indices, len(parts), int(test_x.shape[0])
+        )
         self._overrides: dict[tuple[str, int | None], Dataset[Any]] = {}
         self._build_views()
 
@@ -247,6 +230,12 @@ class TensorPartitionedDataset:
         for cid in range(len(offsets) - 1):
             rows = self._indices[offsets[cid] : offsets[cid + 1]]
             self._views[_TRAIN, cid] = TensorView(train_x, train_y, rows)
+        if self._client_tests is not None:
+            indices, test_offsets = self._client_tests
+            ends = test_offsets.tolist()
+            for cid in range(len(ends) - 1):
+                rows = indices[ends[cid] : ends[cid + 1]]
+                self._views[_TEST, cid] = TensorView(*self._test, rows)
 
     def __getstate__(self) -> dict[str, Any]:
         # The views are rebuilt on unpickling: pickled one by one, each index
@@ -265,6 +254,11 @@ class TensorPartitionedDataset:
         return int(self._offsets.shape[0]) - 1
 
     @property
+    def has_client_tests(self) -> bool:
+        """Whether every client has its own test partition (`client_test_indices`)."""
+        return self._client_tests is not None
+
+    @property
     def num_classes(self) -> int:
         """How many labels there are (targets are ``0 .. num_classes - 1``)."""
         return self._num_classes
@@ -276,7 +270,7 @@ class TensorPartitionedDataset:
 
     def _key(self, type_: object, cid: object) -> tuple[str, int | None]:
         kind = partition_type(type_)
-        if kind == _TEST:
+        if kind == _TEST and self._client_tests is None:
             if cid is not None:
                 raise ConfigurationError(
                     f"the test partition is server-side; pass cid=None, got {cid!r}"

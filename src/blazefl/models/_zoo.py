@@ -18,10 +18,19 @@ from torch import nn
 from blazefl._exceptions import ConfigurationError
 from blazefl._validate import check_int
 from blazefl.models._cifar import CifarCNN, ResNet18
+from blazefl.models._leaf import BagOfWordsClassifier, LeafCharLSTM, LeafFEMNISTCNN
 
 __all__ = ["CNN", "MLP", "MODEL_NAMES", "ModelZoo"]
 
-MODEL_NAMES: Final = ("cnn", "mlp", "cifar_cnn", "resnet18")
+MODEL_NAMES: Final = (
+    "cnn",
+    "mlp",
+    "cifar_cnn",
+    "resnet18",
+    "femnist_cnn",
+    "char_lstm",
+    "bow",
+)
 
 
 class CNN(nn.Module):
@@ -92,10 +101,16 @@ class ModelZoo:
     A `ModelSelector[str]`: pass it to a server handler or client trainer with
     a name from `MODEL_NAMES`. Initial weights come from the global torch RNG,
     so seed it (`blazefl.reproducibility.seed_everything`) before selecting.
+    `vocab_size` is the number of word ids of text inputs (the ``"bow"``
+    model; `blazefl.data.LeafSent140` has it as ``vocab_size``).
     """
 
     def __init__(
-        self, input_shape: tuple[int, ...] = (1, 12, 12), num_classes: int = 10
+        self,
+        input_shape: tuple[int, ...] = (1, 12, 12),
+        num_classes: int = 10,
+        *,
+        vocab_size: int | None = None,
     ) -> None:
         if not input_shape:
             raise ConfigurationError("input_shape must not be empty")
@@ -104,14 +119,19 @@ class ModelZoo:
         check_int("num_classes", num_classes, 2)
         self.input_shape = tuple(input_shape)
         self.num_classes = num_classes
+        self.vocab_size = vocab_size
 
     def select_model(self, model_name: str) -> nn.Module:
         """A freshly initialised model `model_name` (one of `MODEL_NAMES`).
 
         "cnn" and "mlp" are small models for the built-in synthetic data;
         "cifar_cnn" (`CifarCNN`, sides >= 16) and "resnet18" (`ResNet18`) are
-        sized for 3x32x32 CIFAR images.
+        sized for 3x32x32 CIFAR images; "femnist_cnn" (`LeafFEMNISTCNN`, 1x28x28),
+        "char_lstm" (`LeafCharLSTM`, character ids, one class per character)
+        and "bow" (`BagOfWordsClassifier`, word ids) are for LEAF's data sets.
         """
+        if model_name in ("femnist_cnn", "char_lstm", "bow"):
+            return self._leaf_model(model_name)
         if model_name == "mlp":
             return MLP(math.prod(self.input_shape), self.num_classes)
         if model_name in ("cnn", "cifar_cnn", "resnet18"):
@@ -129,3 +149,25 @@ class ModelZoo:
         raise ConfigurationError(
             f"unknown model name {model_name!r}; expected one of {MODEL_NAMES}"
         )
+
+    def _leaf_model(self, model_name: str) -> nn.Module:
+        if model_name == "femnist_cnn":
+            if self.input_shape != (1, 28, 28):
+                raise ConfigurationError(
+                    "the 'femnist_cnn' model needs 1x28x28 inputs, got "
+                    f"input_shape {self.input_shape!r}"
+                )
+            return LeafFEMNISTCNN(self.num_classes)
+        if len(self.input_shape) != 1:
+            raise ConfigurationError(
+                f"the {model_name!r} model needs token-id inputs of shape "
+                f"(length,), got input_shape {self.input_shape!r}"
+            )
+        if model_name == "char_lstm":
+            return LeafCharLSTM(self.num_classes)
+        if self.vocab_size is None:
+            raise ConfigurationError(
+                "the 'bow' model needs ModelZoo(vocab_size=...), the number of "
+                "word ids of the data set"
+            )
+        return BagOfWordsClassifier(self.vocab_size, self.num_classes)

@@ -145,6 +145,13 @@ class EventStream:
         except (anyio.EndOfStream, anyio.ClosedResourceError):
             raise StopAsyncIteration from None
 
+    def receive_nowait(self) -> Event | None:
+        """The next event already queued, or None if none is (never waits)."""
+        try:
+            return self._receive.receive_nowait()
+        except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+            return None
+
     async def aclose(self) -> None:
         self._receive.close()
 

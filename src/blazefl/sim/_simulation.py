@@ -264,7 +264,13 @@ class Simulation(Generic[UplinkT, DownlinkT]):
     def run_sync(
         self, rounds: int | None = None, *, backend: str = "asyncio"
     ) -> list[RoundResult]:
-        """Start, run and close in a fresh event loop: the entry for scripts."""
+        """Start, run and close in a fresh event loop: the entry for scripts
+        (in a notebook, ``async with sim: await sim.run()`` instead)."""
+        if _loop_running():
+            raise ConfigurationError(
+                "run_sync() starts an event loop, but one already runs in this "
+                "thread (a notebook?): use `async with sim: await sim.run()`"
+            )
 
         async def main() -> list[RoundResult]:
             async with self:
@@ -391,3 +397,10 @@ class Simulation(Generic[UplinkT, DownlinkT]):
 
     def _emit(self, event: Event) -> None:
         self._hub.publish(event)
+
+
+def _loop_running() -> bool:
+    try:  # asyncio or trio (anyio raises a RuntimeError subclass when neither)
+        return anyio.get_current_task() is not None
+    except RuntimeError:
+        return False
