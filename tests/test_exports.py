@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "blazefl.models",
     "blazefl.algorithms",
     "blazefl.privacy",
+    "blazefl.robust",
 ]
 
 # Every public name of BlazeFL 3.0 (../shared/docs/BLAZEFL-API.md).

@@ -19,6 +19,8 @@ import json
 import os
 import pickle
 import re
+import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -39,6 +41,7 @@ from blazefl.algorithms import (
     FederatedServer,
     Scaffold,
 )
+from blazefl.algorithms._fedavg import BlazeFLFedAvg
 from blazefl.cli._app import cli
 from blazefl.contrib import (
     FedAvgBaseClientTrainer,
@@ -54,6 +57,7 @@ from blazefl.data import (
 )
 from blazefl.models import ModelZoo
 from blazefl.privacy import Privacy
+from blazefl.robust import Krum, Median, draw_attackers
 from blazefl.sim import (
     ClientFailed,
     InlineExecutor,
@@ -118,40 +122,87 @@ def _fedavg_handler(**kwargs: Any) -> FedAvgBaseServerHandler:
 
 
 def _cli(*args: str | Path) -> Callable[[Path], None]:
-    """`blazefl run ARGS` as a user runs it: usage errors exit with status 2."""
+    """`blazefl run ARGS` as a user runs it: usage errors exit with status 2,
+    with one ``Error:`` line and no traceback."""
 
     def trigger(tmp_path: Path) -> None:
         argv = [str(a).replace("{tmp}", str(tmp_path)) for a in args]
         result = CliRunner().invoke(cli, ["run", *argv], prog_name="blazefl")
+        # An exception other than the exit itself would be a traceback.
+        assert isinstance(result.exception, SystemExit), result.exc_info
+        assert "Traceback" not in result.output
         if result.exit_code == 2:
-            raise CommandUsageError(result.stderr)
+            (message,) = [
+                line for line in result.stderr.splitlines() if line.startswith("Error")
+            ]
+            after = result.stderr.split(message, 1)[1]
+            assert not after.strip(), f"more than one line: {result.stderr}"
+            raise CommandUsageError(message)
         raise AssertionError(f"exit {result.exit_code}: {result.output}")
 
     return trigger
 
 
-def _config_file(text: str, *args: str) -> Callable[[Path], None]:
+def _config_file(text: str | bytes, *args: str) -> Callable[[Path], None]:
     """`blazefl run --config FILE ARGS` with FILE holding ``text``."""
 
     def trigger(tmp_path: Path) -> None:
         path = tmp_path / "fl.toml"
-        path.write_text(text)
+        if isinstance(text, bytes):
+            path.write_bytes(text)
+        else:
+            path.write_text(text)
         _cli("--config", path, *args)(tmp_path)
 
     return trigger
 
 
-def _resume_edited_run(tmp_path: Path) -> None:
-    """A finished run whose config.toml was edited, then resumed."""
+TINY_RUN = ["--clients", "4", "--rounds", "1", "--epochs", "1", "--executor", "inline"]
+
+
+def _finished_run(tmp_path: Path) -> Path:
+    """The run folder of a finished one-round run."""
     out = tmp_path / "run"
-    small = ["--clients", "4", "--rounds", "1", "--epochs", "1", "--executor"]
     result = CliRunner().invoke(
-        cli, ["run", *small, "inline", "-q", "--out", str(out)], prog_name="blazefl"
+        cli, ["run", *TINY_RUN, "-q", "--out", str(out)], prog_name="blazefl"
     )
     assert result.exit_code == 0, result.output
+    return out
+
+
+def _resume_edited_run(tmp_path: Path) -> None:
+    """A finished run whose config.toml was edited, then resumed."""
+    out = _finished_run(tmp_path)
     config = out / "config.toml"
     config.write_text(config.read_text().replace("lr = 0.1", "lr = 0.3"))
     _cli("--resume", out)(tmp_path)
+
+
+def _resume_edited_metrics(
+    line: bytes, log: str = "metrics.jsonl"
+) -> Callable[[Path], None]:
+    """A finished run with ``line`` (and a newline) added to ``log``."""
+
+    def trigger(tmp_path: Path) -> None:
+        out = _finished_run(tmp_path)
+        with (out / log).open("ab") as f:
+            f.write(line + b"\n")
+        _cli("--resume", out)(tmp_path)
+
+    return trigger
+
+
+def _resume_non_torch_checkpoint(tmp_path: Path) -> None:
+    """A finished run whose checkpoint has a valid header and digest over a
+    body that is not a torch archive."""
+    out = _finished_run(tmp_path)
+    _write_raw_checkpoint(out / "checkpoint.ckpt", b"not a torch archive")
+    _cli("--resume", out)(tmp_path)
+
+
+def _out_under_a_file(tmp_path: Path) -> None:
+    (tmp_path / "afile").write_text("mine")
+    _cli(*TINY_RUN, "--out", tmp_path / "afile" / "sub")(tmp_path)
 
 
 # -- checkpoints ------------------------------------------------------------
@@ -191,20 +242,38 @@ class _Exploit:
         return (os.system, ("echo pwned",))
 
 
-def _code_running_pickle(tmp_path: Path) -> None:
-    buffer = io.BytesIO()
-    pickle.dump({"round": _Exploit()}, buffer, protocol=2)
-    body = buffer.getvalue()
+def _write_raw_checkpoint(path: Path, body: bytes) -> Path:
+    """A checkpoint file of ``body`` with a valid header: size and digest."""
     header = {
         "format": 1,
         "size": len(body),
         "sha256": hashlib.sha256(body).hexdigest(),
     }
-    path = tmp_path / "evil"
     path.write_bytes(
         b"BLAZEFL-CHECKPOINT\n" + json.dumps(header).encode() + b"\n" + body
     )
-    load_checkpoint(path)
+    return path
+
+
+def _code_running_pickle(tmp_path: Path) -> None:
+    """A torch.save archive whose pickle calls os.system when loaded unsafely."""
+    buffer = io.BytesIO()
+    torch.save({"round": _Exploit()}, buffer)
+    load_checkpoint(_write_raw_checkpoint(tmp_path / "evil", buffer.getvalue()))
+
+
+def _legacy_pickle(tmp_path: Path) -> None:
+    """A bare pickle (no torch archive) of the same exploit."""
+    buffer = io.BytesIO()
+    pickle.dump({"round": _Exploit()}, buffer, protocol=2)
+    load_checkpoint(_write_raw_checkpoint(tmp_path / "evil", buffer.getvalue()))
+
+
+def _non_torch_body(body: bytes) -> Callable[[Path], None]:
+    def trigger(tmp_path: Path) -> None:
+        load_checkpoint(_write_raw_checkpoint(tmp_path / "ckpt", body))
+
+    return trigger
 
 
 def _foreign_file(tmp_path: Path) -> None:
@@ -253,12 +322,13 @@ class _FixedSampler:
         return False
 
 
-def _sample(cids: list[Any]) -> Callable[[Path], None]:
+def _sample(cids: list[Any], *, on_disk: bool = False) -> Callable[[Path], None]:
     def trigger(tmp_path: Path) -> None:
         work = lambda ctx, payload: payload  # noqa: E731
-        Simulation(_FixedSampler(cids), work, executor=InlineExecutor()).run_sync(
-            rounds=1
-        )
+        store = {"client_state_path": tmp_path / "states.sqlite"} if on_disk else {}
+        Simulation(
+            _FixedSampler(cids), work, executor=InlineExecutor(), **store
+        ).run_sync(rounds=1)
 
     return trigger
 
@@ -545,6 +615,25 @@ CASES: list[Case] = [
         r"'--rounds' \(rounds in .*fl\.toml\): must be an integer >= 1, got -2",
     ),
     Case(
+        "config-not-utf8",
+        _config_file(b"rounds = 2\n# caf\xe9\n"),
+        CommandUsageError,
+        r"fl\.toml is not UTF-8 text \(byte 0xe9 at offset 16\); a config file is "
+        r"TOML, which is UTF-8",
+    ),
+    Case(
+        "config-nested-too-deep",
+        _config_file("rounds = " + "[" * 5000 + "]" * 5000 + "\n"),
+        CommandUsageError,
+        r"fl\.toml nests arrays or tables too deeply to read",
+    ),
+    Case(
+        "config-not-a-regular-file",
+        _cli("--config", os.devnull),
+        CommandUsageError,
+        r"/dev/null is not a regular file; a config file is a TOML file",
+    ),
+    Case(
         "unknown-model",
         lambda _: _server(model="vgg"),
         ConfigurationError,
@@ -576,6 +665,19 @@ CASES: list[Case] = [
         _sample([0, -2]),
         ConfigurationError,
         r"^sample_clients\(\) returned -2; client ids must be ints >= 0$",
+    ),
+    Case(
+        "client-id-beyond-2-32",
+        _sample([0, 2**32]),
+        ConfigurationError,
+        r"^sample_clients\(\) returned 4294967296; client ids must be below 2\*\*32",
+    ),
+    Case(
+        "client-id-2-64-disk-store",
+        _sample([2**64], on_disk=True),
+        ConfigurationError,
+        r"^sample_clients\(\) returned 18446744073709551616; client ids must be "
+        r"below 2\*\*32",
     ),
     # -- empty client data ----------------------------------------------------
     Case(
@@ -711,6 +813,27 @@ CASES: list[Case] = [
         _foreign_file,
         ConfigurationError,
         r"model\.pt is not a blazefl checkpoint",
+    ),
+    Case(
+        "checkpoint-body-not-torch",
+        _non_torch_body(b"PK\x03\x04 not a zip archive"),
+        ConfigurationError,
+        r"ckpt: its body \(22 bytes, digest valid\) is not a torch\.save archive "
+        r"\(RuntimeError: PytorchStreamReader failed",
+    ),
+    Case(
+        "checkpoint-body-bare-pickle",
+        _legacy_pickle,
+        ConfigurationError,
+        r"evil: its body \(\d+ bytes, digest valid\) is not a torch\.save archive: "
+        r"it starts with b'\\x80\\x02",
+    ),
+    Case(
+        "checkpoint-body-empty",
+        _non_torch_body(b""),
+        ConfigurationError,
+        r"ckpt: its body \(0 bytes, digest valid\) is not a torch\.save archive: "
+        r"it starts with b''",
     ),
     Case(
         "checkpoint-other-seed",
@@ -867,6 +990,205 @@ CASES: list[Case] = [
         r"^target_epsilon=0\.01 is spent by the first round already \(epsilon "
         r"\d",
     ),
+    Case(
+        "cli-dp-with-median",
+        _cli("--aggregator", "median", "--dp", "central", "--noise-multiplier", "1"),
+        CommandUsageError,
+        r"--dp central cannot be combined with --aggregator median: it selects or "
+        r"ranks individual updates",
+    ),
+    Case(
+        "cli-secagg-with-krum",
+        _cli("--aggregator", "krum", "--byzantine-f", "1", "--secagg"),
+        CommandUsageError,
+        r"--secagg cannot be combined with --aggregator krum: it needs the "
+        r"individual updates",
+    ),
+    Case(
+        "cli-update-attack-with-dp",
+        _cli("--attack", "sign-flip", "--dp", "central", "--noise-multiplier", "1"),
+        CommandUsageError,
+        r"--attack sign-flip cannot be combined with --dp or --secagg yet",
+    ),
+    # -- attacks and robust aggregation (issue 16) ------------------------------
+    Case(
+        "cli-krum-f-too-large",
+        _cli(
+            "--aggregator",
+            "krum",
+            "--byzantine-f",
+            "5",
+            "--clients",
+            "10",
+            "--sample-ratio",
+            "1",
+        ),
+        CommandUsageError,
+        r"Invalid value for '--byzantine-f': Krum\(f=5\) needs n >= 2f \+ 3 = 13 "
+        r"client updates a round \(Blanchard et al\., 2017: n > 2f \+ 2\), got n=10",
+    ),
+    Case(
+        "cli-bulyan-too-few-clients",
+        _cli("--aggregator", "bulyan", "--attack", "sign-flip"),
+        CommandUsageError,
+        r"Invalid value for '--aggregator': Bulyan\(f=4\) needs n >= 4f \+ 3 = 19 "
+        r"client updates a round .*got n=10.*\(f = 4: the attackers a round can "
+        r"hold, from --attack-fraction 0\.2 of 20 clients; set --byzantine-f",
+    ),
+    Case(
+        "cli-attack-fraction-one",
+        _cli("--attack", "sign-flip", "--attack-fraction", "1"),
+        CommandUsageError,
+        r"Invalid value for '--attack-fraction': must be a finite number in "
+        r"\[0, 1\), got 1\.0",
+    ),
+    Case(
+        "cli-attack-fraction-without-attack",
+        _cli("--attack-fraction", "0.2"),
+        CommandUsageError,
+        r"'--attack-fraction' applies only with --attack",
+    ),
+    Case(
+        "cli-unknown-aggregator",
+        _cli("--aggregator", "krun"),
+        CommandUsageError,
+        r"Invalid value for '--aggregator': 'krun' is not one of 'mean', 'median'",
+    ),
+    Case(
+        "config-unknown-attack",
+        _config_file('attack = "sign_flip"\n'),
+        CommandUsageError,
+        r"Invalid value for '--attack' \(attack in \S+\): 'sign_flip' is not one "
+        r"of 'sign-flip'.*did you mean 'sign-flip'\?",
+    ),
+    Case(
+        "cli-norm-bound-without-bound",
+        _cli("--aggregator", "norm-bound"),
+        CommandUsageError,
+        r"'--aggregator' norm-bound needs --norm-bound M",
+    ),
+    Case(
+        "cli-trim-beta-half",
+        _cli("--aggregator", "trimmed-mean", "--trim-beta", "0.5"),
+        CommandUsageError,
+        r"Invalid value for '--trim-beta': TrimmedMean\(beta=0\.5\): beta, the "
+        r"fraction trimmed from each side, must be in \[0, 0\.5\)",
+    ),
+    Case(
+        "cli-byzantine-f-with-mean",
+        _cli("--byzantine-f", "2"),
+        CommandUsageError,
+        r"'--byzantine-f' applies only with --aggregator median / trimmed-mean / "
+        r"krum / multi-krum / bulyan",
+    ),
+    Case(
+        "cli-attack-strength-nan",
+        _cli("--attack", "noise", "--attack-strength", "nan"),
+        CommandUsageError,
+        r"Invalid value for '--attack-strength': must be a finite number > 0, "
+        r"got nan",
+    ),
+    Case(
+        "cli-label-flip-strength",
+        _cli("--attack", "label-flip", "--attack-strength", "2"),
+        CommandUsageError,
+        r"Invalid value for '--attack-strength': attack 'label-flip' takes no "
+        r"strength",
+    ),
+    Case(
+        "cli-backdoor-not-images",
+        _cli("--attack", "backdoor", "--dataset", "leaf-synthetic"),
+        CommandUsageError,
+        r"stamps a 2x2 trigger on images \(channels, height, width\); the data "
+        r"set's samples have shape \(60,\)",
+    ),
+    Case(
+        "server-krum-f-too-large",
+        lambda _: _server(aggregator=Krum(f=1)),
+        ConfigurationError,
+        r"^Krum\(f=1\) needs n >= 2f \+ 3 = 5 client updates a round "
+        r"\(Blanchard et al\., 2017: n > 2f \+ 2\), got n=4",
+    ),
+    Case(
+        "server-own-arithmetic-aggregator",
+        lambda _: _server(BlazeFLFedAvg(), aggregator=Median()),
+        ConfigurationError,
+        r"^BlazeFLFedAvg computes its own aggregate, so it cannot use the "
+        r"aggregator Median\(f=0\)",
+    ),
+    Case(
+        "attackers-fraction-negative",
+        lambda _: draw_attackers(CLIENTS, -0.25, seed=0),
+        ConfigurationError,
+        r"^the attack fraction must be a finite number in \[0, 1\), got -0\.25$",
+    ),
+    Case(
+        "cli-resume-checkpoint-not-torch",
+        _resume_non_torch_checkpoint,
+        CommandUsageError,
+        r"run/checkpoint\.ckpt: its body \(19 bytes, digest valid\) is "
+        r"not a torch\.save archive: it starts with b'not a to'",
+    ),
+    Case(
+        "cli-resume-metrics-line-not-json",
+        _resume_edited_metrics(b'{"round": 2, "train_loss": oops}'),
+        CommandUsageError,
+        r"metrics\.jsonl line 2 is not JSON: b'\{\"round\": 2, .*; blazefl "
+        r"writes one JSON object a line: fix or delete that line",
+    ),
+    Case(
+        "cli-resume-metrics-line-wrong-type",
+        _resume_edited_metrics(b'{"round": "two"}'),
+        CommandUsageError,
+        r"metrics\.jsonl line 2: 'round' must be an integer >= 1, got 'two'",
+    ),
+    Case(
+        "cli-resume-events-line-wrong-round",
+        _resume_edited_metrics(
+            b'{"event": "round_started", "round": -1}', "events.jsonl"
+        ),
+        CommandUsageError,
+        r"events\.jsonl line \d+: 'round' must be an integer >= 0, got -1; "
+        r"blazefl wrote no such line: fix or delete it",
+    ),
+    Case(
+        "cli-resume-metrics-line-not-utf8",
+        _resume_edited_metrics(b'{"round": 2, "note": "caf\xe9"}'),
+        CommandUsageError,
+        r"metrics\.jsonl line 2 is not UTF-8",
+    ),
+    # -- work that cannot fit ---------------------------------------------------
+    Case(
+        "cli-clients-a-billion",
+        _cli("--clients", "1000000000"),
+        CommandUsageError,
+        r"this run needs about [\d.]+ TiB of memory \(data [\d.]+ TiB \+ .*\), more "
+        r"than the [\d.]+ [GT]iB available \(MemAvailable .*\); use fewer clients "
+        r"or samples, .* or pass --no-memory-check to run anyway",
+    ),
+    # -- folders the run cannot use --------------------------------------------
+    Case(
+        "cli-out-under-a-file",
+        _out_under_a_file,
+        CommandUsageError,
+        r"Invalid value for '--out': \S+/afile/sub: \S+/afile is a file, not a "
+        r"folder; --out must be a folder blazefl can create and write",
+    ),
+    Case(
+        "cli-out-under-proc",
+        _cli(*TINY_RUN, "--out", "/proc/blazefl-hostile/run"),
+        CommandUsageError,
+        r"Invalid value for '--out': /proc/blazefl-hostile: No such file or "
+        r"directory; --out must be a folder blazefl can create and write",
+    ),
+    Case(
+        "cli-data-dir-empty",
+        _cli("--dataset", "mnist", "--data-dir", "{tmp}"),
+        CommandUsageError,
+        r"Invalid value for '--data-dir': MNIST files not found: expected "
+        r"train-images-idx3-ubyte\[\.gz\].*; --data-dir must be a folder holding "
+        r"the mnist files",
+    ),
 ]
 
 SLOT_CASES = [c for c in CASES if isinstance(c.trigger, BadClient)]
@@ -931,6 +1253,38 @@ def _global(handler: Any) -> torch.Tensor:
     if isinstance(handler, FederatedServer):
         return handler.params.clone()
     return torch.cat([p.detach().reshape(-1) for p in handler.model.parameters()])
+
+
+@pytest.mark.parametrize(
+    "kind", ["config-not-utf8", "out-under-a-file", "resume-metrics-line"]
+)
+def test_console_script_shows_no_traceback(kind: str, tmp_path: Path) -> None:
+    """`python -m blazefl.cli run` (the console script's path, through
+    `blazefl.cli.main`) exits 2 with one error line and no traceback."""
+    args: list[str] = []
+    if kind == "config-not-utf8":
+        (tmp_path / "fl.toml").write_bytes(b"rounds = 2\n# caf\xe9\n")
+        args = ["--config", str(tmp_path / "fl.toml")]
+    elif kind == "out-under-a-file":
+        (tmp_path / "afile").write_text("mine")
+        args = [*TINY_RUN, "--out", str(tmp_path / "afile" / "sub")]
+    else:
+        out = _finished_run(tmp_path)
+        with (out / "metrics.jsonl").open("ab") as f:
+            f.write(b'{"round": null}\n')
+        args = ["--resume", str(out)]
+    result = subprocess.run(
+        [sys.executable, "-m", "blazefl.cli", "run", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error")]
+    assert len(errors) == 1
+    assert result.stderr.rstrip().endswith(errors[0])
 
 
 def test_docs_table_lists_every_case() -> None:

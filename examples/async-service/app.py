@@ -17,6 +17,12 @@ owns; there is no thread of the service's own. The coordinator
 training runs on worker threads and the event loop stays free to answer
 requests. On shutdown the lifespan cancels every running simulation and waits
 until each has closed its executor.
+
+Every malformed request gets a 4xx with a JSON error: bodies are read up to
+`MAX_BODY_BYTES` and parsed only when they nest at most `MAX_JSON_DEPTH`
+deep, ``Last-Event-ID`` must be an id the stream sent, and what a simulation
+asks for (the product of its fields) must fit the memory budget by
+`blazefl.sim.estimate_memory`.
 """
 
 from __future__ import annotations
@@ -36,8 +42,10 @@ from typing import Any
 import anyio
 import anyio.abc
 import anyio.to_thread
+import torch
 import uvicorn
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
@@ -45,7 +53,16 @@ from starlette.routing import Route
 from blazefl.contrib import FedAvgBaseServerHandler, FedAvgClientWork
 from blazefl.data import SyntheticPartitionedDataset
 from blazefl.models import ModelZoo
-from blazefl.sim import Event, EventStream, InlineExecutor, Simulation, ThreadExecutor
+from blazefl.sim import (
+    Event,
+    EventStream,
+    InlineExecutor,
+    MemoryEstimate,
+    Simulation,
+    ThreadExecutor,
+    estimate_memory,
+    memory_limit,
+)
 
 HOST = "127.0.0.1"
 PORT = 8000
@@ -57,6 +74,14 @@ MAX_RUNNING = 4
 CANCEL_WAIT_SECONDS = 10.0
 # An SSE comment this often keeps idle connections (and proxies) alive.
 HEARTBEAT_SECONDS = 15.0
+# The largest request body read: a simulation's settings are a few hundred
+# bytes. Longer bodies get 413 before they are read to the end.
+MAX_BODY_BYTES = 16 * 1024
+# The deepest JSON nesting parsed (a valid body is one flat object): deeper
+# bodies are refused before the parser, which recurses once per level, runs.
+MAX_JSON_DEPTH = 32
+# The server-side test set of every simulation (SyntheticPartitionedDataset's).
+TEST_SAMPLES = 1000
 
 # -- configuration -------------------------------------------------------------
 
@@ -70,6 +95,22 @@ class ValidationError(ValueError):
         self.message = message
 
 
+class RequestError(Exception):
+    """A request refused with a 4xx ``status`` and a JSON error body."""
+
+    def __init__(self, status: int, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+
+
+def _shown(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut short: a message never echoes a whole body back."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
     def check(name: str, value: Any) -> int:
         if (
@@ -78,7 +119,7 @@ def _int(lo: int, hi: int) -> Callable[[str, Any], int]:
             or not (lo <= value <= hi)
         ):
             raise ValidationError(
-                name, f"must be an integer in [{lo}, {hi}], got {value!r}"
+                name, f"must be an integer in [{lo}, {hi}], got {_shown(value)}"
             )
         return value
 
@@ -98,7 +139,7 @@ def _float(lo: float, hi: float, *, lo_open: bool) -> Callable[[str, Any], float
         )
         if not ok:
             raise ValidationError(
-                name, f"must be a number in {interval}, got {value!r}"
+                name, f"must be a number in {interval}, got {_shown(value)}"
             )
         return float(value)
 
@@ -109,7 +150,7 @@ def _choice(*allowed: str) -> Callable[[str, Any], str]:
     def check(name: str, value: Any) -> str:
         if not isinstance(value, str) or value not in allowed:
             raise ValidationError(
-                name, f"must be one of {', '.join(allowed)}; got {value!r}"
+                name, f"must be one of {', '.join(allowed)}; got {_shown(value)}"
             )
         return value
 
@@ -149,6 +190,53 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
 }
 
 
+def _nesting(text: str) -> int:
+    """How deeply ``text``'s JSON arrays and objects nest (strings skipped)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def parse_body(raw: bytes) -> Any:
+    """A request body as JSON (empty: ``{}``); `ValidationError` for bytes
+    that are not UTF-8, JSON nested deeper than `MAX_JSON_DEPTH`, or not JSON."""
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValidationError(
+            "body",
+            f"is not UTF-8 (byte {raw[exc.start]:#04x} at offset {exc.start}); "
+            "send a JSON object",
+        ) from None
+    if not text.strip():
+        return {}
+    if _nesting(text) > MAX_JSON_DEPTH:
+        raise ValidationError(
+            "body",
+            f"nests JSON more than {MAX_JSON_DEPTH} levels deep; it must be one "
+            "flat JSON object of settings",
+        )
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise ValidationError("body", f"is not valid JSON: {exc}") from None
+
+
 def parse_config(body: Any) -> SimConfig:
     """Validate a request body; raise `ValidationError` naming the bad field."""
     if not isinstance(body, dict):
@@ -171,12 +259,33 @@ def parse_config(body: Any) -> SimConfig:
     return config
 
 
+def estimate_simulation(config: SimConfig) -> MemoryEstimate:
+    """`blazefl.sim.estimate_memory` of the simulation `build_simulation`
+    makes: the product of the fields (clients x samples_per_client for the
+    data, the model x workers, ...), not each field alone."""
+    with torch.device("meta"):  # the model's shapes, no memory
+        model = ModelZoo(input_shape=(1, 12, 12), num_classes=10).select_model(
+            config.model
+        )
+    return estimate_memory(
+        clients=config.clients,
+        clients_per_round=int(config.clients * config.sample_ratio),
+        rounds=config.rounds,
+        train_samples=config.clients * config.samples_per_client,
+        test_samples=TEST_SAMPLES,
+        sample_bytes=4 * 12 * 12,
+        model_params=sum(p.numel() for p in model.parameters()),
+        workers=config.workers if config.executor == "threads" else 1,
+    )
+
+
 def build_simulation(config: SimConfig) -> Simulation[Any, Any]:
     """FedAvg on the built-in synthetic data (CPU work: call it off the loop)."""
     dataset = SyntheticPartitionedDataset(
         num_clients=config.clients,
         seed=config.seed,
         samples_per_client=config.samples_per_client,
+        test_samples=TEST_SAMPLES,
     )
     zoo = ModelZoo(input_shape=(1, 12, 12), num_classes=10)
     handler = FedAvgBaseServerHandler(
@@ -224,9 +333,13 @@ def _describe_error(exc: BaseException) -> str:
 class Run:
     """A simulation's bookkeeping: status, the event history, the cancel scope."""
 
-    def __init__(self, run_id: str, config: SimConfig) -> None:
+    def __init__(
+        self, run_id: str, config: SimConfig, memory: int | None = None
+    ) -> None:
         self.id = run_id
         self.config = config
+        #: the estimate it was admitted with (bytes), held until it ends
+        self.memory = memory or 0
         self.status = "running"
         self.rounds_done = 0
         self.last_accuracy: float | None = None
@@ -341,14 +454,22 @@ class Run:
 
 
 class Service:
-    def __init__(self) -> None:
+    """The routes' state. ``memory_budget`` (bytes) bounds the memory
+    estimates of the simulations running at once; None: measure it when the
+    service starts (`blazefl.sim.memory_limit`: the smaller of MemAvailable
+    and the cgroup's headroom)."""
+
+    def __init__(self, memory_budget: int | None = None) -> None:
         self.runs: dict[str, Run] = {}
         self.tasks: anyio.abc.TaskGroup | None = None
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.memory_budget = memory_budget
 
     @asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         self.loop = asyncio.get_running_loop()  # uvicorn runs asyncio
+        if self.memory_budget is None:
+            self.memory_budget = memory_limit().limit
         async with anyio.create_task_group() as tasks:
             self.tasks = tasks
             try:
@@ -378,16 +499,15 @@ class Service:
         if self.tasks is None:
             return _error(503, "the service is shutting down")
         try:
-            body = json.loads(await request.body() or b"{}")
-        except ValueError as exc:
-            return _error(400, f"the body is not valid JSON: {exc}", field="body")
-        try:
-            config = parse_config(body)
+            config = parse_config(parse_body(await _read_body(request)))
+            memory = self._admit(config)
         except ValidationError as exc:
             return _error(400, str(exc), field=exc.field)
+        except RequestError as exc:
+            return _error(exc.status, exc.message, field=exc.field)
         if sum(run.active for run in self.runs.values()) >= MAX_RUNNING:
             return _error(429, f"{MAX_RUNNING} simulations are already running")
-        run = Run(uuid.uuid4().hex[:12], config)
+        run = Run(uuid.uuid4().hex[:12], config, memory)
         self.runs[run.id] = run
         self.tasks.start_soon(run.execute, name=f"simulation {run.id}")
         return JSONResponse(
@@ -395,6 +515,34 @@ class Service:
             status_code=202,
             headers={"Location": f"/simulations/{run.id}"},
         )
+
+    def _admit(self, config: SimConfig) -> int:
+        """The simulation's memory estimate, if the budget has room for it.
+
+        422 when it could never fit; 429 while the running ones hold the room.
+        """
+        estimate = estimate_simulation(config)
+        budget = self.memory_budget
+        if budget is None:
+            return estimate.total
+        if estimate.total > budget:
+            raise RequestError(
+                422,
+                f"this simulation needs about {_gib(estimate.total)} of memory "
+                f"({estimate.describe()}), more than the {_gib(budget)} this "
+                "service has; lower clients x samples_per_client, the model or "
+                "the workers",
+                field="body",
+            )
+        held = sum(run.memory for run in self.runs.values() if run.active)
+        if held + estimate.total > budget:
+            raise RequestError(
+                429,
+                f"this simulation needs about {_gib(estimate.total)} of memory; "
+                f"the running ones hold {_gib(held)} of the service's "
+                f"{_gib(budget)}: retry when one has ended",
+            )
+        return estimate.total
 
     async def status(self, request: Request) -> Response:
         run = self.lookup(request)
@@ -419,13 +567,63 @@ class Service:
         if run is None:
             return _not_found(request)
         # A reconnecting EventSource sends the last id it saw: resume after it.
-        last = request.headers.get("last-event-id", "")
-        start = int(last) + 1 if last.isdigit() else 0
+        try:
+            start = _resume_after(
+                request.headers.get("last-event-id", ""), len(run.history)
+            )
+        except RequestError as exc:
+            return _error(exc.status, exc.message, field=exc.field)
         return StreamingResponse(
             run.sse(start),
             media_type="text/event-stream",
             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
         )
+
+
+async def _read_body(request: Request) -> bytes:
+    """The body, refused with 413 past `MAX_BODY_BYTES` (declared or sent)."""
+    declared = request.headers.get("content-length", "")
+    too_large = RequestError(
+        413, f"the body is larger than {MAX_BODY_BYTES} bytes", field="body"
+    )
+    if declared.isdecimal() and (len(declared) > 12 or int(declared) > MAX_BODY_BYTES):
+        raise too_large
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _resume_after(last: str, sent: int) -> int:
+    """The history index after ``Last-Event-ID: last`` (0 without one).
+
+    The id must be the decimal id of an event already sent (0 to sent - 1).
+    """
+    if not last:
+        return 0
+    if not (last.isascii() and last.isdecimal()) or len(last) > 18:
+        raise RequestError(
+            400,
+            f"Last-Event-ID must be the decimal id of an event of this stream, "
+            f"got {_shown(last)}",
+            field="Last-Event-ID",
+        )
+    index = int(last)
+    if index >= sent:
+        sent_ids = f"ids 0 to {sent - 1}" if sent else "no event yet"
+        raise RequestError(
+            400,
+            f"Last-Event-ID {index} was never sent: this stream has sent {sent_ids}",
+            field="Last-Event-ID",
+        )
+    return index + 1
+
+
+def _gib(n: int) -> str:
+    return f"{n / 2**30:.2f} GiB"
 
 
 def _error(status: int, message: str, *, field: str | None = None) -> Response:
@@ -439,9 +637,25 @@ def _not_found(request: Request) -> Response:
     return _error(404, f"no simulation {request.path_params['sim_id']!r}")
 
 
-def create_app() -> Starlette:
-    service = Service()
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """Starlette's own 404 (no route) and 405 (wrong method), as JSON."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}"
+    elif exc.status_code == 404:
+        message = f"no route {request.url.path}"
+    else:
+        message = str(exc.detail)
+    return JSONResponse(
+        {"error": message}, status_code=exc.status_code, headers=exc.headers
+    )
+
+
+def create_app(memory_budget: int | None = None) -> Starlette:
+    """The app; ``memory_budget`` as in `Service` (None: measured at start)."""
+    service = Service(memory_budget)
     app = Starlette(
+        exception_handlers={HTTPException: _http_error},
         routes=[
             Route("/health", service.health, methods=["GET"]),
             Route("/simulations", service.create, methods=["POST"]),

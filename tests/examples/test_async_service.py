@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import AsyncIterator
-from contextlib import aclosing
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -71,7 +71,13 @@ class Served:
 
 @pytest_asyncio.fixture
 async def served() -> AsyncIterator[Served]:
-    app = svc.create_app()
+    async with serving(svc.create_app()) as running:
+        yield running
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[Served]:
+    """``app`` in uvicorn on a free port, with a client; stopped on exit."""
     server = svc.make_server(app, 0, log_config=None, access_log=False)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -375,3 +381,140 @@ async def test_ctrl_c_cancels_running_simulations(tmp_path: Path) -> None:
             finally:
                 if proc.returncode is None:
                     proc.kill()
+
+
+# -- malformed requests: a 4xx with a JSON error, never a 500 ------------------
+
+_DEEP = b"[" * 5000 + b"]" * 5000
+MALFORMED_BODIES = [
+    (_DEEP, 400, "nests JSON more than 32 levels deep"),
+    (b'{"clients": ' + b"[" * 40 + b"]" * 40 + b"}", 400, "more than 32 levels"),
+    (b'{"clients": ' + b"9" * 5000 + b"}", 400, "is not valid JSON"),
+    (b'{"model": "caf\xe9"}', 400, "is not UTF-8 (byte 0xe9 at offset 14)"),
+    (b'{"model": "' + b"x" * 20_000 + b'"}', 413, "larger than 16384 bytes"),
+    (b'{"clients": "' + b"x" * 10_000 + b'"}', 400, "got 'xxxxxxxx"),
+]
+
+
+def _assert_json_error(response: httpx.Response, status: int, text: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/json"
+    error = response.json()["error"]
+    assert text in error, error
+    assert len(error) < 400  # never the body echoed back
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(("body", "status", "text"), MALFORMED_BODIES)
+async def test_a_malformed_body_is_a_4xx_json_error(
+    served: Served, body: bytes, status: int, text: str
+) -> None:
+    """Deep nesting, huge numbers, bytes that are not UTF-8, an oversized body:
+    a 4xx naming the problem, and nothing started."""
+    response = await served.client.post(
+        "/simulations", content=body, headers={"content-type": "application/json"}
+    )
+    _assert_json_error(response, status, text)
+    assert served.app.state.service.runs == {}
+
+
+@pytest.mark.asyncio
+async def test_an_oversized_chunked_body_is_refused_while_read(served: Served) -> None:
+    """Without a Content-Length the body is counted as it arrives: 413."""
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b'{"model": "'
+        for _ in range(64):
+            yield b"x" * 1024
+        yield b'"}'
+
+    response = await served.client.post("/simulations", content=chunks())
+    _assert_json_error(response, 413, "larger than 16384 bytes")
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("last", "text"),
+    [
+        ("abc", "must be the decimal id of an event of this stream, got 'abc'"),
+        # "²" as Latin-1: str.isdigit() is true, int() refuses it
+        (b"\xb2", "must be the decimal id of an event of this stream, got '²'"),
+        ("-1", "got '-1'"),
+        ("9" * 5000, "got '99999"),
+        ("1.5", "got '1.5'"),
+        ("1000", "Last-Event-ID 1000 was never sent: this stream has sent ids 0 to"),
+    ],
+)
+async def test_a_malformed_last_event_id_is_a_400(
+    served: Served, last: str | bytes, text: str
+) -> None:
+    """Last-Event-ID must be an id the stream sent; anything else is a 400."""
+    client = served.client
+    sim_id = await start(client, {**SMALL, "rounds": 1})
+    await read_all(client, sim_id)
+    response = await client.get(
+        f"/simulations/{sim_id}/events",
+        headers={"Last-Event-ID": last},
+    )
+    _assert_json_error(response, 400, text)
+    assert response.json()["field"] == "Last-Event-ID"
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize(
+    ("method", "path", "status", "text"),
+    [
+        ("GET", "/nope", 404, "no route /nope"),
+        ("PUT", "/simulations", 405, "PUT is not allowed on /simulations"),
+        ("POST", "/health", 405, "POST is not allowed on /health"),
+    ],
+)
+async def test_unknown_routes_and_methods_answer_json(
+    served: Served, method: str, path: str, status: int, text: str
+) -> None:
+    """Starlette's own 404 and 405 come as JSON errors too."""
+    response = await served.client.request(method, path)
+    _assert_json_error(response, status, text)
+
+
+# -- memory: the product of the fields is bounded --------------------------------
+
+
+def test_the_estimate_bounds_the_product_of_fields() -> None:
+    """Each field within its range, the product is what counts: 1000 clients
+    of 10,000 samples is about 6 GiB of data, 1000 of 10 a few MiB."""
+    big = svc.estimate_simulation(
+        svc.parse_config({"clients": 1000, "samples_per_client": 10_000})
+    )
+    small = svc.estimate_simulation(
+        svc.parse_config({"clients": 1000, "samples_per_client": 10})
+    )
+    assert big.data > 5.5 * 2**30
+    assert small.data < 16 * 2**20
+
+
+@pytest.mark.asyncio
+async def test_a_simulation_that_cannot_fit_is_refused() -> None:
+    """Over the budget alone: 422 naming the estimate and the budget."""
+    async with serving(svc.create_app(memory_budget=2**30)) as served:
+        response = await served.client.post(
+            "/simulations", json={"clients": 1000, "samples_per_client": 10_000}
+        )
+        _assert_json_error(response, 422, "this simulation needs about 6.")
+        assert "more than the 1.00 GiB this service has" in response.json()["error"]
+        assert served.app.state.service.runs == {}
+
+
+@pytest.mark.asyncio
+async def test_running_simulations_hold_their_estimate() -> None:
+    """A budget for one SLOW simulation: a second waits (429) until the first
+    is cancelled, then starts."""
+    one = svc.estimate_simulation(svc.parse_config(SLOW)).total
+    async with serving(svc.create_app(memory_budget=one + one // 2)) as served:
+        client = served.client
+        first = await start(client, SLOW)
+        response = await client.post("/simulations", json=SLOW)
+        _assert_json_error(response, 429, "retry when one has ended")
+        assert (await client.delete(f"/simulations/{first}")).status_code == 200
+        second = await start(client, SLOW)
+        assert (await client.delete(f"/simulations/{second}")).status_code == 200

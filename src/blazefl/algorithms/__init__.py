@@ -12,6 +12,15 @@ and `FederatedClient` (native client work)::
 from typing import TYPE_CHECKING, Any
 
 from blazefl import _exports
+from blazefl.algorithms._aggregation import (
+    Aggregator,
+    RoundUpdates,
+    WeightedMean,
+    aggregate_delta,
+    aggregate_model,
+    aggregating,
+    current_aggregator,
+)
 from blazefl.algorithms._base import (
     Algorithm,
     Broadcast,
@@ -61,6 +70,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ALGORITHMS",
+    "Aggregator",
     "Algorithm",
     "Broadcast",
     "ClientUpdate",
@@ -73,7 +83,13 @@ __all__ = [
     "FederatedClient",
     "FederatedServer",
     "LocalTraining",
+    "RoundUpdates",
     "Scaffold",
+    "WeightedMean",
+    "aggregate_delta",
+    "aggregate_model",
+    "aggregating",
+    "current_aggregator",
     "weighted_average",
 ]
 

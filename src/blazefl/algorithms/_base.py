@@ -114,6 +114,16 @@ class Algorithm(ABC):
     #: like the model vector (SCAFFOLD's ``delta_c``): the server checks their
     #: shape and dtype against the global model before aggregating.
     uplink_extras: ClassVar[tuple[str, ...]] = ()
+    #: Whether `aggregate` goes through the aggregator seam
+    #: (`blazefl.algorithms.aggregate_model` / `aggregate_delta`), so that the
+    #: server's aggregator (a robust one of `blazefl.robust`) takes the
+    #: weighted mean's place; a server refuses any other aggregator for an
+    #: algorithm that does not declare it.
+    pluggable_aggregation: ClassVar[bool] = False
+    #: How many tensors shaped like the model vector `client_update` keeps in
+    #: ``ctx.state`` per client (SCAFFOLD's control variate): `blazefl run`'s
+    #: memory estimate counts them for every client whose state is kept.
+    client_state_vectors: ClassVar[int] = 0
 
     def __post_init__(self) -> None:
         """Check every declared `setting` (a subclass's dataclass fields)."""

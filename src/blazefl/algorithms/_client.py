@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Hashable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blazefl._exceptions import ConfigurationError
 from blazefl._validate import check_int, check_number
@@ -13,6 +13,9 @@ from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate, LocalTr
 from blazefl.core import deserialize_model
 from blazefl.models import build_model
 from blazefl.sim import ClientContext
+
+if TYPE_CHECKING:
+    from blazefl.algorithms._cohort import CohortTrainer
 
 __all__ = ["FederatedClient"]
 
@@ -56,6 +59,17 @@ class FederatedClient:
     def __blazefl_version__(self) -> Hashable:
         """The data set's version: the rest is frozen (see `blazefl._versions`)."""
         return version_of(self.dataset)
+
+    def as_cohort(self) -> CohortTrainer:
+        """This work as a cohort trainer, for `blazefl.sim.CohortExecutor`.
+
+        :raises ConfigurationError: when the work cannot be batched (a custom
+            ``client_update``, a model with BatchNorm statistics or dropout),
+            naming the per-client executors that run it.
+        """
+        from blazefl.algorithms._cohort import CohortTrainer
+
+        return CohortTrainer(self)
 
     def __call__(self, ctx: ClientContext, broadcast: Broadcast) -> ClientUpdate:
         key = ("blazefl-model", str(self.model_name), ctx.device)

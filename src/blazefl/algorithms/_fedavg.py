@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from blazefl.algorithms._aggregation import aggregate_model
 from blazefl.algorithms._base import Algorithm, ClientUpdate, weighted_average
 
 if TYPE_CHECKING:
@@ -23,9 +24,11 @@ def mean_update(updates: Sequence[ClientUpdate]) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class FedAvg(Algorithm):
-    """x ← Σₖ nₖ·xₖ / Σₖ nₖ over the round's clients."""
+    """x ← Σₖ nₖ·xₖ / Σₖ nₖ over the round's clients (or the server's
+    aggregator in place of the mean)."""
 
     name: ClassVar[str] = "fedavg"
+    pluggable_aggregation: ClassVar[bool] = True
 
     def aggregate(
         self,
@@ -33,7 +36,7 @@ class FedAvg(Algorithm):
         updates: Sequence[ClientUpdate],
         state: dict[str, torch.Tensor],
     ) -> torch.Tensor:
-        return mean_update(updates)
+        return aggregate_model(params, updates)
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,11 @@ class BlazeFLFedAvg(FedAvg):
     BlazeFL accumulates ``Σ xₖ·(nₖ/N)`` in the parameters' own dtype (float32),
     into zeros, in buffer order; `FedAvg` accumulates the same sum in float64
     and rounds once. Kept apart so `FedAvg` (and ``blazefl run``) keep their
-    numbers and config digests.
+    numbers and config digests. Its arithmetic is BlazeFL's own, so it takes
+    no other aggregator.
     """
+
+    pluggable_aggregation: ClassVar[bool] = False
 
     def aggregate(
         self,

@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from blazefl.algorithms._aggregation import aggregate_delta
 from blazefl.algorithms._base import Algorithm, ClientUpdate
-from blazefl.algorithms._fedavg import mean_update
 from blazefl.algorithms._settings import check_fraction, check_positive, setting
 
 if TYPE_CHECKING:
@@ -29,6 +29,7 @@ class FedAvgM(Algorithm):
     """
 
     name: ClassVar[str] = "fedavgm"
+    pluggable_aggregation: ClassVar[bool] = True
     server_lr: float = setting(1.0, check_positive, "Server learning rate η > 0.")
     momentum: float = setting(0.9, check_fraction, "FedAvgM server momentum in [0, 1).")
 
@@ -41,7 +42,7 @@ class FedAvgM(Algorithm):
         updates: Sequence[ClientUpdate],
         state: dict[str, torch.Tensor],
     ) -> torch.Tensor:
-        delta = mean_update(updates) - params
+        delta = aggregate_delta(params, updates)
         velocity = state["velocity"].mul(self.momentum).add_(delta)
         state["velocity"] = velocity
         return params + self.server_lr * velocity

@@ -1,7 +1,7 @@
 """The FedOpt family (Reddi et al., 2021): adaptive server optimizers.
 
-The server treats Δ = mean(xₖ) − x (data-size-weighted) as a pseudo-gradient
-and applies an adaptive step:
+The server treats Δ = mean(xₖ) − x (data-size-weighted; or the server's
+aggregator's delta) as a pseudo-gradient and applies an adaptive step:
 
     m ← β₁·m + (1 − β₁)·Δ
     v ← v + Δ²                                   (FedAdagrad)
@@ -26,8 +26,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from blazefl.algorithms._aggregation import aggregate_delta
 from blazefl.algorithms._base import Algorithm, ClientUpdate
-from blazefl.algorithms._fedavg import mean_update
 from blazefl.algorithms._settings import check_fraction, check_positive, setting
 
 if TYPE_CHECKING:
@@ -40,6 +40,7 @@ __all__ = ["FedAdagrad", "FedAdam", "FedYogi"]
 
 @dataclass(frozen=True)
 class _FedOpt(Algorithm):
+    pluggable_aggregation: ClassVar[bool] = True
     server_lr: float = setting(0.03, check_positive, "Server learning rate η > 0.")
     beta1: float = setting(0.9, check_fraction, "FedOpt first-moment decay in [0, 1).")
     beta2: float = setting(
@@ -62,7 +63,7 @@ class _FedOpt(Algorithm):
         updates: Sequence[ClientUpdate],
         state: dict[str, torch.Tensor],
     ) -> torch.Tensor:
-        delta = mean_update(updates) - params
+        delta = aggregate_delta(params, updates)
         m = self.beta1 * state["m"] + (1 - self.beta1) * delta
         v = self._second_moment(state["v"], delta * delta)
         state["m"], state["v"] = m, v

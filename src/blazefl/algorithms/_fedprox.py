@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
+from blazefl.algorithms._aggregation import aggregate_model
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate, LocalTraining
-from blazefl.algorithms._fedavg import mean_update
 from blazefl.algorithms._settings import check_non_negative, setting
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ class FedProx(Algorithm):
     """
 
     name: ClassVar[str] = "fedprox"
+    pluggable_aggregation: ClassVar[bool] = True
     mu: float = setting(0.01, check_non_negative, "FedProx proximal strength μ >= 0.")
 
     def client_update(
@@ -59,4 +60,4 @@ class FedProx(Algorithm):
         updates: Sequence[ClientUpdate],
         state: dict[str, torch.Tensor],
     ) -> torch.Tensor:
-        return mean_update(updates)
+        return aggregate_model(params, updates)

@@ -7,6 +7,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
 from blazefl._exceptions import ConfigurationError
+from blazefl.algorithms._aggregation import (
+    WeightedMean,
+    aggregate_delta,
+    current_aggregator,
+)
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate, LocalTraining
 from blazefl.algorithms._settings import check_count, check_positive, setting
 
@@ -53,7 +58,9 @@ class Scaffold(Algorithm):
     takes K local SGD steps with gradients corrected by (c − cᵢ), ending at yᵢ,
     then sets cᵢ⁺ = cᵢ − c + (x − yᵢ)/(K·η_l) and uploads yᵢ and Δcᵢ = cᵢ⁺ − cᵢ.
     The server sets x ← x + η_g·mean(yᵢ − x) and c ← c + (|S|/N)·mean(Δcᵢ)
-    (plain means over the round's clients, as in the paper).
+    (plain means over the round's clients, as in the paper). With a server
+    aggregator other than the mean, it takes the place of mean(yᵢ − x), with
+    every client weighted alike; the control variates keep their plain mean.
 
     :param num_clients: N, the number of clients in the federation.
     :param server_lr: η_g.
@@ -61,6 +68,8 @@ class Scaffold(Algorithm):
 
     name: ClassVar[str] = "scaffold"
     uplink_extras: ClassVar[tuple[str, ...]] = ("delta_c",)
+    pluggable_aggregation: ClassVar[bool] = True
+    client_state_vectors: ClassVar[int] = 1  # c_i in ctx.state
     num_clients: int = setting(
         1, check_count, "N, the federation's size.", federation_size=True
     )
@@ -108,10 +117,15 @@ class Scaffold(Algorithm):
         state: dict[str, torch.Tensor],
     ) -> torch.Tensor:
         k = len(updates)
-        delta_y = torch.zeros_like(params)
         delta_c = torch.zeros_like(params)
         for update in updates:
-            delta_y.add_(update.params - params)
             delta_c.add_(update.extra["delta_c"])
         state["c"] = state["c"] + (k / self.num_clients) * (delta_c / k)
+        if not isinstance(current_aggregator(), WeightedMean):
+            return params + self.server_lr * aggregate_delta(
+                params, updates, uniform=True
+            )
+        delta_y = torch.zeros_like(params)
+        for update in updates:
+            delta_y.add_(update.params - params)
         return params + self.server_lr * (delta_y / k)

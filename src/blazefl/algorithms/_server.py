@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -17,6 +17,7 @@ from blazefl._validate import (
     check_seed,
     sampled_per_round,
 )
+from blazefl.algorithms._aggregation import Aggregator, WeightedMean, aggregating
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate
 from blazefl.algorithms._settings import settings_of
 from blazefl.core import deserialize_model, serialize_model
@@ -25,11 +26,20 @@ from blazefl.reproducibility import RNGSuiteState, create_rng_suite
 from blazefl.training import evaluate
 
 __all__ = [
+    "AttackProbe",
     "FederatedServer",
     "check_federation_size",
     "check_like_model",
     "clients_per_round",
 ]
+
+
+class AttackProbe(Protocol):
+    """What measures an attack on the global model (`blazefl.robust`'s attacks)."""
+
+    def success_rate(
+        self, model: Any, dataset: Any, device: str, batch_size: int
+    ) -> float: ...
 
 
 class FederatedServer:
@@ -40,6 +50,12 @@ class FederatedServer:
     from ``seed``; aggregates with ``algorithm.aggregate``; evaluates the
     global model on the data set's ``"test"`` partition for ``get_summary``.
     Everything the next round reads is in `state_dict` (for checkpoints).
+
+    ``aggregator`` takes the weighted mean's place in the algorithm's
+    aggregation (a robust one from `blazefl.robust`); its assumption on the
+    number of clients per round is checked here. ``attack``, when given, is
+    only measured: ``get_summary`` adds its ``attack_success_rate`` on the
+    test split.
     """
 
     def __init__(
@@ -55,6 +71,8 @@ class FederatedServer:
         seed: int = 0,
         device: str = "cpu",
         eval_batch_size: int = 256,
+        aggregator: Aggregator | None = None,
+        attack: AttackProbe | None = None,
         privacy: Any = None,
     ) -> None:
         if not isinstance(algorithm, Algorithm):
@@ -74,6 +92,15 @@ class FederatedServer:
                 )
         self.seed = check_seed("seed", seed)
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size)
+        self.aggregator = _check_aggregator(
+            algorithm, aggregator, self.clients_per_round
+        )
+        if attack is not None and not callable(getattr(attack, "success_rate", None)):
+            raise ConfigurationError(
+                f"attack must have a success_rate method (a blazefl.robust "
+                f"attack), got {attack!r}"
+            )
+        self.attack = attack
         self.algorithm = algorithm
         self.dataset = dataset
         self.device = device
@@ -86,7 +113,7 @@ class FederatedServer:
         self._cohort: list[int] = []
         # Optional `blazefl.privacy.Privacy`: clipping, DP noise, secure sum.
         self.privacy = _private_aggregation(
-            privacy, algorithm, num_clients, self.clients_per_round
+            privacy, algorithm, self.aggregator, num_clients, self.clients_per_round
         )
 
     # -- the BlazeFL handler protocol ---------------------------------------
@@ -152,13 +179,19 @@ class FederatedServer:
                     self.params, updates, self._cohort, self.round, self.rng
                 )
             ]
-        self.params = self.algorithm.aggregate(self.params, updates, self.state)
+        with aggregating(self.aggregator, self.rng):
+            params = self.algorithm.aggregate(self.params, updates, self.state)
+        self.params = params
         deserialize_model(self.model, self.params)
 
     def get_summary(self) -> dict[str, float]:
         loader = self.dataset.get_dataloader("test", None, self.eval_batch_size, None)
         loss, accuracy = evaluate(self.model, loader, self.device)
         summary = {"server_acc": accuracy, "server_loss": loss}
+        if self.attack is not None:
+            summary["attack_success_rate"] = self.attack.success_rate(
+                self.model, self.dataset, self.device, self.eval_batch_size
+            )
         epsilon = None if self.privacy is None else self.privacy.epsilon(self.round)
         if epsilon is not None:
             summary["epsilon"] = epsilon
@@ -167,8 +200,9 @@ class FederatedServer:
     # -- checkpoints ----------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
-        """Everything the next round reads: round, model, algorithm state, RNG."""
-        return {
+        """Everything the next round reads: round, model, algorithm state, RNG
+        (and the aggregator's state, if it keeps any)."""
+        state = {
             "round": self.round,
             "num_clients": self.num_clients,
             "clients_per_round": self.clients_per_round,
@@ -182,6 +216,10 @@ class FederatedServer:
                 else {}
             ),
         }
+        aggregator_state = self.aggregator.state_dict()
+        if aggregator_state:
+            state["aggregator_state"] = aggregator_state
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` captured (the round in flight is dropped)."""
@@ -210,6 +248,7 @@ class FederatedServer:
         deserialize_model(self.model, self.params)
         self.state = {k: v.clone() for k, v in state["algorithm_state"].items()}
         self.rng.set_state(RNGSuiteState.from_dict(state["rng"]))
+        self.aggregator.load_state_dict(state.get("aggregator_state", {}))
         if self.privacy is not None and "privacy" in state:
             self.privacy.load_state_dict(state["privacy"])
         self._pending = []
@@ -256,8 +295,38 @@ class FederatedServer:
             )
 
 
+def _check_aggregator(
+    algorithm: Algorithm, aggregator: object, per_round: int
+) -> Aggregator:
+    """The server's aggregator (the weighted mean by default), refused if the
+    algorithm cannot use it or ``per_round`` clients break its assumption."""
+    if aggregator is None:
+        return WeightedMean()
+    if not isinstance(aggregator, Aggregator):
+        raise ConfigurationError(
+            f"aggregator must be a blazefl.algorithms.Aggregator (e.g. "
+            f"blazefl.robust.Median), got {aggregator!r}"
+        )
+    if (
+        not isinstance(aggregator, WeightedMean)
+        and not type(algorithm).pluggable_aggregation
+    ):
+        raise ConfigurationError(
+            f"{type(algorithm).__name__} computes its own aggregate, so it cannot "
+            f"use the aggregator {aggregator!r}; use an algorithm whose aggregate "
+            "goes through blazefl.algorithms.aggregate_model / aggregate_delta "
+            "(and declares pluggable_aggregation = True)"
+        )
+    aggregator.check(per_round)
+    return aggregator
+
+
 def _private_aggregation(
-    privacy: Any, algorithm: Algorithm, num_clients: int, per_round: int
+    privacy: Any,
+    algorithm: Algorithm,
+    aggregator: Aggregator,
+    num_clients: int,
+    per_round: int,
 ) -> Any:
     """The server side of a `blazefl.privacy.Privacy` (None when it is off)."""
     if privacy is None:
@@ -270,7 +339,7 @@ def _private_aggregation(
         )
     if not privacy.enabled:
         return None
-    privacy.check_with(algorithm)
+    privacy.check_with(algorithm, getattr(aggregator, "name", "mean"))
     return PrivateAggregation(privacy, num_clients, per_round)
 
 

@@ -100,7 +100,8 @@ def cli() -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Continue the run in this folder from its checkpoint. Other options "
     "must match its config.toml, except --executor, --workers, --ray-address, "
-    "--checkpoint-every, --evaluate-every, --data-dir, --quiet and --log-format.",
+    "--checkpoint-every, --evaluate-every, --no-memory-check, --data-dir, --quiet "
+    "and --log-format.",
 )
 def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     """Train a federation and write its run folder.
@@ -114,6 +115,7 @@ def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     from blazefl.cli._config import resolve
     from blazefl.cli._execute import execute  # torch is imported from here on
     from blazefl.cli._toml import read_config_file
+    from blazefl.cli._user_errors import IOFailure
 
     given = {k: v for k, v in options.items() if v is not None}
     try:
@@ -133,6 +135,10 @@ def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
         )
     except ConfigurationError as exc:
         raise _usage(exc) from exc
+    except OSError as exc:
+        if exc.filename is None:
+            raise  # not about a file: a bug, with its traceback
+        raise IOFailure(exc) from exc
     raise SystemExit(code)
 
 

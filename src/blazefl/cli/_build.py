@@ -7,8 +7,9 @@ the coordinator starts.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from blazefl.algorithms._settings import settings_of
 from blazefl.cli._checks import LEAF_DATASETS
 from blazefl.cli._config import RunConfig
 from blazefl.cli._privacy import privacy_of
+from blazefl.cli._robust import aggregator_of, attack_of
 from blazefl.data import (
     FileImageDataset,
     LeafCelebA,
@@ -41,7 +43,9 @@ from blazefl.data import (
 )
 from blazefl.data._size_partition import SizeGrowth
 from blazefl.models import ModelZoo
+from blazefl.robust import AttackedClient, draw_attackers
 from blazefl.sim import (
+    CohortExecutor,
     Executor,
     InlineExecutor,
     ProcessExecutor,
@@ -49,19 +53,24 @@ from blazefl.sim import (
     ThreadExecutor,
 )
 
-__all__ = ["Built", "build", "build_dataset", "build_partitioner"]
+__all__ = ["Built", "build", "build_dataset", "build_partitioner", "recorded"]
 
 Partitioner = Callable[[torch.Tensor], Sequence[Any]]
 
 
 @dataclass(frozen=True, slots=True)
 class Built:
-    """The run's objects; `simulation` owns the executor (``async with``)."""
+    """The run's objects; `simulation` owns the executor (``async with``).
+
+    ``attackers`` are the ids of the clients running ``--attack`` (drawn once
+    per run from the seed); ``client`` is the honest clients' work.
+    """
 
     dataset: TensorPartitionedDataset
     server: FederatedServer
     client: FederatedClient
     simulation: Simulation[Any, Any]
+    attackers: tuple[int, ...] = field(default=())
 
 
 def build_partitioner(config: RunConfig) -> Partitioner | None:
@@ -147,6 +156,8 @@ _LEAF_CLASSES: dict[str, type[LeafDataset]] = {
 
 
 def _executor(config: RunConfig) -> Executor:
+    if config.executor == "cohort":
+        return CohortExecutor(config.workers, max_cohort=config.max_cohort or None)
     if config.executor == "inline":
         return InlineExecutor()
     if config.executor == "threads":
@@ -170,6 +181,7 @@ def build(config: RunConfig) -> Built:
     size = {s.name: config.clients for s in settings_of(cls) if s.federation_size}
     algorithm = cls(**config.knobs(), **size)
     privacy = privacy_of(config)
+    attack = attack_of(config)
     server = FederatedServer(
         algorithm,
         zoo,
@@ -180,6 +192,8 @@ def build(config: RunConfig) -> Built:
         sample_ratio=config.sample_ratio,
         seed=config.seed,
         privacy=privacy,
+        aggregator=aggregator_of(config),
+        attack=attack,
     )
     client = FederatedClient(
         algorithm,
@@ -191,11 +205,28 @@ def build(config: RunConfig) -> Built:
         lr=config.lr,
         privacy=privacy,
     )
+    work: Any = client
+    attackers: tuple[int, ...] = ()
+    if attack is not None:
+        assert config.attack_fraction is not None  # _robust filled it in
+        attackers = draw_attackers(config.clients, config.attack_fraction, config.seed)
+        work = AttackedClient(client, attack, attackers)
     simulation: Simulation[Any, Any] = Simulation(
         server,
-        client,
+        work,
         executor=_executor(config),
         seed=config.seed,
         evaluate_every=config.evaluate_every,
     )
-    return Built(dataset, server, client, simulation)
+    return Built(dataset, server, client, simulation, attackers)
+
+
+def recorded(config: RunConfig, built: Built) -> RunConfig:
+    """``config`` with the cohort size the executor chose (``--max-cohort 0``),
+    so config.toml records it and ``--resume`` reuses it."""
+    executor = built.simulation.executor
+    if isinstance(executor, CohortExecutor) and not config.max_cohort:
+        size = executor.max_cohort
+        assert size is not None  # chosen when the simulation was built
+        return dataclasses.replace(config, max_cohort=size)
+    return config

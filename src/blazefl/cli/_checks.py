@@ -85,7 +85,7 @@ PARTITIONS = (
     "square",
     "exponential",
 )
-EXECUTORS = ("inline", "threads", "processes", "ray")
+EXECUTORS = ("inline", "threads", "processes", "ray", "cohort")
 LOG_FORMATS = ("console", "json")
 DP_MODES = ("off", "central", "local")
 DP_NOISES = ("gaussian", "laplace")

@@ -22,10 +22,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from blazefl._exceptions import ConfigurationError
 from blazefl._validate import (
+    check_fraction,
     check_int,
     check_number,
     check_ratio,
@@ -50,11 +51,12 @@ from blazefl.cli._checks import (
     PARTITIONS,
     algorithm_options,
     check_delta,
-    choice,
     cli_check,
     flag,
     text,
 )
+from blazefl.cli._robust import AGGREGATOR_NAMES, ATTACK_NAMES, check_robust
+from blazefl.cli._run_setting import RunSetting, run_setting
 
 __all__ = [
     "CHECKS",
@@ -69,54 +71,6 @@ __all__ = [
     "option_name",
     "resolve",
 ]
-
-#: ``fixed``: decides the numbers (in the digest; --resume must repeat it);
-#: ``free``: saved, but --resume may change it (the executors are bitwise
-#: equal); ``invocation``: one command's, never saved.
-Resume = Literal["fixed", "free", "invocation"]
-
-
-@dataclass(frozen=True)
-class RunSetting:
-    """How one `RunConfig` field is offered, checked and resumed."""
-
-    check: Callable[[object], Any]
-    help: str
-    resume: Resume
-    kind: type
-    choices: tuple[str, ...] | None
-    metavar: str | None
-
-
-def run_setting(
-    default: Any,
-    check: Callable[[object], Any] | None,
-    help: str,
-    *,
-    resume: Resume = "fixed",
-    kind: type | None = None,
-    choices: tuple[str, ...] | None = None,
-    metavar: str | None = None,
-) -> Any:
-    """A `RunConfig` field: a library validator (worded for the command line
-    by `cli_check`) or, with ``choices``, one of them."""
-    metadata = {
-        "run": RunSetting(
-            check=choice(choices) if choices else _required(check),
-            help=help,
-            resume=resume,
-            kind=kind or type(default),
-            choices=choices,
-            metavar=metavar,
-        )
-    }
-    return field(default=default, metadata=metadata)
-
-
-def _required(check: Callable[[object], Any] | None) -> Callable[[object], Any]:
-    if check is None:
-        raise TypeError("a run setting needs a check or choices")
-    return check
 
 
 _INT = cli_check(check_int)
@@ -213,10 +167,73 @@ class RunConfig:
         cli_check(check_seed),
         "Run seed: data, sampling, model and client RNGs.",
     )
+    attack: str | None = run_setting(
+        None,
+        None,
+        "Attack run by a fraction of the clients.",
+        choices=ATTACK_NAMES,
+        kind=str,
+    )
+    attack_fraction: float | None = run_setting(
+        None,
+        cli_check(check_fraction),
+        "Share of clients that attack, in [0, 1), drawn once per run [default: 0.2].",
+        kind=float,
+    )
+    attack_strength: float | None = run_setting(
+        None,
+        _POSITIVE,
+        "sign-flip/scale: factor s [4/10]; noise: std [1]; backdoor: boost [1].",
+        kind=float,
+    )
+    backdoor_target: int | None = run_setting(
+        None,
+        cli_check(partial(check_int, minimum=0)),
+        "Label the backdoor trigger maps to [default: 0].",
+        kind=int,
+    )
+    aggregator: str | None = run_setting(
+        None,
+        None,
+        "Server aggregation in place of the weighted mean [default: mean].",
+        choices=AGGREGATOR_NAMES,
+        kind=str,
+    )
+    byzantine_f: int | None = run_setting(
+        None,
+        cli_check(partial(check_int, minimum=0)),
+        "Byzantine clients per round the aggregator tolerates [default: the "
+        "attackers a round can hold].",
+        kind=int,
+    )
+    trim_beta: float | None = run_setting(
+        None,
+        _NON_NEGATIVE,
+        "Trimmed mean: fraction cut from each side, in [0, 0.5) [default: f/n].",
+        kind=float,
+    )
+    norm_bound: float | None = run_setting(
+        None,
+        _POSITIVE,
+        "norm-bound: the largest L2 norm an update keeps.",
+        kind=float,
+    )
     executor: str = run_setting(
         "threads", None, "Where clients run.", choices=EXECUTORS, resume="free"
     )
-    workers: int = run_setting(2, _INT, "Worker threads or processes.", resume="free")
+    workers: int = run_setting(
+        2,
+        _INT,
+        "Worker threads or processes (--executor cohort: chunks trained at once).",
+        resume="free",
+    )
+    max_cohort: int = run_setting(
+        0,
+        cli_check(partial(check_int, minimum=0)),
+        "With --executor cohort: clients per batched chunk; 0 chooses from the "
+        "model and batch size (the choice is written to config.toml).",
+        resume="free",
+    )
     checkpoint_every: int = run_setting(
         1, _INT, "Checkpoint every K rounds (and after the last).", resume="free"
     )
@@ -224,6 +241,13 @@ class RunConfig:
         1,
         cli_check(partial(check_int, minimum=0)),
         "Evaluate on the test split every K rounds (and after the last); 0: never.",
+        resume="free",
+    )
+    no_memory_check: bool = run_setting(
+        False,
+        flag,
+        "Run even when the memory estimate exceeds what this machine has "
+        "available (see docs/reliability.md).",
         resume="free",
     )
     data_dir: str | None = run_setting(
@@ -414,6 +438,7 @@ def _finish(checked: dict[str, Any], sources: Mapping[str, str]) -> RunConfig:
             f"{config.sample_ratio} of {config.clients} clients samples no client "
             "per round; it must be in (0, 1] with --sample-ratio x --clients >= 1"
         )
+    config = check_robust(config, lambda key: _where(key, sources))
     cls = ALGORITHMS[config.algorithm]
     for knob in _OPTIONS:
         declared = _OPTIONS[knob].declared

@@ -13,12 +13,12 @@ from __future__ import annotations
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 import anyio
 
 from blazefl._exceptions import MissingDependencyError
-from blazefl.cli._build import build
+from blazefl.cli._build import Built, build, recorded
+from blazefl.cli._checks import FILE_DATASETS
 from blazefl.cli._config import RunConfig, config_digest
 from blazefl.cli._files import (
     CHECKPOINT,
@@ -32,10 +32,13 @@ from blazefl.cli._files import (
     write_config,
     write_json,
 )
+from blazefl.cli._fits import check_run_memory
 from blazefl.cli._info import versions
 from blazefl.cli._plot import plot_metrics, read_metrics
 from blazefl.cli._progress import Display, make_display
+from blazefl.cli._robust import robust_summary
 from blazefl.cli._run import AfterRound, Runner, RunOutcome
+from blazefl.cli._user_errors import user_path
 from blazefl.sim import configure_logging
 
 __all__ = ["EXIT_CHECKPOINT_WRITE", "execute"]
@@ -86,20 +89,24 @@ def _write_error_message(outcome: RunOutcome, folder: Path) -> str:
 
 def _finish(
     config: RunConfig,
+    built: Built,
     folder: Path,
     display: Display,
     wall: float,
     resumed_from: int | None,
-    privacy: Any = None,
     budget: str | None = None,
 ) -> None:
     display.close()
+    privacy = built.server.privacy
     rows = read_metrics(folder / METRICS)
     last = rows[-1] if rows else {}
+    final_keys = ["train_loss", "test_loss", "test_acc"]
+    if config.attack is not None:
+        final_keys.append("attack_success_rate")
     summary = {
         "status": "complete" if budget is None else "privacy budget reached",
         "rounds": config.rounds if budget is None else len(rows),
-        "final": {k: last.get(k) for k in ("train_loss", "test_loss", "test_acc")},
+        "final": {k: last.get(k) for k in final_keys},
         "best_test_acc": max(
             (r["test_acc"] for r in rows if r.get("test_acc") is not None),
             default=None,
@@ -114,6 +121,7 @@ def _finish(
         "executor": config.executor,
         "workers": config.workers,
         "config_digest": config_digest(config),
+        **robust_summary(config, built.attackers),
         "versions": versions(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
@@ -155,6 +163,20 @@ def _header(config: RunConfig, folder: Path, done: int) -> str:
     return text + (f"\nresuming after round {done}" if done else "")
 
 
+_RUN_FOLDER = "a blazefl run folder it can read and write"
+
+
+def _build(config: RunConfig) -> Built:
+    """`build`, with a data set folder's OS errors as errors of ``--data-dir``."""
+    if config.dataset not in FILE_DATASETS:
+        return build(config)
+    assert config.data_dir is not None  # _config requires it
+    with user_path(
+        "--data-dir", config.data_dir, f"a folder holding the {config.dataset} files"
+    ):
+        return build(config)
+
+
 def execute(
     config: RunConfig,
     folder: Path | None,
@@ -165,7 +187,8 @@ def execute(
     """Run (or resume) a federation into its run folder; return the exit code.
 
     Raises `ConfigurationError` for a bad configuration, folder or checkpoint,
-    before any round runs. ``after_round`` goes to the `Runner` (an observer
+    or a run that cannot fit in memory (unless ``--no-memory-check``), before
+    any round runs. ``after_round`` goes to the `Runner` (an observer
     awaited after each committed round; none for ``blazefl run``).
     """
     started = time.perf_counter()
@@ -173,26 +196,33 @@ def execute(
         configure_logging("json", level="info")
     else:
         configure_logging("console", level="warning")
+    if not config.no_memory_check:
+        check_run_memory(config)
     resumed_from: int | None = None
     if resume:
         assert folder is not None
-        state = load_resume_state(folder, config)
-        built = build(config)
+        with user_path("--resume", folder, _RUN_FOLDER):
+            state = load_resume_state(folder, config)
+        built = _build(config)
+        config = recorded(config, built)
         if state is not None:
             built.simulation.load_state_dict(state)
         resumed_from = built.simulation.round
-        truncate_logs(folder, resumed_from)
-        write_config(folder, config)  # records a changed executor or workers
+        with user_path("--resume", folder, _RUN_FOLDER):
+            truncate_logs(folder, resumed_from)
+            write_config(folder, config)  # records a changed executor or workers
     else:
-        built = build(config)
+        built = _build(config)
+        config = recorded(config, built)
         folder = folder or default_out(config.algorithm)
-        create_folder(folder)
-        write_config(folder, config)
+        with user_path("--out", folder, "a folder blazefl can create and write"):
+            create_folder(folder)
+            write_config(folder, config)
     done = built.simulation.round
     with make_display(config.rounds, quiet=config.quiet) as display:
         if done >= config.rounds:
             display.note(f"the run in {folder} is complete ({done} rounds)")
-            _finish(config, folder, display, 0.0, resumed_from, built.server.privacy)
+            _finish(config, built, folder, display, 0.0, resumed_from)
             return 0
         display.header(_header(config, folder, done), done)
         runner = Runner(config, built, folder, display, after_round=after_round)
@@ -215,11 +245,11 @@ def execute(
             display.note(outcome.budget)
         _finish(
             config,
+            built,
             folder,
             display,
             time.perf_counter() - started,
             resumed_from,
-            built.server.privacy,
             outcome.budget,
         )
     return 0

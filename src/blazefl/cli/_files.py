@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from blazefl.cli._config import (
     RunConfig,
     config_digest,
 )
+from blazefl.cli._jsonl import Check, events_problem, metrics_problem, read_records
 from blazefl.cli._toml import dump_toml
 from blazefl.sim import load_checkpoint
 
@@ -98,6 +100,36 @@ def write_json(path: Path, data: dict[str, Any]) -> None:
     _atomic_write(path, json.dumps(data, indent=2) + "\n")
 
 
+def _check_executor_family(path: Path, theirs: Any, config: RunConfig) -> None:
+    """Refuse to switch between cohort and per-client training on resume.
+
+    The per-client executors are bitwise equal to each other, so --resume may
+    swap them; cohort training agrees with them only to rounding (see
+    docs/performance.md), so a switch would change the run's numbers; so
+    can another cohort size, for models with convolutions.
+    """
+    before = theirs.get("executor") if isinstance(theirs, dict) else None
+    if not isinstance(before, str):
+        return
+    size = theirs.get("max_cohort") if isinstance(theirs, dict) else None
+    if before == config.executor == "cohort" and config.max_cohort not in (0, size):
+        # Convolutions round differently with another number of clients per
+        # grouped convolution (docs/performance.md): keep the chunking.
+        raise ConfigurationError(
+            f"{path} was written with --max-cohort {size}; another cohort size "
+            "can change the numbers of models with convolutions: resume with "
+            f"--max-cohort {size} (or leave it out)"
+        )
+    if (before == "cohort") != (config.executor == "cohort"):
+        raise ConfigurationError(
+            f"{path} was written with --executor {before}; resuming with "
+            f"--executor {config.executor} would change the run's numbers "
+            "(cohort and per-client training agree to rounding, not bit for "
+            f"bit): resume with --executor {before}"
+            + ("" if before == "cohort" else " (or inline, threads, processes, ray)")
+        )
+
+
 def load_resume_state(folder: Path, config: RunConfig) -> dict[str, Any] | None:
     """The simulation state of ``folder/checkpoint.ckpt`` (None if there is none).
 
@@ -111,6 +143,7 @@ def load_resume_state(folder: Path, config: RunConfig) -> dict[str, Any] | None:
     sim_state = state.get("sim")
     if not isinstance(sim_state, dict) or "config_digest" not in state:
         raise ConfigurationError(f"{path} is not a blazefl run checkpoint")
+    _check_executor_family(path, state.get("config"), config)
     if state["config_digest"] != config_digest(config):
         theirs = state.get("config")
         theirs = theirs if isinstance(theirs, dict) else {}
@@ -132,17 +165,10 @@ def load_resume_state(folder: Path, config: RunConfig) -> dict[str, Any] | None:
     return sim_state
 
 
-def _keep_lines(path: Path, keep: Any) -> None:
+def _keep_lines(path: Path, check: Check, keep: Callable[[int], bool]) -> None:
     if not path.exists():
         return
-    kept = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:  # a line torn by a kill
-            continue
-        if isinstance(record, dict) and keep(record):
-            kept.append(line + "\n")
+    kept = [line + "\n" for line, r in read_records(path, check) if keep(r["round"])]
     _atomic_write(path, "".join(kept))
 
 
@@ -151,6 +177,8 @@ def truncate_logs(folder: Path, rounds_done: int) -> None:
 
     metrics.jsonl rounds count from 1 (keep ``round <= rounds_done``); events
     carry the coordinator's 0-based round index (keep ``round < rounds_done``).
+    A line torn by a kill (the last, without its newline) is dropped; a line
+    blazefl did not write is refused (`blazefl.cli._jsonl`).
     """
-    _keep_lines(folder / METRICS, lambda r: r.get("round", 0) <= rounds_done)
-    _keep_lines(folder / EVENTS, lambda r: r.get("round", 0) < rounds_done)
+    _keep_lines(folder / METRICS, metrics_problem, lambda r: r <= rounds_done)
+    _keep_lines(folder / EVENTS, events_problem, lambda r: r < rounds_done)

@@ -6,26 +6,21 @@ and only when a plot is drawn: at the end of a run and by `blazefl plot`.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 from blazefl._exceptions import ConfigurationError, MissingDependencyError
+from blazefl.cli._jsonl import metrics_problem, read_records
 
 __all__ = ["plot_metrics", "read_metrics"]
 
 
 def read_metrics(path: Path) -> list[dict[str, Any]]:
-    """The rows of a ``metrics.jsonl`` (a torn last line is skipped)."""
-    rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            row = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(row, dict) and "round" in row:
-            rows.append(row)
-    return rows
+    """The rows of a ``metrics.jsonl`` (a torn last line is skipped).
+
+    Raises `ConfigurationError` naming a line blazefl did not write.
+    """
+    return [row for _, row in read_records(path, metrics_problem)]
 
 
 def _series(rows: list[dict[str, Any]], key: str) -> tuple[list[int], list[float]]:
@@ -66,8 +61,14 @@ def plot_metrics(folder: Path, output: Path | None = None) -> Path:
         loss_ax.set(xlabel="round", ylabel="loss", title="Loss")
         loss_ax.legend()
         x, y = _series(rows, "test_acc")
-        acc_ax.plot(x, y, marker="o", markersize=3, color="tab:green")
+        acc_ax.plot(x, y, marker="o", markersize=3, color="tab:green", label="test")
         acc_ax.set(xlabel="round", ylabel="test accuracy", title="Test accuracy")
+        x, y = _series(rows, "attack_success_rate")
+        if x:  # an attacked run (--attack)
+            acc_ax.plot(
+                x, y, marker="o", markersize=3, color="tab:red", label="attack success"
+            )
+            acc_ax.legend()
         acc_ax.set_ylim(0, 1)
         x, y = _series(rows, "epsilon")
         if x:  # a DP run: the privacy spent, on a second axis

@@ -100,6 +100,16 @@ def check_privacy(
     privacy = _settings(config, noise)
     aggregator = getattr(config, "aggregator", None) or "mean"
     privacy.check_with(ALGORITHMS[config.algorithm](), aggregator)
+    attack = getattr(config, "attack", None)
+    if privacy.enabled and attack not in (None, "label-flip"):
+        # The attack tampers with the uploaded model vector, which under
+        # privacy carries nothing: the server reads the transformed update.
+        raise ConfigurationError(
+            f"--attack {attack} cannot be combined with --dp or --secagg yet: it "
+            "tampers with the uploaded model, which privacy's transform has "
+            "already replaced (the attack would have no effect); --attack "
+            "label-flip (poisoned training data) works"
+        )
     if config.dp != "off":
         from blazefl.privacy import PrivacyAccountant
 

@@ -24,13 +24,21 @@ def _number(value: object, spec: str, width: int) -> str:
     return f"{value:{width}{spec}}" if isinstance(value, float) else f"{'-':>{width}}"
 
 
+def _attack(row: dict[str, Any], separator: str) -> str:
+    """An attacked run's success rate, labelled (rows of other runs lack it)."""
+    if "attack_success_rate" not in row:
+        return ""
+    return f"{separator}attack success {_number(row['attack_success_rate'], '.3f', 0)}"
+
+
 def format_row(row: dict[str, Any], total: int) -> str:
     """A finished round as one aligned table row."""
     failed = f"  ({row['failed']} failed)" if row.get("failed") else ""
     return (
         f"{row['round']:>3}/{total:<3}  {_number(row['train_loss'], '.4f', 10)}  "
         f"{_number(row['test_loss'], '.4f', 9)}  "
-        f"{_number(row['test_acc'], '.3f', 8)}  {row['seconds']:>6.2f}s{failed}"
+        f"{_number(row['test_acc'], '.3f', 8)}  {row['seconds']:>6.2f}s"
+        f"{_attack(row, '  ')}{failed}"
         + (f"  epsilon {row['epsilon']:.3f}" if "epsilon" in row else "")
     )
 
@@ -95,6 +103,7 @@ class PlainDisplay(Display):
             f"{_number(row['train_loss'], '.4f', 0)} | test loss "
             f"{_number(row['test_loss'], '.4f', 0)} | test acc "
             f"{_number(row['test_acc'], '.3f', 0)} | {row['seconds']:.2f}s"
+            + _attack(row, " | ")
             + (f" | {row['failed']} failed" if row.get("failed") else "")
             + (f" | epsilon {row['epsilon']:.3f}" if "epsilon" in row else ""),
             flush=True,

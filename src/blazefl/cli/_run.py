@@ -71,10 +71,14 @@ def _finite(value: object) -> float | None:
     return None
 
 
-def metrics_row(event: RoundFinished, epsilon: float | None = None) -> dict[str, Any]:
+def metrics_row(
+    event: RoundFinished, epsilon: float | None = None, *, attacked: bool = False
+) -> dict[str, Any]:
     """A finished round as a ``metrics.jsonl`` line; rounds count from 1.
 
-    ``epsilon``: the privacy spent after this round, when DP is on.
+    ``epsilon``: the privacy spent after this round, when DP is on. An
+    attacked run (``--attack``) adds ``attack_success_rate`` (on evaluated
+    rounds; None on the others); ``test_acc`` is the main-task accuracy.
     """
     row = {
         "round": event.round + 1,
@@ -85,6 +89,8 @@ def metrics_row(event: RoundFinished, epsilon: float | None = None) -> dict[str,
         "clients": event.clients,
         "failed": event.failed,
     }
+    if attacked:
+        row["attack_success_rate"] = _finite(event.summary.get("attack_success_rate"))
     if epsilon is not None:
         row["epsilon"] = epsilon
     return row
@@ -104,8 +110,11 @@ class _Recorder:
         display: Display,
         rounds_done: int,
         on_error: Callable[[], None],
+        *,
+        attacked: bool = False,
     ) -> None:
         self.folder = folder
+        self.attacked = attacked
         self.display = display
         self.done = rounds_done
         self.finished = anyio.Event()
@@ -138,7 +147,9 @@ class _Recorder:
                 elif isinstance(event, ClientFinished | ClientFailed):
                     self.display.client_done()
                 elif isinstance(event, RoundFinished):
-                    row = metrics_row(event, self.epsilon(event.round + 1))
+                    row = metrics_row(
+                        event, self.epsilon(event.round + 1), attacked=self.attacked
+                    )
                     _append(metrics, metrics_path, json.dumps(row))
                     self.display.round_finished(row)
                     self.done = event.round + 1
@@ -221,7 +232,13 @@ class Runner:
 
     async def run(self) -> RunOutcome:
         work = anyio.CancelScope()
-        recorder = _Recorder(self.folder, self.display, self.sim.round, work.cancel)
+        recorder = _Recorder(
+            self.folder,
+            self.display,
+            self.sim.round,
+            work.cancel,
+            attacked=self.config.attack is not None,
+        )
         if self.privacy is not None:
             recorder.epsilon = self.privacy.epsilon
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:

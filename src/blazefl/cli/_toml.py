@@ -8,31 +8,40 @@ flat-key TOML writer, since the standard library only reads TOML.
 from __future__ import annotations
 
 import math
+import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 
 from blazefl._exceptions import ConfigurationError
 from blazefl.cli._config import CHECKS, KEYS
 
-__all__ = ["dump_toml", "read_config_file"]
+__all__ = ["MAX_CONFIG_BYTES", "dump_toml", "read_config_file"]
+
+#: The largest config file read (``config.toml`` is about a kilobyte).
+MAX_CONFIG_BYTES = 1 << 20
 
 
 def read_config_file(path: Path) -> dict[str, object]:
     """A config file's settings, keys normalised to snake_case.
 
-    Raises `ConfigurationError` for an unreadable file, nested tables, a key
+    Raises `ConfigurationError` for an unreadable file (not a regular file,
+    too large, not UTF-8), nested tables, a key
     given twice (``batch-size`` and ``batch_size``) and unknown keys (with the
     closest known key as a suggestion).
     """
     import tomllib  # here, not at the top: `blazefl --help` never needs it
 
+    text = _read_text(path)
     try:
-        with path.open("rb") as f:
-            raw = tomllib.load(f)
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read config file {path}: {exc}") from exc
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses once per nested array or table
+        raise ConfigurationError(
+            f"{path} nests arrays or tables too deeply to read; the config file "
+            "takes flat keys only (key = value)"
+        ) from None
     values: dict[str, object] = {}
     for raw_key, value in raw.items():
         key = raw_key.replace("-", "_")
@@ -53,6 +62,38 @@ def read_config_file(path: Path) -> dict[str, object]:
             raise ConfigurationError(f"{path}: {key!r} is given twice")
         values[key] = value
     return values
+
+
+def _read_text(path: Path) -> str:
+    """The file's text: a regular file of at most `MAX_CONFIG_BYTES` of UTF-8.
+
+    A FIFO or a device (``/dev/zero``) would block or never end; a settings
+    file is a few hundred bytes, so a large one is a mistake too.
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO must not wait for a writer.
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+        with os.fdopen(fd, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                raise ConfigurationError(
+                    f"{path} is not a regular file; a config file is a TOML file"
+                )
+            raw = f.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        raise ConfigurationError(f"cannot read config file {path}: {reason}") from exc
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigurationError(
+            f"{path} is larger than {MAX_CONFIG_BYTES} bytes; a config file holds "
+            "flat key = value settings"
+        )
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigurationError(
+            f"{path} is not UTF-8 text (byte {raw[exc.start]:#04x} at offset "
+            f"{exc.start}); a config file is TOML, which is UTF-8"
+        ) from None
 
 
 def dump_toml(values: Mapping[str, object], header: str = "") -> str:

@@ -13,6 +13,7 @@
 """
 
 from blazefl import _exports
+from blazefl._memory import MemoryEstimate, MemoryLimit, estimate_memory, memory_limit
 from blazefl.sim import abc as abc
 from blazefl.sim._checkpoint import (
     CHECKPOINT_FORMAT,
@@ -30,6 +31,12 @@ from blazefl.sim._events import (
     RoundStarted,
 )
 from blazefl.sim._executors._base import Executor, RoundSession
+from blazefl.sim._executors._cohort import (
+    CohortExecutor,
+    CohortMember,
+    CohortResult,
+    CohortTrainer,
+)
 from blazefl.sim._executors._inline import InlineExecutor
 from blazefl.sim._executors._processes import ProcessExecutor
 from blazefl.sim._executors._ray import RayExecutor
@@ -45,6 +52,10 @@ __all__ = [
     "Simulation",
     "ServerHandler",
     # executors
+    "CohortExecutor",
+    "CohortMember",
+    "CohortResult",
+    "CohortTrainer",
     "Executor",
     "InlineExecutor",
     "ProcessExecutor",
@@ -71,6 +82,11 @@ __all__ = [
     "CHECKPOINT_FORMAT",
     "load_checkpoint",
     "save_checkpoint",
+    # memory: will a run fit?
+    "MemoryEstimate",
+    "MemoryLimit",
+    "estimate_memory",
+    "memory_limit",
     # utilities
     "configure_logging",
     "gil_enabled",

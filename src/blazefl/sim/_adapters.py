@@ -278,7 +278,7 @@ def refusal(adapter: Adapter, executor: Executor) -> str | None:
             f"{executor.max_workers} ({name}(max_workers={executor.max_workers})):"
             " InlineExecutor() or ThreadExecutor(1)"
         )
-    return None
+    return executor.refuse_work(adapter.work)
 
 
 def check_executor(adapter: Adapter, executor: Any) -> None:

@@ -32,6 +32,15 @@ __all__ = ["CHECKPOINT_FORMAT", "load_checkpoint", "save_checkpoint"]
 
 CHECKPOINT_FORMAT = 1
 _MAGIC = b"BLAZEFL-CHECKPOINT\n"
+#: What a `torch.save` file starts with: it is a zip archive (torch >= 1.6).
+#: Anything else would reach torch's legacy unpickling reader.
+_TORCH_ARCHIVE = b"PK\x03\x04"
+
+
+def _first_line(exc: BaseException, limit: int = 200) -> str:
+    """An exception's message on one line (torch's span several)."""
+    text = " ".join(str(exc).split())
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
@@ -119,12 +128,26 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
             f"{str(header.get('sha256'))[:16]}..., the body hashes to "
             f"{actual[:16]}...): it was altered"
         )
+    if not body.startswith(_TORCH_ARCHIVE):
+        raise ConfigurationError(
+            f"{source}: its body ({len(body)} bytes, digest valid) is not a "
+            f"torch.save archive: it starts with {body[:8]!r}, an archive with "
+            f"{_TORCH_ARCHIVE!r}"
+        )
     try:
         state = torch.load(io.BytesIO(body), weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ConfigurationError(
             f"{source} holds objects other than plain data and tensors; refusing "
-            f"to unpickle them ({exc})"
+            f"to unpickle them ({_first_line(exc)})"
+        ) from exc
+    except Exception as exc:
+        # torch's reader raises what it meets (RuntimeError, EOFError,
+        # KeyError, ...) on bytes torch.save did not write; the digest only
+        # says they are the bytes the header was made for.
+        raise ConfigurationError(
+            f"{source}: its body ({len(body)} bytes, digest valid) is not a "
+            f"torch.save archive ({type(exc).__name__}: {_first_line(exc)})"
         ) from exc
     if not isinstance(state, dict):
         raise ConfigurationError(f"{source} does not hold a state dict")

@@ -37,13 +37,18 @@ from blazefl.sim._jobs import (
 )
 from blazefl.sim._states import ClientStateStore
 
-__all__ = ["RoundRunner", "check_cids"]
+__all__ = ["CID_BOUND", "RoundRunner", "check_cids"]
+
+#: Client ids are ints in [0, CID_BOUND): `derive_seed` takes key elements
+#: below 2**32, so every store (in memory or SQLite) refuses the same ids.
+CID_BOUND = 2**32
 
 OnOutcome = Callable[[JobOutcome], None]
 
 
 def check_cids(cids: Any) -> list[int]:
-    """Validate a round's sampled client ids: non-empty, ints >= 0, no repeats."""
+    """Validate a round's sampled client ids: non-empty, ints in [0, 2**32),
+    no repeats."""
     try:
         out = list(cids)
     except TypeError:
@@ -56,6 +61,12 @@ def check_cids(cids: Any) -> list[int]:
         if isinstance(cid, bool) or not isinstance(cid, int) or cid < 0:
             raise ConfigurationError(
                 f"sample_clients() returned {cid!r}; client ids must be ints >= 0"
+            )
+        if cid >= CID_BOUND:
+            raise ConfigurationError(
+                f"sample_clients() returned {cid}; client ids must be below 2**32 "
+                "(each names a stream of `derive_seed` and a row of the on-disk "
+                "state store)"
             )
     if len(set(out)) != len(out):
         seen: set[int] = set()
@@ -185,6 +196,7 @@ class RoundRunner:
             self.executor.round(index, payload) as session,
             anyio.create_task_group() as tg,
         ):
+            session.expect(jobs)
             for job in jobs:
                 tg.start_soon(self._one, session, admit, job, buffer, on_outcome)
         return list(buffer)

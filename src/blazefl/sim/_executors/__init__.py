@@ -14,12 +14,14 @@ from blazefl.sim._executors._base import (
     Placement,
     RoundSession,
 )
+from blazefl.sim._executors._cohort import CohortExecutor
 from blazefl.sim._executors._inline import InlineExecutor
 from blazefl.sim._executors._processes import ProcessExecutor
 from blazefl.sim._executors._ray import RayExecutor
 from blazefl.sim._executors._threads import ThreadExecutor
 
 __all__ = [
+    "CohortExecutor",
     "Executor",
     "InlineExecutor",
     "Placement",

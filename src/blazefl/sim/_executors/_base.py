@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from enum import IntEnum
 from typing import Any, ClassVar
@@ -79,6 +79,14 @@ class Placement(IntEnum):
 class RoundSession(ABC):
     """An executor's view of one round: the payload is already with the workers."""
 
+    def expect(self, jobs: Sequence[ClientJob]) -> None:
+        """The round's jobs in slot order, before the first `run`.
+
+        For sessions that train several clients at once (`CohortExecutor`
+        forms its chunks here); the default ignores it.
+        """
+        del jobs
+
     @abstractmethod
     async def run(self, job: ClientJob) -> JobOutcome:
         """Run one client; return its outcome. On cancellation, stop the client."""
@@ -115,6 +123,16 @@ class Executor(ABC):
     @property
     def running(self) -> bool:
         return self._work is not None
+
+    def refuse_work(self, work: JobWork) -> str | None:
+        """Why this executor cannot run ``work``, or None if it can.
+
+        Called when a `Simulation` is built, so work an executor cannot run
+        fails at construction; the default accepts any work its `placement`
+        admits.
+        """
+        del work
+        return None
 
     def describe(self) -> dict[str, Any]:
         """The fields logged with every round."""
