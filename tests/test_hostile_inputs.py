@@ -1010,6 +1010,20 @@ CASES: list[Case] = [
         CommandUsageError,
         r"--attack sign-flip cannot be combined with --dp or --secagg yet",
     ),
+    Case(
+        "cli-dp-on-the-cohort-executor",
+        _cli("--executor", "cohort", "--dp", "central", "--noise-multiplier", "1"),
+        CommandUsageError,
+        r"--executor cohort cannot run --dp or --secagg: the batched step skips "
+        r"the per-client clipping, noise and masks",
+    ),
+    Case(
+        "cohort-private-client",
+        lambda _: _client(privacy=Privacy(secagg=True)).as_cohort(),
+        ConfigurationError,
+        r"cohort execution cannot run this client work: it applies "
+        r"blazefl\.privacy",
+    ),
     # -- attacks and robust aggregation (issue 16) ------------------------------
     Case(
         "cli-krum-f-too-large",

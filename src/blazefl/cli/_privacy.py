@@ -100,6 +100,12 @@ def check_privacy(
     privacy = _settings(config, noise)
     aggregator = getattr(config, "aggregator", None) or "mean"
     privacy.check_with(ALGORITHMS[config.algorithm](), aggregator)
+    if privacy.enabled and config.executor == "cohort":
+        raise ConfigurationError(
+            "--executor cohort cannot run --dp or --secagg: the batched step "
+            "skips the per-client clipping, noise and masks; use --executor "
+            "inline, threads or processes"
+        )
     attack = getattr(config, "attack", None)
     if privacy.enabled and attack not in (None, "label-flip"):
         # The attack tampers with the uploaded model vector, which under
