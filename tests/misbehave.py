@@ -16,7 +16,12 @@ Ray actor) cannot see the test's memory; the test arms and disarms them with
 - ``exit``: the process running the client exits with code 3 (``os._exit``);
 - ``kill``: that process SIGKILLs itself;
 - ``segfault`` / ``abort``: that process dies of SIGSEGV (reading address 0)
-  or SIGABRT (`os.abort`), leaving no core file.
+  or SIGABRT (`os.abort`), leaving no core file;
+- ``write``: the client adds 1 in place to every tensor of its payload, then
+  trains as usual (the coordinator must refuse it and keep the write away
+  from the handler and the other clients);
+- ``sys_exit`` / ``interrupt``: the client calls ``sys.exit(4)`` or raises
+  ``KeyboardInterrupt`` itself.
 
 Every client notes its start, with its process id (`Misbehave.started`,
 `Misbehave.pid`), so a test can wait until clients really run, or kill the
@@ -33,6 +38,7 @@ import ctypes
 import os
 import resource
 import signal
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -42,7 +48,20 @@ from typing import Any
 
 import torch
 
-FAULTS = ("raise", "hang", "stuck", "exit", "kill", "segfault", "abort")
+from blazefl._tree import iter_tensors
+
+FAULTS = (
+    "raise",
+    "hang",
+    "stuck",
+    "exit",
+    "kill",
+    "segfault",
+    "abort",
+    "write",
+    "sys_exit",
+    "interrupt",
+)
 HANG_LIMIT_SECONDS = 30.0
 
 # A token per call running in this process. list.append and list.remove are
@@ -147,7 +166,7 @@ class Misbehave:
                 return self.work(ctx, payload)
             ctx.rng.python.random()
             torch.rand(1, generator=ctx.rng.torch_cpu)
-            return self._strike(fault, cue, ctx, control)
+            return self._strike(fault, cue, ctx, control, payload)
 
     def _take(self, ctx: Any, control: Path) -> tuple[str | None, Path | None]:
         """The fault cued for this client, if any; a once-cue is consumed."""
@@ -164,9 +183,19 @@ class Misbehave:
                             return fault, None
         return None, None
 
-    def _strike(self, fault: str, cue: Path | None, ctx: Any, control: Path) -> Any:
+    def _strike(
+        self, fault: str, cue: Path | None, ctx: Any, control: Path, payload: Any
+    ) -> Any:
         if fault == "raise":
             raise ScriptedError(f"scripted failure of client {ctx.cid}")
+        if fault == "write":
+            for tensor in iter_tensors(payload):
+                tensor.add_(1.0)
+            return self.work(ctx, payload)
+        if fault == "sys_exit":
+            sys.exit(4)
+        if fault == "interrupt":
+            raise KeyboardInterrupt
         deadline = time.monotonic() + HANG_LIMIT_SECONDS
         if fault == "hang":
             while not ctx.should_stop():

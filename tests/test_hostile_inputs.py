@@ -19,9 +19,11 @@ import json
 import os
 import pickle
 import re
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -32,7 +34,7 @@ import structlog.testing
 import torch
 from click.testing import CliRunner
 
-from blazefl import ConfigurationError, RoundFailedError
+from blazefl import ConfigurationError, IntegrityError, InUseError, RoundFailedError
 from blazefl.algorithms import (
     Algorithm,
     ClientUpdate,
@@ -43,6 +45,7 @@ from blazefl.algorithms import (
 )
 from blazefl.algorithms._fedavg import BlazeFLFedAvg
 from blazefl.cli._app import cli
+from blazefl.cli._files import claim_folder
 from blazefl.contrib import (
     FedAvgBaseClientTrainer,
     FedAvgBaseServerHandler,
@@ -300,6 +303,92 @@ def _other_algorithm(tmp_path: Path) -> None:
     _server(Scaffold(num_clients=CLIENTS)).load_state_dict(_server().state_dict())
 
 
+def _appended(tmp_path: Path) -> None:
+    path = _checkpoint(tmp_path)
+    with path.open("ab") as f:
+        f.write(b"0123456789")
+    load_checkpoint(path)
+
+
+# -- run folders -----------------------------------------------------------------
+
+ONE_ROUND = ["--clients", "4", "--rounds", "1", "--epochs", "1", "-q"]
+
+
+def _finished_run(tmp_path: Path) -> Path:
+    out = tmp_path / "run"
+    result = CliRunner().invoke(
+        cli, ["run", *ONE_ROUND, "--executor", "inline", "--out", str(out)]
+    )
+    assert result.exit_code == 0, result.output
+    return out
+
+
+def _out_with_users_file(tmp_path: Path) -> None:
+    (tmp_path / "metrics.png").write_bytes(b"the user's own plot")
+    _cli(*ONE_ROUND, "--out", "{tmp}")(tmp_path)
+
+
+def _resume_in_use(tmp_path: Path) -> None:
+    out = _finished_run(tmp_path)
+    with claim_folder(out):
+        _cli("--resume", out)(tmp_path)
+
+
+def _resume_with_checkpoint(make: Callable[[Path], None]) -> Callable[[Path], None]:
+    """--resume of a run whose checkpoint.ckpt was replaced by ``make(path)``."""
+
+    def trigger(tmp_path: Path) -> None:
+        out = _finished_run(tmp_path)
+        (out / "checkpoint.ckpt").unlink()
+        make(out / "checkpoint.ckpt")
+        _cli("--resume", out)(tmp_path)
+
+    return trigger
+
+
+# -- client states on disk -----------------------------------------------------
+
+
+def _disk_sim(path: Path) -> Simulation[Any, Any]:
+    return Simulation(
+        _server(), _client(), executor=InlineExecutor(), seed=0, client_state_path=path
+    )
+
+
+def _state_file_in_use(tmp_path: Path) -> None:
+    path = tmp_path / "clients.sqlite"
+    holder = _disk_sim(path)
+
+    async def main() -> None:
+        async with holder:
+            _disk_sim(path)
+
+    anyio.run(main)
+
+
+def _flipped_rng_digit(tmp_path: Path) -> None:
+    path = tmp_path / "clients.sqlite"
+    sim = _disk_sim(path)
+    sim.run_sync(rounds=1)
+    with closing(sqlite3.connect(path)) as db, db:
+        rng = db.execute("SELECT rng FROM states WHERE cid = 2").fetchone()[0]
+        state = json.loads(rng)
+        state["python"][1][0] ^= 1
+        db.execute("UPDATE states SET rng = ? WHERE cid = 2", (json.dumps(state),))
+    sim.client_state(2)
+
+
+def _deleted_state(tmp_path: Path) -> None:
+    path = tmp_path / "clients.sqlite"
+    sim = _disk_sim(path)
+    sim.run_sync(rounds=1)
+    state = sim.state_dict()
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("DELETE FROM states WHERE cid = 2")
+    _disk_sim(path).load_state_dict(state)
+
+
 # -- the coordinator ----------------------------------------------------------
 
 
@@ -349,6 +438,18 @@ class _Corrupting:
 
 
 @dataclass(frozen=True)
+class _WritingPayload:
+    """Client work whose client BAD first writes into the broadcast it got."""
+
+    work: Any
+
+    def __call__(self, ctx: Any, payload: Any) -> Any:
+        if ctx.cid == BAD:
+            payload.params.add_(1.0)  # FederatedServer's own params, if shared
+        return self.work(ctx, payload)
+
+
+@dataclass(frozen=True)
 class BadClient:
     """A federation of four clients, all sampled, in which client BAD's update
     is refused. As a catalogue trigger it runs one round under ``fail_round``."""
@@ -383,6 +484,15 @@ def _spoiled_fedavg(spoil: Callable[[FedAvgUplinkPackage], Any]) -> BadClient:
         return handler, Simulation(
             handler, _Corrupting(work, spoil), **_policy_args(policy)
         )
+
+    return BadClient(build)
+
+
+def _payload_writer() -> BadClient:
+    def build(policy: str) -> tuple[Any, Simulation[Any, Any]]:
+        server = _server()
+        work = _WritingPayload(_client())
+        return server, Simulation(server, work, **_policy_args(policy))
 
     return BadClient(build)
 
@@ -595,6 +705,20 @@ CASES: list[Case] = [
         r"'--executor': 'gpu' is not one of 'inline', 'threads', 'processes'",
     ),
     Case(
+        "cli-ray-address-without-ray",
+        _cli("--executor", "threads", "--ray-address", "10.0.0.1:6379"),
+        CommandUsageError,
+        r"'--ray-address' applies only to --executor ray, not --executor threads; "
+        r"pass --executor ray, or leave --ray-address out",
+    ),
+    Case(
+        "config-ray-address-without-ray",
+        _config_file('ray_address = "auto"\n', "--executor", "processes"),
+        CommandUsageError,
+        r"'--ray-address' \(ray_address in .*fl\.toml\) applies only to "
+        r"--executor ray, not --executor processes",
+    ),
+    Case(
         "config-unknown-algorithm-did-you-mean",
         _config_file('algorithm = "fedavgg"\n'),
         CommandUsageError,
@@ -780,6 +904,14 @@ CASES: list[Case] = [
         RoundFailedError,
         rf"client {BAD}: NonFiniteUpdateError: client {BAD} sent an update with "
         r"NaN or infinite values in tensor #1 \(shape \(9930,\)\)",
+    ),
+    Case(
+        "payload-written",
+        _payload_writer(),
+        RoundFailedError,
+        rf"client {BAD}: PayloadModifiedError: client {BAD} wrote into the round's "
+        r"payload: the tensor at payload\.params \(shape \(9930,\)\) was written "
+        r"in place",
     ),
     # -- checkpoints --------------------------------------------------------------
     Case(
@@ -1202,6 +1334,75 @@ CASES: list[Case] = [
         r"Invalid value for '--data-dir': MNIST files not found: expected "
         r"train-images-idx3-ubyte\[\.gz\].*; --data-dir must be a folder holding "
         r"the mnist files",
+    ),
+    Case(
+        "checkpoint-appended-to",
+        _appended,
+        ConfigurationError,
+        r"ckpt has 10 bytes after the \d+ its header declares: it was appended "
+        r"to or altered$",
+    ),
+    Case(
+        "cli-out-holds-users-files",
+        _out_with_users_file,
+        CommandUsageError,
+        r"Invalid value for '--out': \S+ holds files this run did not write "
+        r"\(metrics\.png\); a run writes only into a new or empty folder",
+    ),
+    Case(
+        "cli-resume-folder-in-use",
+        _resume_in_use,
+        CommandUsageError,
+        r"run folder \S+ is in use by another run: this process \(pid \d+, "
+        r"through another object\), since \S+ \(.*\); one run at a time",
+    ),
+    Case(
+        "cli-resume-checkpoint-dev-zero",
+        _resume_with_checkpoint(lambda p: p.symlink_to("/dev/zero")),
+        CommandUsageError,
+        r"checkpoint\.ckpt \(a symbolic link to '/dev/zero'\) is a character "
+        r"device; a checkpoint is read from a regular file only",
+    ),
+    Case(
+        "cli-resume-checkpoint-fifo",
+        _resume_with_checkpoint(os.mkfifo),
+        CommandUsageError,
+        r"checkpoint\.ckpt is a FIFO \(named pipe\); a checkpoint is read from "
+        r"a regular file only",
+    ),
+    Case(
+        "cli-resume-checkpoint-directory",
+        _resume_with_checkpoint(Path.mkdir),
+        CommandUsageError,
+        r"checkpoint\.ckpt is a directory; a checkpoint is read from a regular "
+        r"file only",
+    ),
+    Case(
+        "cli-resume-checkpoint-dangling-link",
+        _resume_with_checkpoint(lambda p: p.symlink_to(p.with_name("gone"))),
+        CommandUsageError,
+        r"checkpoint\.ckpt is a symbolic link to '\S+gone', which does not exist",
+    ),
+    Case(
+        "state-file-in-use",
+        _state_file_in_use,
+        InUseError,
+        r"^client_state_path '\S+clients\.sqlite' is in use by another run: this "
+        r"process \(pid \d+, through another object\)",
+    ),
+    Case(
+        "state-file-flipped-rng-digit",
+        _flipped_rng_digit,
+        IntegrityError,
+        r"^client-state store '\S+clients\.sqlite': the stored state of client 2 "
+        r"\(committed after round 1\) is damaged: it fails its digest",
+    ),
+    Case(
+        "state-file-state-deleted",
+        _deleted_state,
+        IntegrityError,
+        r"^client-state store '\S+clients\.sqlite' does not hold the states the "
+        r"checkpoint after round 1 refers to: it recorded 4 client states",
     ),
 ]
 

@@ -4,12 +4,15 @@ The tree::
 
     BlazeFLError                 root: catch this to catch everything below
     ├── ConfigurationError       a bad argument or setting (also a ValueError)
+    │   ├── InUseError           a file or run folder is claimed by another run
+    │   └── IntegrityError       stored data fails its digest or its checkpoint
     ├── MissingDependencyError   an optional extra is missing (also an ImportError)
     ├── ClientError              one client's work failed (the work raised)
     │   ├── ClientTimeoutError   a client ran past its per-client timeout
     │   ├── WorkerDiedError      the process running a client exited unexpectedly
     │   └── UpdateRejectedError  the coordinator refused a client's update
-    │       └── NonFiniteUpdateError  the update holds NaN or infinite values
+    │       ├── NonFiniteUpdateError  the update holds NaN or infinite values
+    │       └── PayloadModifiedError  the client wrote into the round's payload
     ├── RoundFailedError         a round's failures exceed its failure policy
     ├── ExecutorClosedError      work was submitted to an executor not running
     └── SimulationFinishedError  a round was asked for after the handler stopped
@@ -30,8 +33,11 @@ __all__ = [
     "ClientTimeoutError",
     "ConfigurationError",
     "ExecutorClosedError",
+    "InUseError",
+    "IntegrityError",
     "MissingDependencyError",
     "NonFiniteUpdateError",
+    "PayloadModifiedError",
     "RoundFailedError",
     "SimulationFinishedError",
     "UpdateRejectedError",
@@ -45,6 +51,17 @@ class BlazeFLError(Exception):
 
 class ConfigurationError(BlazeFLError, ValueError):
     """Raised early, at construction, when an argument or setting is invalid."""
+
+
+class InUseError(ConfigurationError):
+    """Raised when a client-state file or a run folder is claimed by another run
+    (its message names the holder: pid, host, start time and command)."""
+
+
+class IntegrityError(ConfigurationError):
+    """Raised when stored data fails its check: a client state on disk whose
+    digest does not match, or a state file that is not the one a checkpoint
+    refers to."""
 
 
 class MissingDependencyError(BlazeFLError, ImportError):
@@ -87,6 +104,12 @@ class UpdateRejectedError(ClientError):
 
 class NonFiniteUpdateError(UpdateRejectedError):
     """Recorded when a client's update holds NaN or infinite values."""
+
+
+class PayloadModifiedError(UpdateRejectedError):
+    """Recorded when a client wrote into the round's payload (a tensor written
+    in place, swapped or removed): its update is refused, and the payload the
+    handler and the other clients see is unchanged (see docs/reliability.md)."""
 
 
 class RoundFailedError(BlazeFLError):

@@ -84,6 +84,24 @@ def test_resume_after_sigint_on_processes_is_bitwise(
     assert 'executor = "threads"' in (folder / "config.toml").read_text()
 
 
+def test_resume_on_another_executor_drops_the_ray_address(
+    tmp_path: Path, reference: Path
+) -> None:
+    """A run made on a Ray cluster resumes on threads: its address goes with Ray."""
+    folder = tmp_path / "run"
+    shutil.copytree(reference, folder)
+    config = folder / "config.toml"
+    text = config.read_text()
+    lines = [line for line in text.splitlines() if not line.startswith("executor")]
+    lines += ['executor = "ray"', 'ray_address = "10.0.0.1:6379"']
+    config.write_text("\n".join(lines) + "\n")
+
+    result = invoke("run", "--resume", folder, "--executor", "threads")
+
+    assert result.exit_code == 0, result.output
+    assert "ray_address" not in config.read_text()
+
+
 def test_resume_refuses_a_changed_option(tmp_path: Path, reference: Path) -> None:
     """An option that changes the numbers must match the run's config.toml."""
     folder = tmp_path / "run"

@@ -26,6 +26,7 @@ RUN_FILES = {
     "checkpoint.ckpt",
     "summary.json",
     "metrics.png",
+    "run.lock",
 }
 
 

@@ -52,6 +52,8 @@ class EchoThreadTrainer(ThreadPoolClientTrainer[Up, torch.Tensor]):
         self.seen_threads.add(threading.get_ident())
         if cid == 666:
             raise RuntimeError("client 666 is cursed")
+        if cid == 777:
+            payload.add_(1.0)  # into the caller's payload, were it not lent
         return Up(cid, payload * cid, {"thread": threading.current_thread().name})
 
     def progress_fn(self, it: Any) -> Any:
@@ -88,6 +90,8 @@ class EchoProcessTrainer(
         time.sleep(_delay(config["cid"]))
         if config["cid"] == 666:
             raise ValueError("client 666 is cursed")
+        if config["cid"] == 777:
+            payload.add_(1.0)  # into the caller's payload, were it not lent
         package = Up(config["cid"], payload * config["scale"], {"pid": os.getpid()})
         assert shm_buffer is not None
         assert shm_buffer.tensor.is_shared()
@@ -125,6 +129,23 @@ def test_thread_trainer_reports_failed_client() -> None:
         trainer.local_process(torch.ones(2), [1, 666, 2])
     assert "Traceback" in str(info.value)
     assert trainer.cache == []
+
+
+def test_thread_trainer_client_writing_into_payload_fails() -> None:
+    """A worker writing into the payload fails by name; the caller's is unchanged."""
+    trainer = EchoThreadTrainer(num_parallels=1)
+    payload = torch.ones(2)
+    with pytest.raises(
+        RoundFailedError,
+        match=r"client 777: PayloadModifiedError: client 777 wrote into the round's "
+        r"payload: the tensor at payload \(shape \(2,\)\) was written in place",
+    ):
+        trainer.local_process(payload, [1, 777, 2])
+    assert torch.equal(payload, torch.ones(2))
+    trainer.local_process(payload, [1, 2])
+    assert [p.cid for p in trainer.cache] == [1, 2]
+    for p in trainer.cache:
+        assert torch.equal(p.tensor, torch.full((2,), p.cid * 1.0))
 
 
 def test_thread_trainer_device_mapping() -> None:
@@ -175,6 +196,22 @@ def test_process_trainer_reports_failed_client() -> None:
     try:
         with pytest.raises(RoundFailedError, match=r"client 666.*ValueError.*cursed"):
             trainer.local_process(torch.ones(4), [1, 666])
+    finally:
+        trainer.shutdown()
+
+
+def test_process_trainer_client_writing_into_payload_fails() -> None:
+    """In a worker process too: the writer fails, the shared payload is intact."""
+    trainer = EchoProcessTrainer(num_parallels=1)
+    payload = torch.arange(4.0)
+    try:
+        with pytest.raises(
+            RoundFailedError, match=r"client 777: PayloadModifiedError: client 777"
+        ):
+            trainer.local_process(payload, [777, 1])
+        assert torch.equal(payload, torch.arange(4.0))
+        trainer.local_process(payload, [1])
+        assert torch.equal(trainer.cache[0].tensor, torch.arange(4.0) * 2)
     finally:
         trainer.shutdown()
 

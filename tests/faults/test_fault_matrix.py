@@ -10,7 +10,10 @@ process below the test process, no extra thread or file descriptor, no new
 /dev/shm entry held by this process tree (the machine's other programs make
 their own), and for ``blazefl run`` none of the run's worker processes nor the
 shared memory they mapped. The SIGTERM and EFBIG rows leave the same kind of
-checkpoint as the SIGINT and ENOSPC rows, whose cells resume from it.
+checkpoint as the SIGINT and ENOSPC rows, whose cells resume from it. The
+two "two runs" rows run the first run as a real process holding its claim
+(a paused simulation or ``blazefl run``), refuse the second, SIGKILL the
+first (the kernel drops its claim) and resume bitwise.
 
 ==========================================  ========  ========  =========
 fault                                       inline    threads   processes
@@ -29,6 +32,8 @@ SIGKILL to ``blazefl run``, then --resume   cell      cell      cell
 checkpoint write fails: ENOSPC, round end   cell      cell      cell
 checkpoint write fails: EFBIG, at SIGINT    cell      cell      cell
 log line write fails: ENOSPC (/dev/full)    cell      cell      cell
+two runs on one client-state file           cell      cell      cell
+two runs on one run folder                  cell      cell      cell
 ==========================================  ========  ========  =========
 
 [1] InlineExecutor runs a client on the event loop's own thread and hands it a
@@ -47,7 +52,12 @@ import os
 import re
 import resource
 import signal
+import socket
+import sqlite3
+import subprocess
+import sys
 from collections.abc import Callable
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -65,7 +75,7 @@ from fault_fakes import (
 )
 from fault_runs import PausedRun, executor_args, outcome, stray_files
 
-from blazefl import RoundFailedError
+from blazefl import InUseError, RoundFailedError
 from blazefl.reproducibility import create_client_rng_suite
 from blazefl.sim import (
     ClientFailure,
@@ -79,7 +89,7 @@ from blazefl.sim import (
     save_checkpoint,
 )
 from cli_helpers import SMALL, checkpoint, invoke, wait_until
-from leaks import Baseline, pid_alive
+from leaks import Baseline, children_of, pid_alive
 
 SEED = 3
 EXECUTORS = ("inline", "threads", "processes")
@@ -500,9 +510,159 @@ def _file_too_large_at_sigint(cell: Cell) -> None:
     assert stray_files(run.out) == []
 
 
+# -- two runs on one file or folder -------------------------------------------
+
+STATE_SCRIPT = Path(__file__).with_name("state_file_script.py")
+TESTS = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class ClaimFault:
+    """A second run on what a first run (a real process) holds."""
+
+    scenario: Callable[[Cell], None]
+
+    def __call__(self, cell: Cell) -> None:
+        baseline = Baseline.take()
+        self.scenario(cell)
+        assert not baseline.leaks()
+
+
+def _holder(what: str, pid: int, command: str) -> str:
+    return (
+        rf"{what} is in use by another run: pid {pid} on "
+        rf"{re.escape(socket.gethostname())}, since \S+ \(.*{command}.*\); one "
+        r"run at a time may use a"
+    )
+
+
+def _killed(process: subprocess.Popen[bytes], children: set[int]) -> None:
+    """SIGKILL ``process``; its workers notice and exit by themselves."""
+    process.send_signal(signal.SIGKILL)
+    assert process.wait(30) == -signal.SIGKILL
+    assert wait_until(lambda: not any(map(pid_alive, children)), 20), children
+
+
+def _two_runs_on_one_state_file(cell: Cell) -> None:
+    """A simulation on a client-state file that a running simulation (another
+    process) holds is refused at construction, naming the file and that
+    process, and the file is left as it was; once the holder is SIGKILLed the
+    kernel drops its claim, and its checkpoint resumes bit for bit."""
+    reference = cell.refs.sim(cell.kind)
+    path, ckpt = cell.tmp / "clients.sqlite", cell.tmp / "ckpt"
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            [str(TESTS.parent / "src"), str(TESTS), os.environ.get("PYTHONPATH", "")]
+        ),
+    }
+    err = cell.tmp / "holder.stderr"
+    with err.open("wb") as stderr:
+        holder = subprocess.Popen(
+            [sys.executable, str(STATE_SCRIPT), cell.kind, str(path), str(ckpt)],
+            stderr=stderr,
+            env=env,
+        )
+    try:
+        paused = "paused after round 1"
+        assert wait_until(
+            lambda: paused in err.read_text() or holder.poll() is not None, 90
+        ), err.read_text()
+        assert holder.poll() is None, err.read_text()
+        children = children_of(holder.pid)
+        if cell.kind == "processes":
+            assert children, "the holder had no worker process to check"
+        rows = _state_rows(path)
+        what = rf"^client_state_path '{re.escape(str(path))}'"
+        with pytest.raises(
+            InUseError, match=_holder(what, holder.pid, "state_file_script")
+        ):
+            _disk_simulation(cell.kind, path)
+        assert holder.poll() is None
+        assert _state_rows(path) == rows
+        _killed(holder, children)
+    finally:
+        if holder.poll() is None:
+            holder.kill()
+            holder.wait()
+
+    async def resume() -> dict[str, Any]:
+        sim = _disk_simulation(cell.kind, path)
+        sim.load_state_dict(load_checkpoint(ckpt))
+        async with sim:
+            await sim.run()
+        return sim.state_dict()
+
+    final = anyio.run(resume)
+    assert final["round"] == reference["round"]
+    assert _same(final["handler"], reference["handler"])
+
+
+def _disk_simulation(kind: str, path: Path) -> Simulation[Any, Any]:
+    return Simulation(
+        federation_handler(),
+        SoftmaxWork(),
+        executor=_executor(kind),
+        seed=SEED,
+        client_state_path=path,
+    )
+
+
+def _state_rows(path: Path) -> list[Any]:
+    with closing(sqlite3.connect(path)) as db:
+        return db.execute("SELECT * FROM states ORDER BY cid, version").fetchall()
+
+
+def _logs(folder: Path) -> tuple[bytes, bytes]:
+    return (folder / "metrics.jsonl").read_bytes(), (
+        folder / "events.jsonl"
+    ).read_bytes()
+
+
+def _refused_while_held(run: PausedRun, *attempts: list[str]) -> None:
+    """Each `blazefl run ATTEMPT` exits 2 naming ``run``; its logs untouched."""
+    logs = _logs(run.out)
+    for attempt in attempts:
+        result = invoke("run", *attempt)
+        assert result.exit_code == 2, result.output
+        message = " ".join(result.stderr.split())
+        what = rf"run folder {re.escape(str(run.out))}"
+        assert re.search(_holder(what, run.pid, "paused_cli"), message), message
+    assert _logs(run.out) == logs
+    assert run.running
+
+
+def _two_runs_on_one_folder(cell: Cell) -> None:
+    """While a run uses its folder, a --resume of it (or a fresh run into it)
+    is refused naming that run; after its SIGKILL, a --resume takes the
+    folder and a second --resume is refused in turn; the run then resumes
+    bit for bit."""
+    args = [*SMALL, *executor_args(cell.kind), "--checkpoint-every", "1"]
+    first = PausedRun(cell.tmp, 2, *args)
+    try:
+        _refused_while_held(
+            first, ["--resume", str(first.out)], [*SMALL, "--out", str(first.out)]
+        )
+        assert first.stop_with(signal.SIGKILL) == -signal.SIGKILL
+        _no_leftovers(first, cell.kind)
+    finally:
+        first.kill_all()
+    second = PausedRun(
+        cell.tmp, 3, "--resume", str(first.out), *executor_args(cell.kind)
+    )
+    try:
+        _refused_while_held(second, ["--resume", str(second.out)])
+        assert second.stop_with(signal.SIGINT) == 128 + signal.SIGINT
+        _no_leftovers(second, cell.kind)
+    finally:
+        second.kill_all()
+    assert checkpoint(first.out)["sim"]["round"] == 3
+    _resumes_like_the_reference(cell, first.out)
+
+
 # -- the matrix ----------------------------------------------------------------
 
-Scenario = SimFault | CliFault
+Scenario = SimFault | CliFault | ClaimFault
 
 #: fault -> (scenario, {executor: why the cell does not apply}).
 FAULTS: dict[str, tuple[Scenario, dict[str, str]]] = {
@@ -540,6 +700,8 @@ FAULTS: dict[str, tuple[Scenario, dict[str, str]]] = {
     "checkpoint_enospc_at_round_end": (CliFault(_disk_full_at_round_end), {}),
     "checkpoint_efbig_at_sigint": (CliFault(_file_too_large_at_sigint), {}),
     "log_write_enospc": (CliFault(_log_write_enospc), {}),
+    "two_runs_on_one_state_file": (ClaimFault(_two_runs_on_one_state_file), {}),
+    "two_runs_on_one_run_folder": (CliFault(_two_runs_on_one_folder), {}),
 }
 
 CELLS = [

@@ -36,14 +36,15 @@ async def test_workers_keep_their_pids_across_rounds() -> None:
     assert {c.worker for r in results for c in r.clients} == {"process-0"}
 
 
-async def test_payload_is_shared_memory_mapped_once_per_worker_and_round() -> None:
-    """Clients on one worker in one round get the very same shared payload object."""
+async def test_payload_is_mapped_and_copied_once_per_worker_and_round() -> None:
+    """Clients on one worker in one round get the very same payload object: the
+    worker's own copy of the shared mapping, never the shared memory itself."""
     handler = FedAvgHandler(num_clients=3, per_round=3, rounds=2)
     sim = Simulation(handler, ScriptedWork(record=True), executor=quick_processes(1))
     async with sim:
         results = await sim.run()
     for result in results:
-        assert all(c.metrics["payload_shared"] == 1.0 for c in result.clients)
+        assert all(c.metrics["payload_shared"] == 0.0 for c in result.clients)
         ids = {c.metrics["payload_id"] for c in result.clients}
         assert len(ids) == 1, "the payload was unpickled again for a client"
 

@@ -1,4 +1,5 @@
-"""The `blazefl` command line: ``blazefl run``, ``blazefl info``, ``blazefl plot``.
+"""The `blazefl` command line: ``blazefl run``, ``sweep``, ``compare``, ``info``,
+``plot``.
 
 Installed as a console script by ``pip install 'blazefl[cli]'`` (click, rich,
 matplotlib). See docs/cli.md.

@@ -1,4 +1,4 @@
-"""The click commands: `blazefl run`, `blazefl info`, `blazefl plot`.
+"""The click commands: `blazefl run`, `sweep`, `compare`, `info`, `plot`.
 
 Options only collect what was typed (every option defaults to None, meaning
 "not given"); `blazefl.cli._config.resolve` applies the defaults, the config
@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 import blazefl
-from blazefl._exceptions import ConfigurationError
+from blazefl._exceptions import ConfigurationError, MissingDependencyError
 
 if TYPE_CHECKING:
     from blazefl.cli._config import RunConfig
@@ -99,9 +99,9 @@ def cli() -> None:
     "--resume",
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Continue the run in this folder from its checkpoint. Other options "
-    "must match its config.toml, except --executor, --workers, --ray-address, "
-    "--checkpoint-every, --evaluate-every, --no-memory-check, --data-dir, --quiet "
-    "and --log-format.",
+    "must match its config.toml, except --executor, --workers, --max-cohort, "
+    "--ray-address, --checkpoint-every, --evaluate-every, --no-memory-check, "
+    "--data-dir, --track, --quiet and --log-format.",
 )
 def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     """Train a federation and write its run folder.
@@ -170,7 +170,10 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
         raise ConfigurationError(
             f"--out cannot be used with --resume: the run folder is {folder}"
         )
-    merged = resolve(requested, stored_values, str(stored_file))
+    base = dict(stored_values)
+    if requested.get("executor", "ray") != "ray" and "ray_address" not in requested:
+        base.pop("ray_address", None)  # it went with the stored Ray executor
+    merged = resolve(requested, base, str(stored_file))
     for key in requested:
         if key in OPERATIONAL_KEYS or key in INVOCATION_KEYS:
             continue
@@ -182,6 +185,133 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
                 f"{option_name(key)} out"
             )
     return merged
+
+
+def _target_acc(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    if value is not None and not 0 < value <= 1:
+        raise click.BadParameter(f"must be a number in (0, 1], got {value!r}")
+    return value
+
+
+_TARGET = click.option(
+    "--target-acc",
+    type=float,
+    callback=_target_acc,
+    help="Report rounds_to_target: the first round whose test accuracy "
+    "reaches this [default: none, the column is left out].",
+)
+
+
+@cli.command(cls=_RunCommand)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="TOML file: run settings as for `blazefl run` (the fixed part) and a "
+    "[sweep] table (seeds, target_acc, [sweep.grid] key = [values]).",
+)
+@click.option(
+    "--grid",
+    "grid",
+    multiple=True,
+    metavar="KEY=V1,V2",
+    help="Values of one setting to sweep (repeatable; the runs are every "
+    "combination), e.g. --grid lr=0.03,0.1 --grid algorithm=fedavg,fedprox.",
+)
+@click.option(
+    "--seeds",
+    metavar="SEEDS",
+    help="Seeds of every setting: a range and/or list, e.g. 0-4 or 0,3,7 "
+    "[default: --seed's one]. --seed is refused beside it.",
+)
+@click.option(
+    "--parallel",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Runs at a time, each in its own process with cores // N of the "
+    "machine's cores (--workers must fit in that share).",
+)
+@_TARGET
+@click.option(
+    "--resume",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="Continue the sweep in this folder: complete runs are skipped, "
+    "interrupted ones resume from their checkpoints.",
+)
+def sweep(
+    config_file: Path | None,
+    grid: tuple[str, ...],
+    seeds: str | None,
+    parallel: int,
+    target_acc: float | None,
+    resume: Path | None,
+    **options: Any,
+) -> None:
+    """Run a grid of settings over several seeds; summarise with 95% CIs.
+
+    Every `blazefl run` option fixes that setting for all runs. Each run is an
+    ordinary run folder under the sweep folder (--out), which also gets
+    manifest.json, summary.csv, summary.md, accuracy.png and final_acc.png.
+    Example: blazefl sweep --rounds 10 --grid algorithm=fedavg,fedprox
+    --grid lr=0.03,0.1 --seeds 0-4 --out runs/study
+    """
+    from blazefl.cli._study_cli import resume_sweep, start_sweep
+
+    try:
+        if resume is not None:
+            for name, value in (("--config", config_file), ("--seeds", seeds)):
+                if value is not None:
+                    raise ConfigurationError(
+                        f"{name} cannot be used with --resume: the sweep folder "
+                        "holds its plan"
+                    )
+            if grid:
+                raise ConfigurationError(
+                    "--grid cannot be used with --resume: the sweep folder holds "
+                    "its plan"
+                )
+            code = resume_sweep(resume, options, parallel, target_acc)
+        else:
+            code = start_sweep(options, grid, seeds, config_file, parallel, target_acc)
+    except ConfigurationError as exc:
+        raise _usage(exc) from exc
+    except MissingDependencyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    raise SystemExit(code)
+
+
+@cli.command()
+@click.argument(
+    "folders",
+    nargs=-1,
+    required=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+)
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where to write summary.csv, summary.md and the figures "
+    "[default: runs/<timestamp>-compare].",
+)
+@_TARGET
+def compare(
+    folders: tuple[Path, ...], out: Path | None, target_acc: float | None
+) -> None:
+    """Compare run and sweep folders: the table and figures of `blazefl sweep`.
+
+    Runs are grouped by the settings that differ among them (the seed aside),
+    so the seeds of one setting are pooled into its mean and 95% CI.
+    """
+    from blazefl.cli._study_cli import compare as compare_folders
+
+    try:
+        target = compare_folders(folders, out, target_acc)
+    except ConfigurationError as exc:
+        raise _usage(exc) from exc
+    except MissingDependencyError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {target}")
 
 
 @cli.command()
@@ -212,7 +342,6 @@ def info(as_json: bool) -> None:
 )
 def plot(folder: Path, output: Path | None) -> None:
     """Draw FOLDER/metrics.jsonl (loss and accuracy per round) as a PNG."""
-    from blazefl._exceptions import MissingDependencyError
     from blazefl.cli._plot import plot_metrics
 
     try:

@@ -57,6 +57,7 @@ from blazefl.cli._checks import (
 )
 from blazefl.cli._robust import AGGREGATOR_NAMES, ATTACK_NAMES, check_robust
 from blazefl.cli._run_setting import RunSetting, run_setting
+from blazefl.cli._track import TRACK_HELP, check_track
 
 __all__ = [
     "CHECKS",
@@ -267,6 +268,9 @@ class RunConfig:
         kind=str,
         metavar="ADDR",
     )
+    track: str | None = run_setting(
+        None, check_track, TRACK_HELP, resume="free", kind=str, metavar="LIST"
+    )
     out: str | None = run_setting(
         None,
         text,
@@ -432,6 +436,12 @@ def _finish(checked: dict[str, Any], sources: Mapping[str, str]) -> RunConfig:
             f"--partition natural, not {partition!r}"
         )
     config = RunConfig(**{k: v for k, v in checked.items() if k in RUN_SETTINGS})
+    if config.ray_address is not None and config.executor != "ray":
+        raise ConfigurationError(
+            f"{_where('ray_address', sources)} applies only to --executor ray, "
+            f"not --executor {config.executor}; pass --executor ray, or leave "
+            f"{option_name('ray_address')} out"
+        )
     if config.clients_per_round < 1:
         raise ConfigurationError(
             f"Invalid value for {_where('sample_ratio', sources)}: "

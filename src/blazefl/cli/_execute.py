@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import signal
 import time
+from contextlib import ExitStack
 from pathlib import Path
 
 import anyio
@@ -25,6 +26,7 @@ from blazefl.cli._files import (
     METRICS,
     PLOT,
     SUMMARY,
+    claim_folder,
     create_folder,
     default_out,
     load_resume_state,
@@ -33,11 +35,12 @@ from blazefl.cli._files import (
     write_json,
 )
 from blazefl.cli._fits import check_run_memory
-from blazefl.cli._info import versions
+from blazefl.cli._info import git_commit, versions
 from blazefl.cli._plot import plot_metrics, read_metrics
 from blazefl.cli._progress import Display, make_display
 from blazefl.cli._robust import robust_summary
 from blazefl.cli._run import AfterRound, Runner, RunOutcome
+from blazefl.cli._track import open_tracking
 from blazefl.cli._user_errors import user_path
 from blazefl.sim import configure_logging
 
@@ -123,6 +126,7 @@ def _finish(
         "config_digest": config_digest(config),
         **robust_summary(config, built.attackers),
         "versions": versions(),
+        "git": git_commit(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     if privacy is not None:
@@ -188,8 +192,10 @@ def execute(
 
     Raises `ConfigurationError` for a bad configuration, folder or checkpoint,
     or a run that cannot fit in memory (unless ``--no-memory-check``), before
-    any round runs. ``after_round`` goes to the `Runner` (an observer
-    awaited after each committed round; none for ``blazefl run``).
+    any round runs, and `InUseError` (one of them) for a folder another run
+    holds. The folder is claimed from before its checkpoint is read until the
+    run ends. ``after_round`` goes to the `Runner` (an observer awaited after
+    each committed round; none for ``blazefl run``).
     """
     started = time.perf_counter()
     if config.log_format == "json":
@@ -199,57 +205,97 @@ def execute(
     if not config.no_memory_check:
         check_run_memory(config)
     resumed_from: int | None = None
-    if resume:
-        assert folder is not None
-        with user_path("--resume", folder, _RUN_FOLDER):
-            state = load_resume_state(folder, config)
-        built = _build(config)
-        config = recorded(config, built)
-        if state is not None:
-            built.simulation.load_state_dict(state)
-        resumed_from = built.simulation.round
-        with user_path("--resume", folder, _RUN_FOLDER):
-            truncate_logs(folder, resumed_from)
-            write_config(folder, config)  # records a changed executor or workers
-    else:
-        built = _build(config)
-        config = recorded(config, built)
-        folder = folder or default_out(config.algorithm)
-        with user_path("--out", folder, "a folder blazefl can create and write"):
-            create_folder(folder)
-            write_config(folder, config)
+    notes: list[str] = []
+    with ExitStack() as held:
+        if resume:
+            assert folder is not None
+            with user_path("--resume", folder, _RUN_FOLDER):
+                held.enter_context(claim_folder(folder))
+                state = load_resume_state(folder, config)
+            built = _build(config)
+            config = recorded(config, built)
+            if state is not None:
+                built.simulation.load_state_dict(state)
+            else:
+                notes.append(
+                    f"blazefl: {folder} holds no checkpoint yet; the run starts "
+                    "again from round 1"
+                )
+            resumed_from = built.simulation.round
+            with user_path("--resume", folder, _RUN_FOLDER):
+                cut = truncate_logs(folder, resumed_from)
+                write_config(folder, config)  # records a changed executor or workers
+            notes += [f"blazefl: {n}" for n in cut]
+        else:
+            built = _build(config)
+            config = recorded(config, built)
+            folder = folder or default_out(config.algorithm)
+            with user_path("--out", folder, "a folder blazefl can create and write"):
+                held.enter_context(create_folder(folder))
+                write_config(folder, config)
+        return _run(config, folder, built, notes, resumed_from, started, after_round)
+
+
+def _run(
+    config: RunConfig,
+    folder: Path,
+    built: Built,
+    notes: list[str],
+    resumed_from: int | None,
+    started: float,
+    after_round: AfterRound | None,
+) -> int:
     done = built.simulation.round
     with make_display(config.rounds, quiet=config.quiet) as display:
+        for note in notes:
+            display.note(note)
         if done >= config.rounds:
             display.note(f"the run in {folder} is complete ({done} rounds)")
             _finish(config, built, folder, display, 0.0, resumed_from)
             return 0
         display.header(_header(config, folder, done), done)
-        runner = Runner(config, built, folder, display, after_round=after_round)
-        outcome = anyio.run(runner.run)
-        if outcome.checkpoint_error is not None or outcome.log_error is not None:
-            display.note(_write_error_message(outcome, folder))
-            return EXIT_CHECKPOINT_WRITE
-        if outcome.signal is not None:
-            display.note(_interrupt_message(outcome, folder))
-            return 128 + outcome.signal
-        if outcome.error is not None:
-            k = outcome.checkpoint_round
-            display.note(
-                f"error: {outcome.error}\nthe run stopped after round {k}; the run "
-                f"folder holds its checkpoint; continue with: blazefl run --resume "
-                f"{folder}"
+        tracking = open_tracking(config.track, folder, config.saved, done)
+        code: int | None = None
+        complete = False
+        try:
+            runner = Runner(
+                config,
+                built,
+                folder,
+                display,
+                after_round=after_round,
+                tracking=tracking,
             )
-            return 1
-        if outcome.budget is not None:
-            display.note(outcome.budget)
-        _finish(
-            config,
-            built,
-            folder,
-            display,
-            time.perf_counter() - started,
-            resumed_from,
-            outcome.budget,
+            outcome = anyio.run(runner.run)
+            code = _report(outcome, folder, display)
+            if code is None:
+                wall = time.perf_counter() - started
+                if outcome.budget is not None:
+                    display.note(outcome.budget)
+                _finish(
+                    config, built, folder, display, wall, resumed_from, outcome.budget
+                )
+                complete = True
+        finally:
+            if tracking is not None:
+                tracking.close(folder, complete)
+    return code or 0
+
+
+def _report(outcome: RunOutcome, folder: Path, display: Display) -> int | None:
+    """The exit code of a run that did not complete (and its message), or None."""
+    if outcome.checkpoint_error is not None or outcome.log_error is not None:
+        display.note(_write_error_message(outcome, folder))
+        return EXIT_CHECKPOINT_WRITE
+    if outcome.signal is not None:
+        display.note(_interrupt_message(outcome, folder))
+        return 128 + outcome.signal
+    if outcome.error is not None:
+        k = outcome.checkpoint_round
+        display.note(
+            f"error: {outcome.error}\nthe run stopped after round {k}; the run "
+            f"folder holds its checkpoint; continue with: blazefl run --resume "
+            f"{folder}"
         )
-    return 0
+        return 1
+    return None

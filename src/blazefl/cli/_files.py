@@ -9,6 +9,12 @@
         checkpoint.ckpt   the latest checkpoint (blazefl.sim.save_checkpoint)
         summary.json      final metrics, versions, timings (when the run ends)
         metrics.png       loss and accuracy per round
+        run.lock          claimed (flock) while a run uses the folder; names it
+
+A fresh run writes only into a new or empty folder (a ``run.lock`` left by a
+killed attempt counts as empty), so it never overwrites a file of the
+user's; a folder in use by another run (a ``--resume`` of it, say) is
+refused naming that run (`blazefl._claims`).
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from blazefl._claims import Claim, claim
 from blazefl._exceptions import ConfigurationError
 from blazefl.cli._config import (
     OPERATIONAL_KEYS,
@@ -34,9 +41,11 @@ __all__ = [
     "CHECKPOINT",
     "CONFIG",
     "EVENTS",
+    "LOCK",
     "METRICS",
     "PLOT",
     "SUMMARY",
+    "claim_folder",
     "create_folder",
     "default_out",
     "load_resume_state",
@@ -51,7 +60,9 @@ EVENTS = "events.jsonl"
 CHECKPOINT = "checkpoint.ckpt"
 SUMMARY = "summary.json"
 PLOT = "metrics.png"
+LOCK = "run.lock"
 _RUN_FILES = (CONFIG, METRICS, EVENTS, CHECKPOINT, SUMMARY)
+_SHOWN = 5  # foreign files named in an error, at most
 
 
 def default_out(algorithm: str, root: Path = Path("runs")) -> Path:
@@ -64,18 +75,67 @@ def default_out(algorithm: str, root: Path = Path("runs")) -> Path:
     return candidate
 
 
-def create_folder(folder: Path) -> None:
-    """Make a fresh run folder; refuse one that already holds a run."""
+def claim_folder(folder: Path) -> Claim:
+    """Claim ``folder`` for this run (until the claim is released or the
+    process ends); `InUseError` names the run that holds it."""
+    return claim(
+        folder / LOCK,
+        f"run folder {folder}",
+        "one run at a time may use a run folder: wait for that run to end or "
+        "stop it (Ctrl-C, or kill its pid), then continue with `blazefl run "
+        f"--resume {folder}`",
+    )
+
+
+def create_folder(folder: Path) -> Claim:
+    """Make (or take) a fresh run folder and claim it.
+
+    Refuses a folder that already holds a run (naming the run that uses it,
+    if one does) and one that holds any file this run did not write.
+    """
     if folder.exists() and not folder.is_dir():
         raise ConfigurationError(f"Invalid value for '--out': {folder} is a file")
-    held = [name for name in _RUN_FILES if (folder / name).exists()]
+    if folder.is_dir():
+        _check_fresh(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Invalid value for '--out': cannot create {folder}: {exc.strerror or exc}"
+        ) from None
+    held = claim_folder(folder)
+    try:
+        _check_fresh(folder)  # again, under the claim: a run may have raced us
+    except BaseException:
+        held.release()
+        raise
+    return held
+
+
+def _check_fresh(folder: Path) -> None:
+    try:
+        names = sorted(p.name for p in folder.iterdir() if p.name != LOCK)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"Invalid value for '--out': cannot list {folder}: {exc.strerror or exc}"
+        ) from None
+    held = [name for name in _RUN_FILES if name in names]
     if held:
+        claim_folder(folder).release()  # a run in it now is named, not guessed
         raise ConfigurationError(
             f"Invalid value for '--out': {folder} already holds a run ({held[0]}); "
             f"continue it with `blazefl run --resume {folder}` or choose another "
             "--out"
         )
-    folder.mkdir(parents=True, exist_ok=True)
+    if names:
+        shown = ", ".join(names[:_SHOWN])
+        if len(names) > _SHOWN:
+            shown += f" and {len(names) - _SHOWN} more"
+        raise ConfigurationError(
+            f"Invalid value for '--out': {folder} holds files this run did not "
+            f"write ({shown}); a run writes only into a new or empty folder, so "
+            "choose a fresh --out (or leave it out for runs/<time>-<algorithm>)"
+        )
 
 
 def _atomic_write(path: Path, text: str) -> None:
@@ -137,7 +197,7 @@ def load_resume_state(folder: Path, config: RunConfig) -> dict[str, Any] | None:
     was written under this configuration (its config digest).
     """
     path = folder / CHECKPOINT
-    if not path.exists():
+    if not os.path.lexists(path):  # a dangling link is refused, not "none"
         return None
     state = load_checkpoint(path)
     sim_state = state.get("sim")
@@ -165,20 +225,66 @@ def load_resume_state(folder: Path, config: RunConfig) -> dict[str, Any] | None:
     return sim_state
 
 
-def _keep_lines(path: Path, check: Check, keep: Callable[[int], bool]) -> None:
+class _Dropped:
+    """Lines cut from a log on resume: past the checkpoint, or unreadable."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.past = 0
+        self.unreadable: list[int] = []  # 1-based line numbers
+
+    def __bool__(self) -> bool:
+        return bool(self.past or self.unreadable)
+
+    def describe(self, rounds_done: int) -> str:
+        parts = []
+        if self.past:
+            parts.append(
+                f"{self.past} line(s) past the checkpoint of round {rounds_done} "
+                "(those rounds run again)"
+            )
+        if self.unreadable:
+            lines = ", ".join(map(str, self.unreadable[:_SHOWN]))
+            more = len(self.unreadable) - _SHOWN
+            lines += f" and {more} more" if more > 0 else ""
+            parts.append(
+                f"{len(self.unreadable)} line(s) torn by a kill (line {lines})"
+            )
+        return f"{self.name}: dropped " + " and ".join(parts)
+
+
+def _keep_lines(path: Path, check: Check, keep: Callable[[int], bool]) -> _Dropped:
+    """Keep the lines `keep` accepts; a line blazefl did not write is refused."""
+    dropped = _Dropped(path.name)
     if not path.exists():
-        return
-    kept = [line + "\n" for line, r in read_records(path, check) if keep(r["round"])]
-    _atomic_write(path, "".join(kept))
+        return dropped
+    whole = sum(1 for line in path.read_bytes().split(b"\n") if line.strip())
+    records = read_records(path, check)  # drops only a torn last line
+    if len(records) < whole:
+        dropped.unreadable.append(whole)
+    kept = []
+    for line, record in records:
+        if keep(record["round"]):
+            kept.append(line + "\n")
+        else:
+            dropped.past += 1
+    if dropped:
+        _atomic_write(path, "".join(kept))
+    return dropped
 
 
-def truncate_logs(folder: Path, rounds_done: int) -> None:
+def truncate_logs(folder: Path, rounds_done: int) -> list[str]:
     """Cut metrics.jsonl and events.jsonl back to the checkpoint's round.
 
     metrics.jsonl rounds count from 1 (keep ``round <= rounds_done``); events
     carry the coordinator's 0-based round index (keep ``round < rounds_done``).
     A line torn by a kill (the last, without its newline) is dropped; a line
-    blazefl did not write is refused (`blazefl.cli._jsonl`).
+    blazefl did not write is refused (`blazefl.cli._jsonl`). Returns one
+    sentence per log that lost lines, for the user: a log is never cut without
+    saying so. A log that loses nothing is not rewritten.
     """
-    _keep_lines(folder / METRICS, metrics_problem, lambda r: r <= rounds_done)
-    _keep_lines(folder / EVENTS, events_problem, lambda r: r < rounds_done)
+    cut = [
+        _keep_lines(folder / METRICS, metrics_problem, lambda r: r <= rounds_done),
+        _keep_lines(folder / EVENTS, events_problem, lambda r: r < rounds_done),
+    ]
+    return [d.describe(rounds_done) for d in cut if d]

@@ -7,11 +7,12 @@ import importlib.util
 import multiprocessing
 import os
 import platform
+import subprocess
 import sys
 import sysconfig
 from typing import Any
 
-__all__ = ["executors", "machine_info", "versions"]
+__all__ = ["executors", "git_commit", "machine_info", "versions"]
 
 _PACKAGES = ("blazefl", "torch", "numpy", "anyio", "structlog")
 
@@ -25,6 +26,31 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             found[name] = "not installed"
     return found
+
+
+def git_commit() -> dict[str, Any] | None:
+    """The git commit of the blazefl source this process imported, and whether
+    its tree had uncommitted changes; None outside a git checkout (an
+    installed wheel) or without git."""
+    import blazefl
+
+    source = os.path.dirname(os.path.abspath(blazefl.__file__))
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", source, *args],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+
+    try:
+        commit = git("rev-parse", "HEAD")
+        dirty = bool(git("status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {"commit": commit, "dirty": dirty}
 
 
 def executors() -> list[str]:

@@ -50,6 +50,7 @@ from blazefl.cli._files import (
     METRICS,
 )
 from blazefl.cli._progress import Display
+from blazefl.cli._track import Tracking
 from blazefl.sim import (
     ClientFailed,
     ClientFinished,
@@ -110,10 +111,12 @@ class _Recorder:
         display: Display,
         rounds_done: int,
         on_error: Callable[[], None],
+        tracking: Tracking | None = None,
         *,
         attacked: bool = False,
     ) -> None:
         self.folder = folder
+        self.tracking = tracking
         self.attacked = attacked
         self.display = display
         self.done = rounds_done
@@ -146,12 +149,16 @@ class _Recorder:
                     self.display.round_started(event.round + 1, len(event.cids))
                 elif isinstance(event, ClientFinished | ClientFailed):
                     self.display.client_done()
+                    if self.tracking is not None and isinstance(event, ClientFinished):
+                        self.tracking.client(event.metrics.get("loss"), event.seconds)
                 elif isinstance(event, RoundFinished):
                     row = metrics_row(
                         event, self.epsilon(event.round + 1), attacked=self.attacked
                     )
                     _append(metrics, metrics_path, json.dumps(row))
                     self.display.round_finished(row)
+                    if self.tracking is not None:
+                        self.tracking.round(row)
                     self.done = event.round + 1
                     self._changed.set()
                     self._changed = anyio.Event()
@@ -216,8 +223,10 @@ class Runner:
         display: Display,
         *,
         after_round: AfterRound | None = None,
+        tracking: Tracking | None = None,
     ) -> None:
         self.config = config
+        self.tracking = tracking
         self.sim = built.simulation
         self.folder = folder
         self.display = display
@@ -237,6 +246,7 @@ class Runner:
             self.display,
             self.sim.round,
             work.cancel,
+            self.tracking,
             attacked=self.config.attack is not None,
         )
         if self.privacy is not None:
@@ -309,3 +319,5 @@ class Runner:
                 raise
         self._saved = self.sim.round
         self.outcome.checkpoint_round = self.sim.round
+        if self.tracking is not None:
+            self.tracking.checkpointed()

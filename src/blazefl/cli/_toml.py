@@ -16,10 +16,35 @@ from pathlib import Path
 from blazefl._exceptions import ConfigurationError
 from blazefl.cli._config import CHECKS, KEYS
 
-__all__ = ["MAX_CONFIG_BYTES", "dump_toml", "read_config_file"]
+__all__ = [
+    "MAX_CONFIG_BYTES",
+    "check_config_values",
+    "dump_toml",
+    "load_toml",
+    "read_config_file",
+]
 
 #: The largest config file read (``config.toml`` is about a kilobyte).
 MAX_CONFIG_BYTES = 1 << 20
+
+
+def load_toml(path: Path) -> dict[str, object]:
+    """A TOML file as parsed; `ConfigurationError` if unreadable or invalid.
+
+    Only a regular file of at most `MAX_CONFIG_BYTES` of UTF-8 is read.
+    """
+    import tomllib  # here, not at the top: `blazefl --help` never needs it
+
+    text = _read_text(path)
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
+    except RecursionError:  # tomllib recurses once per nested array or table
+        raise ConfigurationError(
+            f"{path} nests arrays or tables too deeply to read; the config file "
+            "takes flat keys only (key = value)"
+        ) from None
 
 
 def read_config_file(path: Path) -> dict[str, object]:
@@ -30,18 +55,11 @@ def read_config_file(path: Path) -> dict[str, object]:
     given twice (``batch-size`` and ``batch_size``) and unknown keys (with the
     closest known key as a suggestion).
     """
-    import tomllib  # here, not at the top: `blazefl --help` never needs it
+    return check_config_values(load_toml(path), path)
 
-    text = _read_text(path)
-    try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigurationError(f"{path} is not valid TOML: {exc}") from exc
-    except RecursionError:  # tomllib recurses once per nested array or table
-        raise ConfigurationError(
-            f"{path} nests arrays or tables too deeply to read; the config file "
-            "takes flat keys only (key = value)"
-        ) from None
+
+def check_config_values(raw: dict[str, object], path: Path) -> dict[str, object]:
+    """The flat settings of a parsed config file, checked (see above)."""
     values: dict[str, object] = {}
     for raw_key, value in raw.items():
         key = raw_key.replace("-", "_")

@@ -378,9 +378,12 @@ def _run_detached(
         stop_event=threading.Event() if stop_event is None else stop_event,
         cache={},
         worker="detached",
+        contain_exits=False,  # a direct call raises what the work raised
     )
     if raised:
         raise raised[0]
+    if outcome.error is not None:  # e.g. the work wrote into the payload
+        raise outcome.error.exception()
     if state_path is not None and outcome.state is not None:
         tmp = f"{state_path}.tmp"
         with open(tmp, "w", encoding="utf-8") as f:

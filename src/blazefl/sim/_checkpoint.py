@@ -3,9 +3,12 @@
 Layout: a magic line, one JSON header line (format version, byte size and
 SHA-256 of the body), then the body: a `torch.save` of plain data (dicts,
 lists, numbers, strings, tensors). Reading checks the magic, the format
-version, the size (a truncated file) and the digest (a corrupted or edited
-file) *before* deserialising anything, and then deserialises with
-``torch.load(weights_only=True)``, which refuses arbitrary pickled objects.
+version, the size (a truncated or appended-to file) and the digest (a
+corrupted or edited file) *before* deserialising anything, and then
+deserialises with ``torch.load(weights_only=True)``, which refuses arbitrary
+pickled objects. Only a regular file is opened (never a FIFO, a device or a
+directory, even behind a symbolic link), and no more of it is read than the
+header line (at most 4 KiB) and the body size it declares.
 
 Writing goes to a temporary file in the same folder, is flushed and fsynced,
 then renamed over the old checkpoint: a crash at any moment leaves either the
@@ -20,9 +23,11 @@ import io
 import json
 import os
 import pickle
+import stat
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import torch
 
@@ -41,6 +46,10 @@ def _first_line(exc: BaseException, limit: int = 200) -> str:
     """An exception's message on one line (torch's span several)."""
     text = " ".join(str(exc).split())
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+#: The most read before the header line must have ended (it is ~100 bytes).
+_HEADER_LIMIT = 4096
 
 
 def save_checkpoint(path: str | os.PathLike[str], state: dict[str, Any]) -> None:
@@ -98,28 +107,53 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     """Read a checkpoint written by `save_checkpoint`, verifying it first.
 
     Raises `ConfigurationError` naming the problem for a file that is not a
-    blazefl checkpoint, has a newer format, is truncated, or fails its digest.
+    blazefl checkpoint, has a newer format, is truncated or has bytes beyond
+    its declared end, or fails its digest; and for a path that is not a
+    regular file (a directory, a FIFO, a device, a dangling symbolic link):
+    a checkpoint is read from a regular file only, and never more of it than
+    its header declares. A path that does not exist raises
+    `FileNotFoundError`.
     """
     source = Path(path)
-    raw = source.read_bytes()
-    if not raw.startswith(_MAGIC):
-        raise ConfigurationError(f"{source} is not a blazefl checkpoint")
-    header_line, sep, body = raw[len(_MAGIC) :].partition(b"\n")
-    try:
-        header = json.loads(header_line) if sep else None
-    except ValueError:
-        header = None
-    if not isinstance(header, dict):
-        raise ConfigurationError(f"{source}: damaged checkpoint header")
-    version = header.get("format")
-    if version != CHECKPOINT_FORMAT:
+    with _open_regular(source) as (f, size):
+        head = f.read(len(_MAGIC) + _HEADER_LIMIT)
+        if not head.startswith(_MAGIC):
+            raise ConfigurationError(f"{source} is not a blazefl checkpoint")
+        header_line, sep, _ = head[len(_MAGIC) :].partition(b"\n")
+        try:
+            header = json.loads(header_line) if sep else None
+        except ValueError:
+            header = None
+        if not isinstance(header, dict):
+            raise ConfigurationError(f"{source}: damaged checkpoint header")
+        version = header.get("format")
+        if version != CHECKPOINT_FORMAT:
+            raise ConfigurationError(
+                f"{source} has checkpoint format {version!r}; this blazefl reads "
+                f"format {CHECKPOINT_FORMAT} (written by a newer version?)"
+            )
+        declared = header.get("size")
+        if isinstance(declared, bool) or not isinstance(declared, int) or declared < 0:
+            raise ConfigurationError(
+                f"{source}: damaged checkpoint header (size {declared!r})"
+            )
+        start = len(_MAGIC) + len(header_line) + 1
+        held = size - start
+        if held > declared:
+            raise ConfigurationError(
+                f"{source} has {held - declared} bytes after the "
+                f"{declared} its header declares: it was appended to or altered"
+            )
+        if held < declared:  # measured, not read: nothing is allocated for it
+            raise ConfigurationError(
+                f"{source} is truncated: {max(held, 0)} of {declared} bytes"
+            )
+        f.seek(start)
+        body = f.read(declared + 1)  # one more: a file that grew since fstat
+    if len(body) != declared:
         raise ConfigurationError(
-            f"{source} has checkpoint format {version!r}; this blazefl reads "
-            f"format {CHECKPOINT_FORMAT} (written by a newer version?)"
-        )
-    if len(body) != header.get("size"):
-        raise ConfigurationError(
-            f"{source} is truncated: {len(body)} of {header.get('size')} bytes"
+            f"{source} changed while it was read: {len(body)} bytes where its "
+            f"header declares {declared}"
         )
     actual = hashlib.sha256(body).hexdigest()
     if actual != header.get("sha256"):
@@ -152,6 +186,63 @@ def load_checkpoint(path: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise ConfigurationError(f"{source} does not hold a state dict")
     return state
+
+
+_KINDS = {
+    stat.S_IFDIR: "a directory",
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}
+
+
+@contextlib.contextmanager
+def _open_regular(source: Path) -> Iterator[tuple[BinaryIO, int]]:
+    """``source`` opened for reading if it is a regular file, and its size.
+
+    Checked with ``stat`` before opening, so a FIFO (whose open would block)
+    or a device is never opened; opened without blocking and checked again
+    with ``fstat``, so a file swapped in between is refused too.
+    """
+    try:
+        before = os.stat(source)
+    except FileNotFoundError:
+        if source.is_symlink():
+            raise ConfigurationError(
+                f"{source} is a symbolic link to {os.readlink(source)!r}, which "
+                "does not exist; expected a checkpoint file"
+            ) from None
+        raise
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read checkpoint {source}: {exc.strerror or exc}"
+        ) from None
+    if not stat.S_ISREG(before.st_mode):
+        kind = _KINDS.get(stat.S_IFMT(before.st_mode), "not a regular file")
+        via = (
+            f" (a symbolic link to {os.readlink(source)!r})"
+            if source.is_symlink()
+            else ""
+        )
+        raise ConfigurationError(
+            f"{source}{via} is {kind}; a checkpoint is read from a regular file only"
+        )
+    try:
+        fd = os.open(source, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ConfigurationError(
+            f"cannot read checkpoint {source}: {exc.strerror or exc}"
+        ) from None
+    with os.fdopen(fd, "rb") as f:
+        now = os.fstat(fd)
+        if (now.st_dev, now.st_ino) != (before.st_dev, before.st_ino) or not (
+            stat.S_ISREG(now.st_mode)
+        ):
+            raise ConfigurationError(
+                f"{source} was replaced while it was opened; try again"
+            )
+        yield f, now.st_size
 
 
 def _fsync_dir(folder: Path) -> None:

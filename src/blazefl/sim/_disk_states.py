@@ -3,6 +3,9 @@
 It holds nothing in memory between rounds, so memory stays proportional to the
 clients of one round after any number of distinct clients took part; a round's
 states are committed in one transaction, so a round is never half-applied.
+The file is claimed by one run at a time (`blazefl._claims`), every row
+carries a digest checked when it is read, and a checkpoint records a summary
+of the rows it refers to, checked on resume (`blazefl.sim._disk_format`).
 See `blazefl.sim._states` for the store interface and the in-memory default.
 """
 
@@ -14,49 +17,32 @@ import sqlite3
 import threading
 import uuid
 import weakref
-from collections.abc import Iterable, Sequence
-from io import BytesIO
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from blazefl._exceptions import ConfigurationError
-from blazefl.reproducibility import RNGSuiteState
+from blazefl._claims import Claim, claim
+from blazefl._exceptions import ConfigurationError, IntegrityError
 from blazefl.sim._context import ClientState
+from blazefl.sim._disk_format import (
+    DISK_FORMAT,
+    NEWEST,
+    SCHEMA,
+    Summary,
+    Transaction,
+    anchors_of,
+    decode_row,
+    encode_row,
+    has_meta,
+    read_meta,
+    set_meta,
+)
 from blazefl.sim._states import ClientStateStore
 
 __all__ = ["DiskStateStore"]
 
-_DISK_FORMAT = 1
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS states (
-    cid INTEGER NOT NULL,
-    version INTEGER NOT NULL,
-    rng TEXT NOT NULL,
-    data BLOB,
-    PRIMARY KEY (cid, version)
-) WITHOUT ROWID;
-"""
-
-
-def _encode_data(data: dict[str, Any]) -> bytes | None:
-    if not data:
-        return None
-    buffer = BytesIO()
-    torch.save(data, buffer)
-    return buffer.getvalue()
-
-
-def _decode_data(blob: bytes | None) -> dict[str, Any]:
-    if blob is None:
-        return {}
-    data = torch.load(BytesIO(blob), weights_only=True)
-    if not isinstance(data, dict):
-        raise ConfigurationError("a client state in the on-disk store is corrupt")
-    return data
+_CHUNK = 500  # ids per query: well under SQLite's limit of bound parameters
 
 
 class DiskStateStore(ClientStateStore):
@@ -73,6 +59,9 @@ class DiskStateStore(ClientStateStore):
     The file is tied to one run: it records the seed and a random store id
     that checkpoints carry, and a fresh simulation refuses a file that
     already holds states (resume with `load_state_dict`, or pick a new path).
+    While a simulation runs (`open` to `close`) it holds the file's claim;
+    outside a run each call claims it for its own duration, so a second
+    store on the same file fails with `InUseError` naming the holder.
     """
 
     def __init__(self, seed: int, path: str | os.PathLike[str]) -> None:
@@ -88,66 +77,111 @@ class DiskStateStore(ClientStateStore):
                 f"client_state_path {str(self.path)!r}: the folder "
                 f"{str(self.path.parent)!r} does not exist"
             )
+        self.lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock = threading.RLock()
         self._db: sqlite3.Connection | None = None
+        self._claim: Claim | None = None
+        self._held = False  # between open() and close()
+        self._key = b""
         self._checked = False  # set once the file is known to belong to this run
+        self._claimed().release()  # in use elsewhere: refuse now, not at round 1
 
-    # -- connection ----------------------------------------------------------
+    # -- the claim and the connection -------------------------------------------
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            db = sqlite3.connect(
-                self.path, check_same_thread=False, isolation_level=None
-            )
+    def _claimed(self) -> Claim:
+        return claim(
+            self.lock_path,
+            f"client_state_path {str(self.path)!r}",
+            "one run at a time may use a client-state file: wait for that run "
+            "to end or stop it, or use another path",
+        )
+
+    def open(self) -> None:
+        """Claim the file and keep it open until `close` (a simulation's run)."""
+        with self._lock:
+            self._held = True
+            self._connect()
+
+    def close(self) -> None:
+        with self._lock:
+            self._held = False
+            self._disconnect()
+
+    @contextmanager
+    def _session(self) -> Iterator[sqlite3.Connection]:
+        """The open connection, or one claimed and opened for this call only."""
+        with self._lock:
+            db = self._connect()
             try:
-                db.execute("PRAGMA journal_mode=WAL")
-                db.execute("PRAGMA synchronous=NORMAL")
-                db.executescript(_SCHEMA)
-            except sqlite3.DatabaseError as exc:
-                db.close()
-                raise ConfigurationError(
-                    f"client_state_path {str(self.path)!r} is not a usable SQLite "
-                    f"client-state store: {exc}"
-                ) from None
-            self._db = db
-            # A store used outside a running simulation (state_dict() between
-            # runs, client_state()) is closed when it is collected, not leaked.
-            self._finalizer = weakref.finalize(self, db.close)
-            meta = self._meta()
-            if not meta:
-                with self._transaction() as tx:
-                    tx.executemany(
-                        "INSERT INTO meta VALUES (?, ?)",
-                        [
-                            ("format", str(_DISK_FORMAT)),
-                            ("seed", str(self._seed)),
-                            ("store_id", uuid.uuid4().hex),
-                            ("anchors", "[]"),
-                        ],
-                    )
-            elif meta.get("format") != str(_DISK_FORMAT):
-                raise ConfigurationError(
-                    f"client-state store {str(self.path)!r} has format "
-                    f"{meta.get('format')!r}; this blazefl reads {_DISK_FORMAT}"
-                )
-            elif meta.get("seed") != str(self._seed):
-                raise ConfigurationError(
-                    f"client-state store {str(self.path)!r} holds states of seed "
-                    f"{meta.get('seed')}, this run's seed is {self._seed}"
-                )
+                yield db
+            finally:
+                if not self._held:
+                    self._disconnect()
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._db is not None:
+            return self._db
+        self._claim = self._claimed()
+        try:
+            self._db = self._open_file()
+        except BaseException:
+            self._claim.release()
+            raise
         return self._db
 
-    def _meta(self) -> dict[str, str]:
-        assert self._db is not None
-        return dict(self._db.execute("SELECT key, value FROM meta").fetchall())
+    def _disconnect(self) -> None:
+        if self._db is not None:
+            self._finalizer()  # closes the connection, once
+            self._db = None
+        if self._claim is not None:
+            self._claim.release()
+            self._claim = None
 
-    def _transaction(self) -> _Transaction:
-        assert self._db is not None
-        return _Transaction(self._db)
+    def _open_file(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        # A store used outside a running simulation and never closed is closed
+        # when it is collected, not leaked.
+        self._finalizer = weakref.finalize(self, db.close)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")
+            meta = read_meta(db) if has_meta(db) else {}
+            if meta and meta.get("format") != str(DISK_FORMAT):
+                raise ConfigurationError(
+                    f"client-state store {str(self.path)!r} has format "
+                    f"{meta.get('format')!r}; this blazefl reads {DISK_FORMAT}"
+                )
+            db.executescript(SCHEMA)
+            if not meta:
+                meta = {
+                    "format": str(DISK_FORMAT),
+                    "seed": str(self._seed),
+                    "store_id": uuid.uuid4().hex,
+                    "anchors": "[]",
+                    "live": json.dumps(Summary().to_json()),
+                }
+                with Transaction(db) as tx:
+                    tx.executemany("INSERT INTO meta VALUES (?, ?)", meta.items())
+        except sqlite3.DatabaseError as exc:
+            self._finalizer()
+            raise ConfigurationError(
+                f"client_state_path {str(self.path)!r} is not a usable SQLite "
+                f"client-state store: {exc}"
+            ) from None
+        except BaseException:
+            self._finalizer()
+            raise
+        if meta.get("seed") != str(self._seed):
+            self._finalizer()
+            raise ConfigurationError(
+                f"client-state store {str(self.path)!r} holds states of seed "
+                f"{meta.get('seed')}, this run's seed is {self._seed}"
+            )
+        self._key = meta["store_id"].encode("ascii")
+        return db
 
-    def _ready(self) -> sqlite3.Connection:
-        """The connection, refusing a file left by another (or an earlier) run."""
-        db = self._conn()
+    def _ready(self, db: sqlite3.Connection) -> sqlite3.Connection:
+        """``db``, refusing a file left by another (or an earlier) run."""
         if not self._checked:
             (rows,) = db.execute("SELECT count(*) FROM states").fetchone()
             if rows:
@@ -159,30 +193,19 @@ class DiskStateStore(ClientStateStore):
             self._checked = True
         return db
 
-    def close(self) -> None:
-        with self._lock:
-            if self._db is not None:
-                self._finalizer()  # closes the connection, once
-                self._db = None
-
     # -- reading and committing ------------------------------------------------
 
     def get_many(self, cids: Sequence[int]) -> list[ClientState]:
-        with self._lock:
-            db = self._ready()
+        with self._session() as db:
+            self._ready(db)
             found: dict[int, ClientState] = {}
-            for start in range(0, len(cids), 500):
-                chunk = list(cids[start : start + 500])
-                marks = ",".join("?" * len(chunk))
-                rows = db.execute(
-                    f"SELECT cid, rng, data FROM states WHERE cid IN ({marks}) "
-                    "ORDER BY cid, version",
-                    chunk,
-                ).fetchall()
-                for cid, rng, data in rows:  # the newest version comes last
-                    found[cid] = ClientState(
-                        RNGSuiteState.from_dict(json.loads(rng)), _decode_data(data)
-                    )
+            for chunk in _chunks(cids):
+                where = f"WHERE cid IN ({','.join('?' * len(chunk))})"
+                columns = "cid, version, rng, data, digest"
+                query = NEWEST.format(columns=columns, where=where)
+                for cid, version, rng, data, digest, _ in db.execute(query, chunk):
+                    row = (cid, version, rng, data, digest)
+                    found[cid] = decode_row(self._key, row, str(self.path))
             return [
                 state if (state := found.get(cid)) is not None else self.fresh(cid)
                 for cid in cids
@@ -191,57 +214,59 @@ class DiskStateStore(ClientStateStore):
     def commit_round(
         self, rounds: int, states: Iterable[tuple[int, ClientState]]
     ) -> None:
-        rows = [
-            (cid, rounds, json.dumps(state.rng.to_dict()), _encode_data(state.data))
-            for cid, state in states
-        ]
-        with self._lock:
-            db = self._ready()
-            anchors = json.loads(self._meta()["anchors"])
-            newest_anchor = max(anchors, default=-1)
-            with _Transaction(db) as tx:
+        with self._session() as db:
+            self._ready(db)
+            rows = [encode_row(self._key, cid, rounds, s) for cid, s in states]
+            meta = read_meta(db)
+            newest_anchor = max((a for a, _ in anchors_of(meta)), default=-1)
+            live = Summary.from_json(json.loads(meta["live"]))
+            with Transaction(db) as tx:
+                superseded: dict[int, bytes] = {}
+                for chunk in _chunks([row[0] for row in rows]):
+                    where = f"WHERE cid IN ({','.join('?' * len(chunk))})"
+                    query = NEWEST.format(columns="cid, digest", where=where)
+                    superseded.update((c, d) for c, d, _ in tx.execute(query, chunk))
+                for cid, *_, digest in rows:
+                    old = superseded.get(cid)
+                    live = (
+                        live.add(digest) if old is None else live.replace(old, digest)
+                    )
                 # A client's rows newer than every checkpoint are superseded.
                 tx.executemany(
                     "DELETE FROM states WHERE cid = ? AND version > ?",
                     [(row[0], newest_anchor) for row in rows],
                 )
-                tx.executemany("INSERT INTO states VALUES (?, ?, ?, ?)", rows)
+                tx.executemany("INSERT INTO states VALUES (?, ?, ?, ?, ?)", rows)
+                set_meta(tx, "live", live.to_json())
 
     def __len__(self) -> int:
-        with self._lock:
-            (n,) = (
-                self._conn()
-                .execute("SELECT count(DISTINCT cid) FROM states")
-                .fetchone()
-            )
+        with self._session() as db:
+            (n,) = db.execute("SELECT count(DISTINCT cid) FROM states").fetchone()
             return int(n)
 
     def __contains__(self, cid: object) -> bool:
         if isinstance(cid, bool) or not isinstance(cid, int):
             return False
-        with self._lock:
-            row = (
-                self._conn()
-                .execute("SELECT 1 FROM states WHERE cid = ? LIMIT 1", (cid,))
-                .fetchone()
-            )
+        with self._session() as db:
+            row = db.execute(
+                "SELECT 1 FROM states WHERE cid = ? LIMIT 1", (cid,)
+            ).fetchone()
             return row is not None
 
     # -- checkpoints -------------------------------------------------------------
 
     def state_dict(self, rounds: int) -> dict[str, Any]:
-        """A reference to the store at ``rounds`` (the states stay in the file)."""
-        with self._lock:
-            db = self._ready()
-            meta = self._meta()
-            old = json.loads(meta["anchors"])
-            anchors = [a for a in old if a < rounds][-1:]
-            anchors.append(rounds)
-            with _Transaction(db) as tx:
-                tx.execute(
-                    "UPDATE meta SET value = ? WHERE key = 'anchors'",
-                    (json.dumps(anchors),),
-                )
+        """A reference to the store at ``rounds`` (the states stay in the file),
+        with the summary of the rows it refers to."""
+        with self._session() as db:
+            self._ready(db)
+            meta = read_meta(db)
+            old = anchors_of(meta)
+            live = Summary.from_json(json.loads(meta["live"]))
+            anchors = [(a, s) for a, s in old if a < rounds][-1:]
+            anchors.append((rounds, live))
+            with Transaction(db) as tx:
+                set_meta(tx, "anchors", [[a, s.to_json()] for a, s in anchors])
                 # Keep, per client and per checkpoint interval, only the newest
                 # row: older ones can no longer be read or rolled back to.
                 tx.execute(
@@ -259,7 +284,7 @@ class DiskStateStore(ClientStateStore):
                     """,
                     # Only clients touched since the oldest checkpoint still
                     # kept can have more than one row per interval.
-                    (anchors[0], min(old, default=-1)),
+                    (anchors[0][0], min((a for a, _ in old), default=-1)),
                 )
             return {
                 "seed": self._seed,
@@ -267,6 +292,7 @@ class DiskStateStore(ClientStateStore):
                 "path": str(self.path),
                 "store_id": meta["store_id"],
                 "rounds": rounds,
+                "summary": live.to_json(),
             }
 
     def load_state_dict(self, state: dict[str, Any], rounds: int) -> None:
@@ -277,41 +303,64 @@ class DiskStateStore(ClientStateStore):
                 f"simulation keeps them on disk at {str(self.path)!r}; resume "
                 "without client_state_path"
             )
-        with self._lock:
-            db = self._conn()
-            meta = self._meta()
+        with self._session() as db:
+            meta = read_meta(db)
             if state.get("store_id") != meta["store_id"]:
                 raise ConfigurationError(
                     f"the checkpoint refers to client-state store "
                     f"{state.get('store_id')!r} (at {state.get('path')!r}), but "
                     f"{str(self.path)!r} is store {meta['store_id']!r}"
                 )
-            anchors = json.loads(meta["anchors"])
+            anchors = dict(anchors_of(meta))
             if rounds not in anchors:
                 raise ConfigurationError(
                     f"client-state store {str(self.path)!r} can return to the "
-                    f"checkpoints after rounds {anchors}, not to round {rounds}: "
-                    "only the two most recent checkpoints of an on-disk store "
-                    "can be resumed"
+                    f"checkpoints after rounds {sorted(anchors)}, not to round "
+                    f"{rounds}: only the two most recent checkpoints of an "
+                    "on-disk store can be resumed"
                 )
-            with _Transaction(db) as tx:
+            expected = self._expected(state, anchors[rounds], rounds)
+            with Transaction(db) as tx:
                 tx.execute("DELETE FROM states WHERE version > ?", (rounds,))
-                tx.execute(
-                    "UPDATE meta SET value = ? WHERE key = 'anchors'",
-                    (json.dumps([a for a in anchors if a <= rounds]),),
-                )
+                kept = [[a, s.to_json()] for a, s in anchors.items() if a <= rounds]
+                set_meta(tx, "anchors", kept)
+                set_meta(tx, "live", expected.to_json())
+                query = NEWEST.format(columns="digest", where="")
+                found = Summary.of(digest for digest, _ in tx.execute(query))
+                if found != expected:
+                    raise IntegrityError(
+                        f"client-state store {str(self.path)!r} does not hold the "
+                        f"states the checkpoint after round {rounds} refers to: it "
+                        f"recorded {expected.describe()}, the file holds "
+                        f"{found.describe()}; client states were deleted, "
+                        "restored from another copy or edited since (the file is "
+                        "left as it was)"
+                    )
             self._checked = True
 
+    def _expected(
+        self, state: dict[str, Any], recorded: Summary, rounds: int
+    ) -> Summary:
+        """The checkpoint's summary, which must be the one the file recorded."""
+        try:
+            theirs = Summary.from_json(state["summary"])
+        except (KeyError, TypeError, ValueError):
+            raise IntegrityError(
+                f"the checkpoint's reference to client-state store "
+                f"{str(self.path)!r} has no valid summary of its states (written "
+                "by an older blazefl?)"
+            ) from None
+        if theirs != recorded:
+            raise IntegrityError(
+                f"client-state store {str(self.path)!r} is not the file the "
+                f"checkpoint after round {rounds} was taken with: the checkpoint "
+                f"records {theirs.describe()}, the file's record of that "
+                f"checkpoint {recorded.describe()}; use the state file that was "
+                "saved with this checkpoint"
+            )
+        return theirs
 
-class _Transaction:
-    """``with _Transaction(db) as cur:`` runs the block in one SQLite transaction."""
 
-    def __init__(self, db: sqlite3.Connection) -> None:
-        self._db = db
-
-    def __enter__(self) -> sqlite3.Connection:
-        self._db.execute("BEGIN IMMEDIATE")
-        return self._db
-
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
-        self._db.execute("COMMIT" if exc_type is None else "ROLLBACK")
+def _chunks(cids: Sequence[int]) -> Iterator[list[int]]:
+    for start in range(0, len(cids), _CHUNK):
+        yield list(cids[start : start + _CHUNK])

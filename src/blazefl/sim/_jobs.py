@@ -8,6 +8,7 @@ client's state comes back exists exactly once.
 
 from __future__ import annotations
 
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -21,11 +22,13 @@ from blazefl._exceptions import (
     ClientError,
     ClientTimeoutError,
     NonFiniteUpdateError,
+    PayloadModifiedError,
     UpdateRejectedError,
     WorkerDiedError,
 )
 from blazefl.reproducibility import RNGSuite
 from blazefl.sim._context import ClientContext, ClientState, StopFlag
+from blazefl.sim._payload import PayloadCopy
 
 __all__ = [
     "ClientFailure",
@@ -46,6 +49,7 @@ _KINDS: tuple[tuple[type[ClientError], FailureKind], ...] = (
     (WorkerDiedError, "worker_died"),
     (UpdateRejectedError, "rejected"),
     (NonFiniteUpdateError, "rejected"),
+    (PayloadModifiedError, "rejected"),
 )
 _FRAMEWORK_ERRORS = {cls.__name__: (cls, kind) for cls, kind in _KINDS}
 _BY_KIND: dict[str, type[ClientError]] = {
@@ -96,7 +100,8 @@ class ClientFailure:
         """The failure as an exception to raise, catch or ``match`` on.
 
         The class follows the kind: `ClientTimeoutError`, `WorkerDiedError`,
-        `UpdateRejectedError` (`NonFiniteUpdateError` for NaN/inf) or, for an
+        `UpdateRejectedError` (`NonFiniteUpdateError` for NaN/inf,
+        `PayloadModifiedError` for a write into the payload) or, for an
         exception the client's work raised, `ClientError`. Where the original
         exception was another class (a client's ``KeyError``, the
         ``ConfigurationError`` a handler's ``check_uplink`` raised),
@@ -161,12 +166,28 @@ def execute_job(
     cache: dict[str, Any],
     worker: str,
     make_logger: Callable[[ClientJob], Any] | None = None,
+    contain_exits: bool | None = None,
 ) -> JobOutcome:
     """Run one client's work on the calling worker and capture what happened.
 
     Client errors become data (an `ClientFailure`), never exceptions: the
     coordinator decides what a failure means for the round.
+
+    ``payload`` is the worker's `PayloadCopy` of the round's payload, lent to
+    the client and checked for writes afterwards (a write fails the client
+    with `PayloadModifiedError`); a plain payload is copied for this one
+    client. ``contain_exits``: whether a ``KeyboardInterrupt`` or
+    ``SystemExit`` the work raises is a failed client too. By default it is
+    everywhere but on the main thread, the only one Ctrl-C and signal handlers
+    reach: there it may be the user's own Ctrl-C, which must stop the caller
+    (the inline executor).
     """
+    lender = payload if isinstance(payload, PayloadCopy) else PayloadCopy(payload)
+    if contain_exits is None:
+        contain_exits = threading.current_thread() is not threading.main_thread()
+    caught: tuple[type[BaseException], ...] = (
+        (Exception, KeyboardInterrupt, SystemExit) if contain_exits else (Exception,)
+    )
     state = job.state.copy()
     log = (
         make_logger(job)
@@ -186,18 +207,32 @@ def execute_job(
         worker=worker,
     )
     start = time.perf_counter()
-    try:
-        with structlog.contextvars.bound_contextvars(round=job.round, cid=job.cid):
-            result = work(ctx, payload, job.arg)
-    except Exception as exc:
+
+    def failed(error: ClientFailure) -> JobOutcome:
         return JobOutcome(
             slot=job.slot,
             cid=job.cid,
             worker=worker,
             seconds=time.perf_counter() - start,
-            error=error_info(exc),
+            error=error,
             metrics=dict(ctx.metrics),
         )
+
+    try:
+        lent, seal = lender.lend()
+    except Exception as exc:  # e.g. a payload nested past the walker's limit
+        return failed(error_info(exc))
+    try:
+        with structlog.contextvars.bound_contextvars(round=job.round, cid=job.cid):
+            result = work(ctx, lent, job.arg)
+    except caught as exc:
+        written = lender.written(seal)
+        if written is not None:
+            return failed(_payload_written(job.cid, written, exc))
+        return failed(error_info(exc))
+    written = lender.written(seal)
+    if written is not None:
+        return failed(_payload_written(job.cid, written))
     return JobOutcome(
         slot=job.slot,
         cid=job.cid,
@@ -206,4 +241,21 @@ def execute_job(
         result=result,
         metrics=dict(ctx.metrics),
         state=ClientState(ctx.rng.get_state(), ctx.state),
+    )
+
+
+def _payload_written(
+    cid: int, what: str, raised: BaseException | None = None
+) -> ClientFailure:
+    then = (
+        ""
+        if raised is None
+        else f" (it then raised {type(raised).__qualname__}: {raised})"
+    )
+    return recorded(
+        PayloadModifiedError,
+        f"client {cid} wrote into the round's payload: {what}{then}. The payload "
+        "is lent to every client of the round and must not change: copy a tensor "
+        "before changing it (t = t.clone())",
+        "" if raised is None else "".join(traceback.format_exception(raised)),
     )

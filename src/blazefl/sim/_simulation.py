@@ -81,7 +81,9 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         for federations whose touched clients would not fit in memory (about
         9 KB each); memory then stays proportional to one round's clients.
         Checkpoints refer to the file rather than copy it, so keep it next to
-        them (see docs/scale.md).
+        them (see docs/scale.md). The file is claimed by one simulation at a
+        time (a second one raises `InUseError`), and every stored state is
+        checked by digest when read (`IntegrityError`).
     :param evaluate_every: call the handler's ``get_summary()`` (for the
         built-in servers a full evaluation on the test split) after every
         K-th round and after the last; ``0`` never evaluates, which also lets
@@ -162,7 +164,14 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         if self._hub.closed:  # started again after a close
             self._hub = EventHub(self._log)
         gil_at_start = self._gil.restart()
-        await self.executor.start(self._runner.adapter.work)
+        # First: a client-state file claimed by another run stops the start
+        # before any worker exists.
+        await anyio.to_thread.run_sync(self._runner.states.open)
+        try:
+            await self.executor.start(self._runner.adapter.work)
+        except BaseException:
+            self._runner.states.close()
+            raise
         self._log.info(
             "simulation_started",
             **self.executor.describe(),

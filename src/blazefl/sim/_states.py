@@ -76,6 +76,10 @@ class ClientStateStore(ABC):
     def load_state_dict(self, state: dict[str, Any], rounds: int) -> None:
         """Return to what `state_dict` captured after ``rounds`` rounds."""
 
+    def open(self) -> None:  # noqa: B027 - optional hook
+        """Hold files or connections (and their claims) until `close`: called
+        when a simulation starts, so the run keeps what it uses."""
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release files or connections (the store reopens on next use)."""
 

@@ -7,7 +7,9 @@ on it follows from that; start and stop workers; open one
 on a worker through `execute_job`, the one job runner every built-in executor
 uses: it builds the client's `ClientContext`, captures errors as a
 `ClientFailure` and hands back a `JobOutcome` carrying the client's new state.
-`recorded` makes the failures an executor observes itself (a worker that
+`PayloadCopy` is one worker's copy of the round's payload, lent to its clients
+one at a time (made once per worker and round; a client that writes into it
+fails). `recorded` makes the failures an executor observes itself (a worker that
 died: `WorkerDiedError`). See ``docs/writing-an-executor.md``.
 """
 
@@ -21,12 +23,14 @@ from blazefl.sim._jobs import (
     execute_job,
     recorded,
 )
+from blazefl.sim._payload import PayloadCopy
 
 __all__ = [
     "ClientJob",
     "Executor",
     "JobOutcome",
     "JobWork",
+    "PayloadCopy",
     "Placement",
     "RoundSession",
     "error_info",

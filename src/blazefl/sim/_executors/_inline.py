@@ -12,6 +12,7 @@ import anyio.lowlevel
 
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, execute_job
+from blazefl.sim._payload import PayloadCopy
 
 __all__ = ["InlineExecutor"]
 
@@ -48,7 +49,7 @@ class InlineExecutor(Executor):
 class _InlineSession(RoundSession):
     def __init__(self, work: JobWork, payload: Any, cache: dict[str, Any]) -> None:
         self._work = work
-        self._payload = payload
+        self._payload = PayloadCopy(payload)  # one worker: one copy per round
         self._cache = cache
         self._lock = anyio.Lock()
 

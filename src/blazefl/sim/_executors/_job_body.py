@@ -91,6 +91,10 @@ def run_job(
         cache=cache,
         worker=worker,
         make_logger=make_logger,
+        # No Ctrl-C reaches a worker outside the coordinator's process (a
+        # process worker ignores SIGINT): a KeyboardInterrupt or SystemExit
+        # there is the client's own, a failed client like any error.
+        contain_exits=True,
     )
     outcome.logs = [dict(entry) for entry in capture.entries]
     return outcome

@@ -8,14 +8,16 @@ serves the parent's messages:
 - ``("work", work_bytes)``: the client work again, in a round in which its
   version changed (see `blazefl._versions`);
 - ``("payload", round, payload)``: the round's payload, whose tensors are in
-  shared memory; received once per round and read in place;
+  shared memory; received once per round, mapped once, and copied once into
+  this worker's own memory for its clients (`PayloadCopy`: a client that
+  writes into it fails, and no write reaches the handler or other workers);
 - ``("buffer", buffer)``: this worker's shared result buffer, mapped once
   (again only when it has to grow);
 - ``("job", job)``: run one client (`run_job`: its log lines come back with
   the outcome) and reply ``("done", outcome, used, packed)``: ``packed`` says
   whether the result's tensors were written into the result buffer, ``used``
   how many bytes of it they took or would have taken (see `_result_buffers`);
-- ``("stop",)``: exit.
+- ``("stop",)``: exit, ending what its clients started (see `_group`).
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from blazefl.sim._context import StopFlag
+from blazefl.sim._executors._group import end_group, lead_group
 from blazefl.sim._executors._job_body import prepare_worker, run_job
 from blazefl.sim._executors._orphan import exit_when_orphaned
 from blazefl.sim._executors._result_buffers import pack_result
 from blazefl.sim._jobs import ClientJob, error_info
+from blazefl.sim._payload import PayloadCopy
 
 __all__ = ["worker_main"]
 
@@ -59,6 +63,7 @@ def worker_main(
     """Entry point of a process worker; returns when told to stop or orphaned."""
     # Ctrl-C reaches the whole process group; the parent decides how workers end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    lead_group()  # what its clients start ends with it (see `_group`)
     exit_when_orphaned()  # and a killed parent ends them at once
     prepare_worker(torch_threads, settings)
     import torch.multiprocessing  # noqa: F401  (registers shared-memory reductions)
@@ -73,12 +78,13 @@ def worker_main(
 
     label = f"process-{index}"
     cache: dict[str, Any] = {}
-    payload: Any = None
+    payload = PayloadCopy(None)
     buffer: Any = None
     while True:
         try:
             message = conn.recv()
         except (EOFError, OSError):
+            end_group()
             return  # the parent is gone
         kind = message[0]
         if kind == "job":
@@ -104,9 +110,10 @@ def worker_main(
             except Exception as exc:
                 work = _Unloadable(exc)
         elif kind == "payload":
-            payload = None  # drop the old mapping before taking the new one
-            payload = message[2]
+            payload = PayloadCopy(None)  # drop the old copy before the new one
+            payload = PayloadCopy(message[2])
         elif kind == "buffer":
             buffer = message[1]
         elif kind == "stop":
+            end_group()
             return

@@ -32,6 +32,7 @@ from blazefl._shared_tensors import share_tensors
 from blazefl._validate import check_number
 from blazefl._versions import version_of
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
+from blazefl.sim._executors._group import kill_worker
 from blazefl.sim._executors._job_body import torch_settings
 from blazefl.sim._executors._pool import WorkerPool, died
 from blazefl.sim._executors._process_worker import worker_main
@@ -204,7 +205,7 @@ class ProcessExecutor(Executor):
         with suppress(OSError):
             dead.conn.close()
         if dead.process.is_alive():
-            dead.process.kill()
+            kill_worker(dead.process)
         dead.process.join(timeout=5)
 
     # -- rounds ------------------------------------------------------------
@@ -343,6 +344,6 @@ async def _reap(process: BaseProcess, wait: float = 5.0) -> int | None:
     """Join a worker process, killing it if it does not exit in time."""
     await anyio.to_thread.run_sync(process.join, wait)
     if process.is_alive():
-        process.kill()
+        kill_worker(process)
         await anyio.to_thread.run_sync(process.join, 5.0)
     return process.exitcode

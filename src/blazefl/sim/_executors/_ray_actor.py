@@ -2,7 +2,8 @@
 
 It is our process worker on a cluster: it gets the run's work once when it is
 created (again only in a round in which the work's version changed), keeps
-``ctx.cache`` for the whole run, fetches each round's payload once, and runs
+``ctx.cache`` for the whole run, fetches each round's payload once (and lends
+its clients a `PayloadCopy` of it), and runs
 each client through the job body every out-of-process worker shares
 (`_job_body`). `RayExecutor` (in `_ray`) drives a pool of them.
 """
@@ -16,6 +17,7 @@ from typing import Any
 from blazefl._exceptions import MissingDependencyError
 from blazefl.sim._executors._job_body import prepare_worker, run_job
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork
+from blazefl.sim._payload import PayloadCopy
 
 __all__ = ["RayWorker", "import_ray"]
 
@@ -52,7 +54,7 @@ class RayWorker:
         self._node = str(ray.get_runtime_context().get_node_id())
         self._label = f"ray-{index}@{self._node[:8]}"
         self._cache: dict[str, Any] = {}
-        self._payload: Any = None
+        self._payload = PayloadCopy(None)
         self._payload_key: str | None = None
         self._lock = threading.Lock()
         self._flags: dict[tuple[int, int], threading.Event] = {}
@@ -71,8 +73,8 @@ class RayWorker:
             self._work = import_ray().get(work_ref)
             self._work_key = work_ref.hex()
         if ref.hex() != self._payload_key:
-            self._payload = None  # drop the old round's payload first
-            self._payload = import_ray().get(ref)
+            self._payload = PayloadCopy(None)  # drop the old round's payload first
+            self._payload = PayloadCopy(import_ray().get(ref))
             self._payload_key = ref.hex()
         key = (job.round, job.slot)
         flag = threading.Event()

@@ -13,6 +13,7 @@ import anyio.to_thread
 
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, execute_job
+from blazefl.sim._payload import PayloadCopy
 
 __all__ = ["ThreadExecutor"]
 
@@ -25,7 +26,9 @@ _STOP_GRACE_SECONDS = 5.0
 class ThreadExecutor(Executor):
     """Runs up to ``max_workers`` clients at once on worker threads.
 
-    Threads share the payload and the data set in memory, with no copies. On a
+    Threads share the data set in memory, with no copies; each worker thread
+    copies the round's payload once, the first time it runs a client of the
+    round, so that no client can write into the handler's tensors. On a
     free-threaded CPython build (GIL off) they run Python code in parallel; on
     a GIL build they still overlap in torch's kernels, which release the GIL.
     Each worker keeps its own ``ctx.cache`` (e.g. a model) for the whole run.
@@ -67,6 +70,8 @@ class _ThreadSession(RoundSession):
         self._owner = owner
         self._work = work
         self._payload = payload
+        # Each worker's own copy of the payload, made on first use.
+        self._copies: dict[int, PayloadCopy] = {}
         self._limiter = anyio.CapacityLimiter(owner.max_workers)
         self._idle = anyio.Semaphore(len(owner._idle))
 
@@ -76,6 +81,7 @@ class _ThreadSession(RoundSession):
             wid = owner._idle.pop(0)
             attempt = _Attempt()
             cache = owner._caches[wid]
+            lent = self._copies.setdefault(wid, PayloadCopy(self._payload))
 
             def call() -> JobOutcome | None:
                 if not attempt.begin():
@@ -84,7 +90,7 @@ class _ThreadSession(RoundSession):
                     return execute_job(
                         self._work,
                         job,
-                        self._payload,
+                        lent,
                         stop_event=attempt.stop,
                         cache=cache,
                         worker=f"thread-{wid}",
