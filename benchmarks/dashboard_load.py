@@ -65,7 +65,8 @@ async def _one(folder: Path, watchers: int) -> dict[str, float]:
             async with anyio.create_task_group() as tg:
                 process = await anyio.open_process(cmd, env=env)
                 if watchers:
-                    while not (folder / "events.jsonl").exists():
+                    log = anyio.Path(folder / "events.jsonl")
+                    while not await log.exists():  # noqa: ASYNC110 (a file: polled)
                         await anyio.sleep(0.05)
                     await anyio.sleep(0.5)  # the server finds the new run
                     await client.get("/api/runs")

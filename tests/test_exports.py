@@ -18,6 +18,7 @@ PUBLIC_MODULES = [
     "blazefl.models",
     "blazefl.algorithms",
     "blazefl.simtime",
+    "blazefl.privacy",
     "blazefl.robust",
 ]
 

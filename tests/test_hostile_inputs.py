@@ -59,6 +59,7 @@ from blazefl.data import (
     iid_partition,
 )
 from blazefl.models import ModelZoo
+from blazefl.privacy import Privacy
 from blazefl.robust import Krum, Median, draw_attackers
 from blazefl.sim import (
     ClientFailed,
@@ -997,6 +998,163 @@ CASES: list[Case] = [
         _cli("--resume", "{tmp}", "--lr", "0.2"),
         CommandUsageError,
         r"'--resume': \S+ holds no config\.toml; it is not a blazefl run folder",
+    ),
+    # -- privacy: differential privacy and secure aggregation (issue 16) --------
+    Case(
+        "cli-dp-noise-multiplier-zero",
+        _cli("--dp", "central", "--noise-multiplier", "0"),
+        CommandUsageError,
+        r"Invalid value for '--noise-multiplier': must be a finite number > 0, "
+        r"got 0\.0",
+    ),
+    Case(
+        "cli-dp-without-noise-multiplier",
+        _cli("--dp", "central"),
+        CommandUsageError,
+        r"--dp central needs --noise-multiplier SIGMA \(> 0\), or --target-epsilon "
+        r"EPS with --calibrate",
+    ),
+    Case(
+        "cli-noise-multiplier-without-dp",
+        _cli("--noise-multiplier", "1"),
+        CommandUsageError,
+        r"'--noise-multiplier' needs --dp central or --dp local",
+    ),
+    Case(
+        "cli-clip-norm-nan",
+        _cli("--dp", "central", "--noise-multiplier", "1", "--clip-norm", "nan"),
+        CommandUsageError,
+        r"Invalid value for '--clip-norm': must be a finite number > 0, got nan",
+    ),
+    Case(
+        "cli-target-epsilon-not-a-number",
+        _cli("--dp", "central", "--noise-multiplier", "1", "--target-epsilon", "x"),
+        CommandUsageError,
+        r"Invalid value for '--target-epsilon': 'x' is not a valid float",
+    ),
+    Case(
+        "config-target-epsilon-text",
+        _config_file(
+            'dp = "central"\nnoise_multiplier = 1.0\ntarget_epsilon = "eight"\n'
+        ),
+        CommandUsageError,
+        r"Invalid value for '--target-epsilon' \(target_epsilon in \S+\): must be "
+        r"a finite number > 0, got 'eight'",
+    ),
+    Case(
+        "cli-delta-one",
+        _cli("--dp", "central", "--noise-multiplier", "1", "--delta", "1"),
+        CommandUsageError,
+        r"Invalid value for '--delta': must be a number in \(0, 1\), got 1\.0",
+    ),
+    Case(
+        "cli-pld-with-fixed-size-sampling",
+        _cli("--dp", "central", "--noise-multiplier", "1", "--accountant", "pld"),
+        CommandUsageError,
+        r"--accountant pld cannot analyse fixed-size sampling without replacement "
+        r"\(10 of 20 clients a round",
+    ),
+    Case(
+        "cli-dp-with-scaffold",
+        _cli("--algorithm", "scaffold", "--dp", "central", "--noise-multiplier", "1"),
+        CommandUsageError,
+        r"central DP cannot be combined with scaffold: it uploads delta_c besides "
+        r"the model",
+    ),
+    Case(
+        "cli-secagg-with-scaffold",
+        _cli("--algorithm", "scaffold", "--secagg"),
+        CommandUsageError,
+        r"secure aggregation cannot be combined with scaffold",
+    ),
+    Case(
+        "cli-calibrate-without-target",
+        _cli("--dp", "central", "--calibrate"),
+        CommandUsageError,
+        r"--calibrate needs --target-epsilon",
+    ),
+    Case(
+        "cli-adaptive-clip-with-local-dp",
+        _cli("--dp", "local", "--noise-multiplier", "1", "--adaptive-clip"),
+        CommandUsageError,
+        r"adaptive clipping needs central DP",
+    ),
+    Case(
+        "cli-laplace-with-central-dp",
+        _cli("--dp", "central", "--noise-multiplier", "1", "--dp-mechanism", "laplace"),
+        CommandUsageError,
+        r"'--dp-mechanism' laplace is for --dp local",
+    ),
+    Case(
+        "privacy-noise-multiplier-negative",
+        lambda _: Privacy(dp="central", noise_multiplier=-1.0),
+        ConfigurationError,
+        r"^noise_multiplier must be a finite number > 0, got -1\.0$",
+    ),
+    Case(
+        "privacy-clip-norm-nan",
+        lambda _: Privacy(clip_norm=float("nan")),
+        ConfigurationError,
+        r"^clip_norm must be a finite number > 0, got nan$",
+    ),
+    Case(
+        "privacy-target-epsilon-text",
+        lambda _: Privacy(
+            dp="central",
+            noise_multiplier=1.0,
+            target_epsilon="8",  # type: ignore[arg-type]
+        ),
+        ConfigurationError,
+        r"^target_epsilon must be a finite number > 0, got '8'$",
+    ),
+    Case(
+        "server-privacy-not-a-privacy",
+        lambda _: _server(privacy="central"),
+        ConfigurationError,
+        r"^privacy must be a blazefl\.privacy\.Privacy, got 'central'$",
+    ),
+    Case(
+        "server-budget-spent-by-the-first-round",
+        lambda _: _server(
+            privacy=Privacy(dp="central", noise_multiplier=1.0, target_epsilon=0.01)
+        ),
+        ConfigurationError,
+        r"^target_epsilon=0\.01 is spent by the first round already \(epsilon "
+        r"\d",
+    ),
+    Case(
+        "cli-dp-with-median",
+        _cli("--aggregator", "median", "--dp", "central", "--noise-multiplier", "1"),
+        CommandUsageError,
+        r"--dp central cannot be combined with --aggregator median: it selects or "
+        r"ranks individual updates",
+    ),
+    Case(
+        "cli-secagg-with-krum",
+        _cli("--aggregator", "krum", "--byzantine-f", "1", "--secagg"),
+        CommandUsageError,
+        r"--secagg cannot be combined with --aggregator krum: it needs the "
+        r"individual updates",
+    ),
+    Case(
+        "cli-update-attack-with-dp",
+        _cli("--attack", "sign-flip", "--dp", "central", "--noise-multiplier", "1"),
+        CommandUsageError,
+        r"--attack sign-flip cannot be combined with --dp or --secagg yet",
+    ),
+    Case(
+        "cli-dp-on-the-cohort-executor",
+        _cli("--executor", "cohort", "--dp", "central", "--noise-multiplier", "1"),
+        CommandUsageError,
+        r"--executor cohort cannot run --dp or --secagg: the batched step skips "
+        r"the per-client clipping, noise and masks",
+    ),
+    Case(
+        "cohort-private-client",
+        lambda _: _client(privacy=Privacy(secagg=True)).as_cohort(),
+        ConfigurationError,
+        r"cohort execution cannot run this client work: it applies "
+        r"blazefl\.privacy",
     ),
     # -- attacks and robust aggregation (issue 16) ------------------------------
     Case(

@@ -36,6 +36,8 @@ class FederatedClient:
     epochs: int = 1
     batch_size: int = 32
     lr: float = 0.05
+    #: Optional `blazefl.privacy.Privacy`: the same object the server has.
+    privacy: Any = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.algorithm, Algorithm):
@@ -46,6 +48,13 @@ class FederatedClient:
         check_int("epochs", self.epochs)
         check_int("batch_size", self.batch_size)
         check_number("lr", self.lr)
+        if self.privacy is not None:
+            from blazefl.privacy import Privacy
+
+            if not isinstance(self.privacy, Privacy):
+                raise ConfigurationError(
+                    f"privacy must be a blazefl.privacy.Privacy, got {self.privacy!r}"
+                )
 
     def __blazefl_version__(self) -> Hashable:
         """The data set's version: the rest is frozen (see `blazefl._versions`)."""
@@ -92,5 +101,7 @@ class FederatedClient:
             num_samples=num_samples,
         )
         update = self.algorithm.client_update(ctx, local, broadcast)
+        if self.privacy is not None:
+            update = self.privacy.client_transform(ctx, broadcast, update)
         ctx.metrics.setdefault("num_samples", float(update.num_samples))
         return replace(update, metrics={**update.metrics, **ctx.metrics})

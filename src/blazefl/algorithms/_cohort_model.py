@@ -66,6 +66,12 @@ def cohort_refusal(client: FederatedClient, model: nn.Module) -> str | None:
             f"{type(client).__qualname__} overrides FederatedClient.__call__ with "
             "its own Python client loop, which cannot be batched"
         )
+    privacy = getattr(client, "privacy", None)
+    if privacy is not None and privacy.enabled:
+        return (
+            "it applies blazefl.privacy (per-client clipping, noise and masks "
+            "after training), which the batched step does not"
+        )
     if update_kind(client.algorithm) is None:
         return (
             f"{type(client.algorithm).__qualname__}.client_update is custom Python "

@@ -75,6 +75,7 @@ class FederatedServer:
         eval_batch_size: int = 256,
         aggregator: Aggregator | None = None,
         attack: AttackProbe | None = None,
+        privacy: Any = None,
     ) -> None:
         if not isinstance(algorithm, Algorithm):
             raise ConfigurationError(
@@ -111,13 +112,19 @@ class FederatedServer:
         self.rng = create_rng_suite(seed)
         self.round = 0
         self._pending: list[ClientUpdate] = []
+        self._cohort: list[int] = []
+        # Optional `blazefl.privacy.Privacy`: clipping, DP noise, secure sum.
+        self.privacy = _private_aggregation(
+            privacy, algorithm, self.aggregator, num_clients, self.clients_per_round
+        )
 
     # -- the BlazeFL handler protocol ---------------------------------------
 
     def sample_clients(self) -> list[int]:
-        return sorted(
+        self._cohort = sorted(
             self.rng.python.sample(range(self.num_clients), self.clients_per_round)
         )
+        return list(self._cohort)
 
     def sample_among(self, candidates: Sequence[int], count: int) -> list[int]:
         """``count`` distinct clients of ``candidates`` (sorted) from the server
@@ -173,12 +180,17 @@ class FederatedServer:
         self.round += 1
 
     def downlink_package(self) -> Broadcast:
-        return Broadcast(
-            self.round, self.params, self.algorithm.broadcast_extra(self.state)
-        )
+        extra = self.algorithm.broadcast_extra(self.state)
+        if self.privacy is not None:
+            extra = {**extra, **self.privacy.downlink(self._cohort)}
+        return Broadcast(self.round, self.params, extra)
 
     def is_stopped(self) -> bool:
-        return self.round >= self.rounds
+        """After the last round, or before one that would exceed the privacy
+        budget (``Privacy(target_epsilon=...)``)."""
+        if self.round >= self.rounds:
+            return True
+        return self.privacy is not None and bool(self.privacy.budget_stop(self.round))
 
     def load(self, update: ClientUpdate) -> bool:
         """Take one update; aggregate once the round's sampled count arrived."""
@@ -216,6 +228,12 @@ class FederatedServer:
         For adapters that check their own package type first and convert it
         (the BlazeFL FedAvg handler), so nothing is checked twice.
         """
+        if self.privacy is not None:
+            updates = [
+                self.privacy.aggregate(
+                    self.params, updates, self._cohort, self.round, self.rng
+                )
+            ]
         with aggregating(self.aggregator, self.rng):
             params = self.algorithm.aggregate(self.params, updates, self.state)
         self.params = params
@@ -229,6 +247,9 @@ class FederatedServer:
             summary["attack_success_rate"] = self.attack.success_rate(
                 self.model, self.dataset, self.device, self.eval_batch_size
             )
+        epsilon = None if self.privacy is None else self.privacy.epsilon(self.round)
+        if epsilon is not None:
+            summary["epsilon"] = epsilon
         return summary
 
     # -- checkpoints ----------------------------------------------------------
@@ -244,6 +265,11 @@ class FederatedServer:
             "algorithm": self.algorithm.name,
             "algorithm_state": {k: v.clone() for k, v in self.state.items()},
             "rng": self.rng.get_state().to_dict(),
+            **(
+                {"privacy": self.privacy.state_dict()}
+                if self.privacy is not None
+                else {}
+            ),
         }
         aggregator_state = self.aggregator.state_dict()
         if aggregator_state:
@@ -278,6 +304,8 @@ class FederatedServer:
         self.state = {k: v.clone() for k, v in state["algorithm_state"].items()}
         self.rng.set_state(RNGSuiteState.from_dict(state["rng"]))
         self.aggregator.load_state_dict(state.get("aggregator_state", {}))
+        if self.privacy is not None and "privacy" in state:
+            self.privacy.load_state_dict(state["privacy"])
         self._pending = []
 
     def check_uplink(self, update: Any) -> None:
@@ -312,6 +340,8 @@ class FederatedServer:
             check_like_model(
                 f"client {cid}", f"extra[{key!r}]", update.extra[key], shape, dtype
             )
+        if self.privacy is not None:
+            self.privacy.check_uplink(update)
         n: object = update.num_samples  # typed int, but sent by user code
         if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
             raise ConfigurationError(
@@ -344,6 +374,28 @@ def _check_aggregator(
         )
     aggregator.check(per_round)
     return aggregator
+
+
+def _private_aggregation(
+    privacy: Any,
+    algorithm: Algorithm,
+    aggregator: Aggregator,
+    num_clients: int,
+    per_round: int,
+) -> Any:
+    """The server side of a `blazefl.privacy.Privacy` (None when it is off)."""
+    if privacy is None:
+        return None
+    from blazefl.privacy import Privacy, PrivateAggregation
+
+    if not isinstance(privacy, Privacy):
+        raise ConfigurationError(
+            f"privacy must be a blazefl.privacy.Privacy, got {privacy!r}"
+        )
+    if not privacy.enabled:
+        return None
+    privacy.check_with(algorithm, getattr(aggregator, "name", "mean"))
+    return PrivateAggregation(privacy, num_clients, per_round)
 
 
 def clients_per_round(num_clients: int, sample_ratio: object) -> int:

@@ -19,6 +19,7 @@ from blazefl.algorithms import ALGORITHMS, FederatedClient, FederatedServer
 from blazefl.algorithms._settings import settings_of
 from blazefl.cli._checks import LEAF_DATASETS
 from blazefl.cli._config import RunConfig
+from blazefl.cli._privacy import privacy_of
 from blazefl.cli._robust import aggregator_of, attack_of
 from blazefl.data import (
     FileImageDataset,
@@ -222,6 +223,7 @@ def build(config: RunConfig) -> Built:
     cls: Any = ALGORITHMS[config.algorithm]
     size = {s.name: config.clients for s in settings_of(cls) if s.federation_size}
     algorithm = cls(**config.knobs(), **size)
+    privacy = privacy_of(config)
     attack = attack_of(config)
     server = FederatedServer(
         algorithm,
@@ -232,6 +234,7 @@ def build(config: RunConfig) -> Built:
         rounds=config.rounds,
         sample_ratio=config.sample_ratio,
         seed=config.seed,
+        privacy=privacy,
         aggregator=aggregator_of(config),
         attack=attack,
     )
@@ -243,6 +246,7 @@ def build(config: RunConfig) -> Built:
         epochs=config.epochs,
         batch_size=config.batch_size,
         lr=config.lr,
+        privacy=privacy,
     )
     work: Any = client
     attackers: tuple[int, ...] = ()

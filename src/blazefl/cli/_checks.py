@@ -27,10 +27,13 @@ from blazefl.algorithms import ALGORITHMS, Algorithm, AsyncAlgorithm
 from blazefl.algorithms._settings import Check, Setting, settings_of
 
 __all__ = [
+    "ACCOUNTANTS",
     "ALGORITHM_NAMES",
     "ASYNC_ALGORITHMS",
     "DATASETS",
     "DATASET_MODELS",
+    "DP_MODES",
+    "DP_NOISES",
     "EXECUTORS",
     "FILE_DATASETS",
     "LEAF_DATASETS",
@@ -41,6 +44,7 @@ __all__ = [
     "PARTITIONS",
     "AlgorithmOption",
     "algorithm_options",
+    "check_delta",
     "choice",
     "cli_check",
     "flag",
@@ -93,6 +97,9 @@ PARTITIONS = (
 )
 EXECUTORS = ("inline", "threads", "processes", "ray", "cohort")
 LOG_FORMATS = ("console", "json")
+DP_MODES = ("off", "central", "local")
+DP_NOISES = ("gaussian", "laplace")
+ACCOUNTANTS = ("rdp", "pld")
 
 # Models that fit each data set's inputs, the first being its default.
 DATASET_MODELS = {
@@ -158,6 +165,17 @@ def choice(allowed: tuple[str, ...]) -> Callable[[object], str]:
         return value
 
     return check
+
+
+def check_delta(value: object) -> float:
+    """DP's δ: a finite number strictly between 0 and 1."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value < 1  # NaN fails too
+    ):
+        raise ValueError(f"must be a number in (0, 1), got {value!r}")
+    return float(value)
 
 
 def flag(value: object) -> bool:

@@ -36,10 +36,13 @@ from blazefl._validate import (
 from blazefl.algorithms import ALGORITHMS
 from blazefl.algorithms._settings import settings_of
 from blazefl.cli._checks import (
+    ACCOUNTANTS,
     ALGORITHM_NAMES,
     ASYNC_ALGORITHMS,
     DATASET_MODELS,
     DATASETS,
+    DP_MODES,
+    DP_NOISES,
     EXECUTORS,
     FILE_DATASETS,
     KNOBS,
@@ -49,6 +52,7 @@ from blazefl.cli._checks import (
     MODES,
     PARTITIONS,
     algorithm_options,
+    check_delta,
     cli_check,
     flag,
     port,
@@ -122,6 +126,46 @@ class RunConfig:
     epochs: int = run_setting(2, _INT, "Local epochs per client per round.")
     batch_size: int = run_setting(16, _INT, "Local batch size.")
     lr: float = run_setting(0.1, _POSITIVE, "Client learning rate.")
+    dp: str = run_setting(
+        "off",
+        None,
+        "Differential privacy: central (server noise) or local (client noise).",
+        choices=DP_MODES,
+    )
+    noise_multiplier: float | None = run_setting(
+        None,
+        _POSITIVE,
+        "DP noise stddev over the clip norm, sigma > 0 (or --calibrate).",
+        kind=float,
+        metavar="SIGMA",
+    )
+    clip_norm: float = run_setting(
+        1.0, _POSITIVE, "DP clipping norm C of each client's update (initial C)."
+    )
+    adaptive_clip: bool = run_setting(
+        False, flag, "Adapt C to the median update norm (Andrew et al. 2021)."
+    )
+    dp_mechanism: str = run_setting(
+        "gaussian", None, "Local DP noise (laplace: L1 clipping).", choices=DP_NOISES
+    )
+    delta: float = run_setting(1e-5, check_delta, "DP delta, in (0, 1).")
+    accountant: str = run_setting(
+        "rdp", None, "Privacy accountant (dp-accounting).", choices=ACCOUNTANTS
+    )
+    target_epsilon: float | None = run_setting(
+        None,
+        _POSITIVE,
+        "Privacy budget: stop before the round that would exceed it.",
+        kind=float,
+    )
+    calibrate: bool = run_setting(
+        False,
+        flag,
+        "Derive --noise-multiplier from --target-epsilon over --rounds.",
+    )
+    secagg: bool = run_setting(
+        False, flag, "Secure aggregation (simulated pairwise masks)."
+    )
     seed: int = run_setting(
         42,
         cli_check(check_seed),
@@ -498,7 +542,11 @@ def _finish(checked: dict[str, Any], sources: Mapping[str, str]) -> RunConfig:
             raise ConfigurationError(
                 f"Invalid value for {_where(s.name, sources)}: {exc}"
             ) from None
-    return dataclasses.replace(config, algorithm_settings=settings)
+    config = dataclasses.replace(config, algorithm_settings=settings)
+    from blazefl.cli._privacy import check_privacy
+
+    check_privacy(config, checked, partial(_where, sources=sources))
+    return config
 
 
 _SYNC_ONLY = ("deadline", "over_selection")

@@ -98,16 +98,18 @@ def _finish(
     display: Display,
     wall: float,
     resumed_from: int | None,
+    budget: str | None = None,
 ) -> None:
     display.close()
+    privacy = built.server.privacy
     rows = read_metrics(folder / METRICS)
     last = rows[-1] if rows else {}
     final_keys = ["train_loss", "test_loss", "test_acc"]
     if config.attack is not None:
         final_keys.append("attack_success_rate")
     summary = {
-        "status": "complete",
-        "rounds": config.rounds,
+        "status": "complete" if budget is None else "privacy budget reached",
+        "rounds": config.rounds if budget is None else len(rows),
         "final": {k: last.get(k) for k in final_keys},
         "best_test_acc": max(
             (r["test_acc"] for r in rows if r.get("test_acc") is not None),
@@ -129,6 +131,13 @@ def _finish(
         "git": git_commit(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if privacy is not None:
+        # (ε, δ) spent, and what the figure assumes (relation, sampling).
+        summary["privacy"] = {
+            **privacy.describe(),
+            "epsilon": privacy.epsilon(config.rounds if budget is None else len(rows)),
+            **({"stopped": budget} if budget else {}),
+        }
     write_json(folder / SUMMARY, summary)
     try:
         plot_metrics(folder)
@@ -140,10 +149,14 @@ def _finish(
         if isinstance(acc, float) and isinstance(loss, float)
         else "no test metrics"
     )
+    done = config.rounds if budget is None else len(rows)
+    spent = privacy.epsilon(done) if privacy is not None else None
+    if spent is not None:
+        scores += f", epsilon {spent:.3f} at delta {config.delta:g}"
     simulated = summary.get("virtual_seconds")
     virtual = "" if simulated is None else f" ({simulated:.1f}s simulated)"
     display.summary(
-        f"done: {scores} after {config.rounds} rounds in {wall:.1f}s{virtual}; "
+        f"done: {scores} after {done} rounds in {wall:.1f}s{virtual}; "
         f"run folder: {folder}"
     )
 
@@ -268,7 +281,11 @@ def _run(
             code = _report(outcome, folder, display)
             if code is None:
                 wall = time.perf_counter() - started
-                _finish(config, built, folder, display, wall, resumed_from)
+                if outcome.budget is not None:
+                    display.note(outcome.budget)
+                _finish(
+                    config, built, folder, display, wall, resumed_from, outcome.budget
+                )
                 complete = True
         finally:
             if tracking is not None:

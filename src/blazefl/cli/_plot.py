@@ -86,6 +86,11 @@ def plot_metrics(folder: Path, output: Path | None = None) -> Path:
             acc_ax.legend()
         acc_ax.set_ylim(0, 1)
         loss_ax.xaxis.get_major_locator().set_params(integer=True)
+        x, y = _series(rows, "epsilon")
+        if x:  # a DP run: the privacy spent, on a second axis
+            eps_ax = acc_ax.twinx()
+            eps_ax.plot(x, y, marker=".", markersize=3, color="tab:red")
+            eps_ax.set_ylabel("epsilon (privacy spent)", color="tab:red")
         for ax in (loss_ax, acc_ax):
             ax.grid(alpha=0.3)
         fig.suptitle(folder.resolve().name)

@@ -39,6 +39,7 @@ def format_row(row: dict[str, Any], total: int) -> str:
         f"{_number(row['test_loss'], '.4f', 9)}  "
         f"{_number(row['test_acc'], '.3f', 8)}  {row['seconds']:>6.2f}s"
         f"{_attack(row, '  ')}{failed}{_timed(row)}"
+        + (f"  epsilon {row['epsilon']:.3f}" if "epsilon" in row else "")
     )
 
 
@@ -123,7 +124,8 @@ class PlainDisplay(Display):
                 f" | virtual {row['virtual_time']:.1f}s"
                 if row.get("virtual_time") is not None
                 else ""
-            ),
+            )
+            + (f" | epsilon {row['epsilon']:.3f}" if "epsilon" in row else ""),
             flush=True,
         )
 

@@ -78,10 +78,13 @@ def _finite(value: object) -> float | None:
     return None
 
 
-def metrics_row(event: RoundFinished, *, attacked: bool = False) -> dict[str, Any]:
+def metrics_row(
+    event: RoundFinished, epsilon: float | None = None, *, attacked: bool = False
+) -> dict[str, Any]:
     """A finished round as a ``metrics.jsonl`` line; rounds count from 1.
 
-    An attacked run (``--attack``) adds ``attack_success_rate`` (on evaluated
+    ``epsilon``: the privacy spent after this round, when DP is on. An
+    attacked run (``--attack``) adds ``attack_success_rate`` (on evaluated
     rounds; None on the others); ``test_acc`` is the main-task accuracy.
     """
     row = {
@@ -95,6 +98,8 @@ def metrics_row(event: RoundFinished, *, attacked: bool = False) -> dict[str, An
     }
     if attacked:
         row["attack_success_rate"] = _finite(event.summary.get("attack_success_rate"))
+    if epsilon is not None:
+        row["epsilon"] = epsilon
     return row
 
 
@@ -136,6 +141,8 @@ class _Recorder:
         self.error: OSError | None = None
         self._on_error = on_error
         self._changed = anyio.Event()
+        #: ε after k rounds (None without DP); set by the `Runner`.
+        self.epsilon: Callable[[int], float | None] = lambda k: None
 
     async def consume(self, stream: EventStream) -> None:
         try:
@@ -165,7 +172,9 @@ class _Recorder:
                 elif isinstance(event, RoundTimed):
                     timed = event
                 elif isinstance(event, RoundFinished):
-                    row = metrics_row(event, attacked=self.attacked)
+                    row = metrics_row(
+                        event, self.epsilon(event.round + 1), attacked=self.attacked
+                    )
                     if timed is not None and timed.round == event.round:
                         row.update(time_columns(timed))
                     _append(metrics, metrics_path, json.dumps(row))
@@ -215,6 +224,8 @@ class RunOutcome:
 
     def __init__(self) -> None:
         self.rounds_done = 0
+        #: why the privacy budget stopped the run early (None: it did not)
+        self.budget: str | None = None
         self.checkpoint_round: int | None = None
         self.signal: int | None = None
         self.error: BaseException | None = None
@@ -247,6 +258,7 @@ class Runner:
         self._after_round = after_round
         # A resumed simulation starts from the checkpoint in the folder.
         self._saved: int | None = self.sim.round or None
+        self.privacy = built.server.privacy  # a PrivateAggregation, or None
         self.outcome.checkpoint_round = self._saved
 
     async def run(self) -> RunOutcome:
@@ -259,6 +271,8 @@ class Runner:
             self.tracking,
             attacked=self.config.attack is not None,
         )
+        if self.privacy is not None:
+            recorder.epsilon = self.privacy.epsilon
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with self._dashboard(), anyio.create_task_group() as tg:
                 tg.start_soon(self._watch, signals, work)
@@ -311,6 +325,11 @@ class Runner:
     async def _drive(self, recorder: _Recorder) -> None:
         sim, every = self.sim, self.config.checkpoint_every
         while sim.round < self.config.rounds:
+            if self.privacy is not None:
+                stop = self.privacy.budget_stop(sim.round)
+                if stop is not None:
+                    self.outcome.budget = stop
+                    return
             await sim.run_round()
             await recorder.wait_for(sim.round)
             if sim.round % every == 0 or sim.round == self.config.rounds:
