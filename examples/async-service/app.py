@@ -34,7 +34,7 @@ import json
 import math
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from dataclasses import asdict, dataclass
 from types import FrameType
 from typing import Any
@@ -51,6 +51,7 @@ from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from blazefl.contrib import FedAvgBaseServerHandler, FedAvgClientWork
+from blazefl.dashboard import HEARTBEAT, EventLog, last_event_id
 from blazefl.data import SyntheticPartitionedDataset
 from blazefl.models import ModelZoo
 from blazefl.sim import (
@@ -344,20 +345,18 @@ class Run:
         self.rounds_done = 0
         self.last_accuracy: float | None = None
         self.error: str | None = None
-        # Every event so far as (name, JSON text); SSE subscribers replay it.
-        self.history: list[tuple[str, str]] = []
+        # Every event so far, as its events.jsonl object; SSE subscribers
+        # replay it (blazefl.dashboard's log: the dashboard streams the same).
+        self.log = EventLog()
         self.scope = anyio.CancelScope()
         self.ended = anyio.Event()
-        self._changed = anyio.Event()
 
     @property
     def active(self) -> bool:
         return not self.ended.is_set()
 
     def publish(self, name: str, data: Mapping[str, Any]) -> None:
-        self.history.append((name, json.dumps(data, allow_nan=False)))
-        changed, self._changed = self._changed, anyio.Event()
-        changed.set()
+        self.log.append({"event": name, **data})
 
     def record(self, event: Event) -> None:
         data = event_data(event)
@@ -426,6 +425,7 @@ class Run:
                     "error": self.error,
                 },
             )
+            self.log.close()  # streams end after "done"
             self.ended.set()
 
     async def _pump(self, events: EventStream) -> None:
@@ -433,21 +433,11 @@ class Run:
             async for event in events:
                 self.record(event)
 
-    async def sse(self, start: int = 0) -> AsyncIterator[str]:
-        """The history from ``start`` on, then live events, as SSE frames."""
-        index = start
-        while True:
-            while index < len(self.history):
-                name, data = self.history[index]
-                yield f"id: {index}\nevent: {name}\ndata: {data}\n\n"
-                index += 1
-            if not self.active and index >= len(self.history):
-                return
-            changed = self._changed  # no await since the check: no lost wake-up
-            with anyio.move_on_after(HEARTBEAT_SECONDS) as timer:
-                await changed.wait()
-            if timer.cancelled_caught:
-                yield ": keep-alive\n\n"
+    async def sse(self, after: int = 0) -> AsyncIterator[bytes]:
+        """The history after event ``after``, then live events, as SSE frames."""
+        async with aclosing(self.log.follow(after, idle=HEARTBEAT_SECONDS)) as items:
+            async for item in items:
+                yield HEARTBEAT if item is None else self.log.frame(item[0])
 
 
 # -- the service ----------------------------------------------------------------
@@ -569,7 +559,7 @@ class Service:
         # A reconnecting EventSource sends the last id it saw: resume after it.
         try:
             start = _resume_after(
-                request.headers.get("last-event-id", ""), len(run.history)
+                request.headers.get("last-event-id", ""), len(run.log)
             )
         except RequestError as exc:
             return _error(exc.status, exc.message, field=exc.field)
@@ -598,28 +588,25 @@ async def _read_body(request: Request) -> bytes:
 
 
 def _resume_after(last: str, sent: int) -> int:
-    """The history index after ``Last-Event-ID: last`` (0 without one).
-
-    The id must be the decimal id of an event already sent (0 to sent - 1).
-    """
-    if not last:
-        return 0
-    if not (last.isascii() and last.isdecimal()) or len(last) > 18:
+    """The event ``Last-Event-ID: last`` names (0 without one): the stream
+    resumes after it. It must be the id of an event already sent (1 to sent)."""
+    try:
+        index = last_event_id(last)
+    except ValueError:
         raise RequestError(
             400,
             f"Last-Event-ID must be the decimal id of an event of this stream, "
             f"got {_shown(last)}",
             field="Last-Event-ID",
-        )
-    index = int(last)
-    if index >= sent:
-        sent_ids = f"ids 0 to {sent - 1}" if sent else "no event yet"
+        ) from None
+    if index > sent:
+        sent_ids = f"ids 1 to {sent}" if sent else "no event yet"
         raise RequestError(
             400,
             f"Last-Event-ID {index} was never sent: this stream has sent {sent_ids}",
             field="Last-Event-ID",
         )
-    return index + 1
+    return index
 
 
 def _gib(n: int) -> str:

@@ -15,9 +15,10 @@ package. Needs the ``dashboard`` extra (starlette, uvicorn).
 from blazefl import _exports
 from blazefl.dashboard._runs import find_runs
 from blazefl.dashboard._server import LOOPBACK, DashboardServer
-from blazefl.dashboard._sse import EventLog, frame, last_event_id
+from blazefl.dashboard._sse import HEARTBEAT, EventLog, frame, last_event_id
 
 __all__ = [
+    "HEARTBEAT",
     "LOOPBACK",
     "DashboardServer",
     "EventLog",
