@@ -263,7 +263,16 @@ class _Fixed(Aggregator):
         return torch.full_like(updates.params, 0.5)
 
 
-@pytest.mark.parametrize("name", sorted(ALGORITHMS))
+# FedBuff and FedAsync weigh each update by its staleness as it arrives: they
+# keep their own aggregation, and a server refuses another aggregator for them.
+PLUGGABLE = sorted(n for n, c in ALGORITHMS.items() if c.pluggable_aggregation)
+
+
+def test_only_the_asynchronous_algorithms_keep_their_own_aggregation() -> None:
+    assert sorted(set(ALGORITHMS) - set(PLUGGABLE)) == ["fedasync", "fedbuff"]
+
+
+@pytest.mark.parametrize("name", PLUGGABLE)
 def test_every_algorithm_aggregates_through_the_aggregator(name: str) -> None:
     """Each built-in algorithm asks the current aggregator once per round, and
     its step follows the aggregator's delta, not the mean."""

@@ -5,7 +5,8 @@
     SWEEP/
         manifest.json        the grid, the seeds, each run's setting, config
                              and status; versions and git commit
-        runs/NNN-.../        one ordinary run folder per run (+ sweep.log)
+        runs/NNN-.../        one ordinary run folder per run
+        logs/NNN-....log     each run's own output
         summary.csv          one row per setting (blazefl.cli._study)
         summary.md           the same table, for a paper's notes
         accuracy.png         test accuracy per round, 95% bands

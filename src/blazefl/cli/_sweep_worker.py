@@ -3,7 +3,8 @@
 Each of ``--parallel N`` workers lives for the whole sweep (torch is imported
 once per worker, not once per run) and runs a run exactly as ``blazefl run``
 does, through `blazefl.cli._execute.execute`, into the run's own folder;
-its stdout and stderr go to that folder's ``sweep.log``. A run that fails is
+its stdout and stderr go to ``SWEEP/logs/<run>.log`` (beside the run folder,
+not in it: a run writes only into a folder of its own). A run that fails is
 reported with its exit code and error, and the worker takes the next one.
 
 Cores: the worker pins torch's intra-op threads of its process to its share
@@ -27,9 +28,12 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LOG", "Job", "worker_main"]
+__all__ = ["Job", "log_path", "worker_main"]
 
-LOG = "sweep.log"
+
+def log_path(folder: Path) -> Path:
+    """Where the output of the run in ``SWEEP/runs/NAME`` goes: SWEEP/logs/NAME.log."""
+    return folder.parent.parent / "logs" / f"{folder.name}.log"
 
 #: What the sweep sends: the run's folder, its saved config, whether to resume.
 Job = dict[str, Any]
@@ -62,7 +66,9 @@ def _run(job: Job) -> tuple[int, str | None]:
 
     folder = Path(job["folder"])
     folder.mkdir(parents=True, exist_ok=True)
-    with _output_to(folder / LOG):
+    log = log_path(folder)
+    log.parent.mkdir(exist_ok=True)
+    with _output_to(log):
         try:
             config = resolve({**job["config"], "quiet": True}, {}, "the manifest")
             code = execute(config, folder, resume=bool(job["resume"]))
@@ -76,7 +82,7 @@ def _run(job: Job) -> tuple[int, str | None]:
             return 1, f"{type(exc).__name__}: {exc}"
     if code == 0:
         return 0, None
-    lines = (folder / LOG).read_text(encoding="utf-8").strip().splitlines()
+    lines = log.read_text(encoding="utf-8").strip().splitlines()
     return code, lines[-1] if lines else f"exit code {code}"
 
 
