@@ -19,6 +19,7 @@ def _outputs(nb: object) -> list[dict[str, object]]:
     return [o for cell in nb.cells if cell.cell_type == "code" for o in cell.outputs]  # type: ignore[attr-defined]
 
 
+@pytest.mark.slow
 def test_the_quickstart_notebook_trains_resumes_and_matches(tmp_path: Path) -> None:
     shutil.copy(NOTEBOOK, tmp_path)
     nb = nbformat.read(tmp_path / NOTEBOOK.name, as_version=4)

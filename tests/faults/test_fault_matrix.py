@@ -91,6 +91,9 @@ from blazefl.sim import (
 from cli_helpers import SMALL, checkpoint, invoke, wait_until
 from leaks import Baseline, children_of, pid_alive
 
+# Every cell runs real CLI processes: the long end-to-end suite (-m slow).
+pytestmark = pytest.mark.slow
+
 SEED = 3
 EXECUTORS = ("inline", "threads", "processes")
 FAULT_ROUND = 1

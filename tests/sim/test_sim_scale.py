@@ -250,6 +250,7 @@ def test_memory_does_not_grow_with_registered_clients(tmp_path: Path) -> None:
     assert large < 1.25 * small, (small, large)
 
 
+@pytest.mark.slow
 def test_ten_thousand_clients_in_one_round_on_threads_and_processes() -> None:
     """10,000 sampled clients complete on both, bit for bit alike."""
     on_threads, sim = _run(1, ThreadExecutor(2), clients=20_000, per_round=10_000)
