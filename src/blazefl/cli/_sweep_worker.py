@@ -35,6 +35,7 @@ def log_path(folder: Path) -> Path:
     """Where the output of the run in ``SWEEP/runs/NAME`` goes: SWEEP/logs/NAME.log."""
     return folder.parent.parent / "logs" / f"{folder.name}.log"
 
+
 #: What the sweep sends: the run's folder, its saved config, whether to resume.
 Job = dict[str, Any]
 
