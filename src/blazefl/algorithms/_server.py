@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-import math
 import numbers
 from collections.abc import Sequence
 from typing import Any, Protocol
 
-import torch
-
 from blazefl._exceptions import ConfigurationError
 from blazefl._prechecked import check_unless_prechecked, prechecked
 from blazefl._validate import (
-    RATIO_WORDING,
     check_int,
-    check_ratio,
     check_seed,
-    sampled_per_round,
 )
-from blazefl.algorithms._aggregation import Aggregator, WeightedMean, aggregating
+from blazefl.algorithms._aggregation import Aggregator, aggregating
 from blazefl.algorithms._async import AsyncAlgorithm, StaleUpdate
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate
+from blazefl.algorithms._server_checks import (
+    check_aggregator,
+    check_federation_size,
+    check_like_model,
+    clients_per_round,
+    private_aggregation,
+)
 from blazefl.algorithms._settings import settings_of
 from blazefl.core import deserialize_model, serialize_model
 from blazefl.models import build_model
@@ -94,7 +95,7 @@ class FederatedServer:
                 )
         self.seed = check_seed("seed", seed)
         self.eval_batch_size = check_int("eval_batch_size", eval_batch_size)
-        self.aggregator = _check_aggregator(
+        self.aggregator = check_aggregator(
             algorithm, aggregator, self.clients_per_round
         )
         if attack is not None and not callable(getattr(attack, "success_rate", None)):
@@ -114,7 +115,7 @@ class FederatedServer:
         self._pending: list[ClientUpdate] = []
         self._cohort: list[int] = []
         # Optional `blazefl.privacy.Privacy`: clipping, DP noise, secure sum.
-        self.privacy = _private_aggregation(
+        self.privacy = private_aggregation(
             privacy, algorithm, self.aggregator, num_clients, self.clients_per_round
         )
 
@@ -348,112 +349,3 @@ class FederatedServer:
                 f"client {cid} reported num_samples={n!r}; an update must come "
                 "from an integer number >= 1 of training samples"
             )
-
-
-def _check_aggregator(
-    algorithm: Algorithm, aggregator: object, per_round: int
-) -> Aggregator:
-    """The server's aggregator (the weighted mean by default), refused if the
-    algorithm cannot use it or ``per_round`` clients break its assumption."""
-    if aggregator is None:
-        return WeightedMean()
-    if not isinstance(aggregator, Aggregator):
-        raise ConfigurationError(
-            f"aggregator must be a blazefl.algorithms.Aggregator (e.g. "
-            f"blazefl.robust.Median), got {aggregator!r}"
-        )
-    if (
-        not isinstance(aggregator, WeightedMean)
-        and not type(algorithm).pluggable_aggregation
-    ):
-        raise ConfigurationError(
-            f"{type(algorithm).__name__} computes its own aggregate, so it cannot "
-            f"use the aggregator {aggregator!r}; use an algorithm whose aggregate "
-            "goes through blazefl.algorithms.aggregate_model / aggregate_delta "
-            "(and declares pluggable_aggregation = True)"
-        )
-    aggregator.check(per_round)
-    return aggregator
-
-
-def _private_aggregation(
-    privacy: Any,
-    algorithm: Algorithm,
-    aggregator: Aggregator,
-    num_clients: int,
-    per_round: int,
-) -> Any:
-    """The server side of a `blazefl.privacy.Privacy` (None when it is off)."""
-    if privacy is None:
-        return None
-    from blazefl.privacy import Privacy, PrivateAggregation
-
-    if not isinstance(privacy, Privacy):
-        raise ConfigurationError(
-            f"privacy must be a blazefl.privacy.Privacy, got {privacy!r}"
-        )
-    if not privacy.enabled:
-        return None
-    privacy.check_with(algorithm, getattr(aggregator, "name", "mean"))
-    return PrivateAggregation(privacy, num_clients, per_round)
-
-
-def clients_per_round(num_clients: int, sample_ratio: object) -> int:
-    """`sampled_per_round`, refused unless it is in [1, num_clients]."""
-    wording = RATIO_WORDING
-    if (
-        isinstance(sample_ratio, int | float)
-        and not isinstance(sample_ratio, bool)
-        and math.isfinite(sample_ratio)
-        and sample_ratio > 1
-    ):
-        wording += (
-            f": it would sample {int(num_clients * sample_ratio)} clients a round "
-            f"but there are only num_clients={num_clients}"
-        )
-    ratio = check_ratio("sample_ratio", sample_ratio, wording=wording)
-    per_round = sampled_per_round(num_clients, ratio)
-    if per_round < 1:
-        raise ConfigurationError(
-            f"sample_ratio={sample_ratio} of num_clients={num_clients} samples "
-            "no client per round; raise one of them"
-        )
-    return per_round
-
-
-def check_federation_size(num_clients: int, dataset: Any) -> None:
-    """Refuse a federation larger than the data set's client partitions.
-
-    Sampling a client id the data set has no partition for would fail every
-    round that client is drawn, half-way through training.
-    """
-    available = getattr(dataset, "num_clients", None)
-    if (
-        isinstance(available, int)
-        and not isinstance(available, bool)
-        and num_clients > available
-    ):
-        raise ConfigurationError(
-            f"num_clients={num_clients} but the data set has only {available} "
-            f"client partitions; use num_clients <= {available} or build the data "
-            f"set for {num_clients} clients"
-        )
-
-
-def check_like_model(
-    who: str, what: str, value: object, shape: tuple[int, ...], dtype: torch.dtype
-) -> None:
-    """``value`` must be a tensor of the global model's ``shape`` and ``dtype``.
-
-    Metadata only: nothing of the tensor's data is read.
-    """
-    if not isinstance(value, torch.Tensor):
-        raise ConfigurationError(
-            f"{who} sent {type(value).__name__} {what}, expected a tensor of shape "
-            f"{shape} and dtype {dtype}"
-        )
-    if tuple(value.shape) != shape or value.dtype != dtype:
-        raise ConfigurationError(
-            f"{who} sent {what} of shape {tuple(value.shape)} and dtype "
-            f"{value.dtype}; the global model has shape {shape} and dtype {dtype}"
-        )
