@@ -126,5 +126,6 @@ class _Evil:
 def test_fedscale_converter_refuses_code_in_pickles(tmp_path: Path) -> None:
     """A pickle that references a callable is refused, never run."""
     (tmp_path / "dev.pkl").write_bytes(pickle.dumps({1: _Evil()}))
-    with pytest.raises(ConfigurationError, match=r"references builtins\.print"):
+    # print, by whatever module it is now (Ray, once imported, swaps in its own)
+    with pytest.raises(ConfigurationError, match=r"references [\w.]*print; only plain"):
         convert_fedscale(tmp_path / "dev.pkl", tmp_path / "out.json")
