@@ -124,6 +124,9 @@ class Algorithm(ABC):
     #: ``ctx.state`` per client (SCAFFOLD's control variate): `blazefl run`'s
     #: memory estimate counts them for every client whose state is kept.
     client_state_vectors: ClassVar[int] = 0
+    #: Whether each client keeps a model of its own (`personalize` returns
+    #: one): per-client evaluation then reports it beside the global model.
+    personalized: ClassVar[bool] = False
 
     def __post_init__(self) -> None:
         """Check every declared `setting` (a subclass's dataclass fields)."""
@@ -146,6 +149,22 @@ class Algorithm(ABC):
         result = local.run()
         ctx.metrics["loss"] = result.loss
         return ClientUpdate(ctx.cid, local.params(), local.num_samples)
+
+    def personalize(
+        self, ctx: ClientContext, local: LocalTraining, broadcast: Broadcast
+    ) -> torch.Tensor | None:
+        """Client ``ctx.cid``'s own model as a model vector, for evaluation.
+
+        Per-client evaluation calls it (never training does), after measuring
+        the global model, with ``local.model`` holding the broadcast (global)
+        model and ``local.loader`` over the client's training data, shuffled
+        by an evaluation RNG suite rather than the client's training stream.
+        Read ``ctx.state``; never rely on writing it (evaluation discards what
+        it changes). ``None`` (the default): the client's model is the global
+        one. Personalized algorithms (Ditto's vᵢ, FedPer's local head, fine-
+        tuning) return theirs, and set `personalized`.
+        """
+        return None
 
     @abstractmethod
     def aggregate(

@@ -13,6 +13,7 @@ from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate, LocalTr
 from blazefl.core import deserialize_model
 from blazefl.models import build_model
 from blazefl.sim import ClientContext
+from blazefl.training import evaluate
 
 if TYPE_CHECKING:
     from blazefl.algorithms._cohort import CohortTrainer
@@ -71,12 +72,69 @@ class FederatedClient:
 
         return CohortTrainer(self)
 
-    def __call__(self, ctx: ClientContext, broadcast: Broadcast) -> ClientUpdate:
+    def _model(self, ctx: ClientContext) -> Any:
+        """The worker's cached model (built on first use)."""
         key = ("blazefl-model", str(self.model_name), ctx.device)
         model = ctx.cache.get(key)  # type: ignore[call-overload]
         if model is None:
             model = build_model(self.model_selector, self.model_name).to(ctx.device)
             ctx.cache[key] = model  # type: ignore[index]
+        return model
+
+    def evaluate_client(
+        self, ctx: ClientContext, broadcast: Broadcast
+    ) -> dict[str, float]:
+        """Client ``ctx.cid``'s test loss and accuracy, global and personalized.
+
+        For per-client evaluation: the broadcast (global) model on the
+        client's own test partition (``acc_global``, ``loss_global``), then,
+        when the algorithm returns one from `Algorithm.personalize`, the
+        client's own model (``acc_personal``, ``loss_personal``);
+        ``num_test_samples`` says how many samples each was measured on (0:
+        the client has no test data and no accuracy is reported). Batches
+        come in order; ``ctx.rng`` only shuffles the training data a
+        personalization step (fine-tuning) may use.
+        """
+        test = self.dataset.get_dataset("test", ctx.cid)
+        metrics: dict[str, float] = {"num_test_samples": float(len(test))}
+        if len(test) == 0:
+            return metrics
+        model = self._model(ctx)
+        loader = self.dataset.get_dataloader("test", ctx.cid, self.batch_size)
+        deserialize_model(model, broadcast.params)
+        metrics["loss_global"], metrics["acc_global"] = evaluate(
+            model, loader, ctx.device
+        )
+        local = self._local_training(ctx, model, broadcast)
+        personal = self.algorithm.personalize(ctx, local, broadcast)
+        if personal is not None:
+            deserialize_model(model, personal)
+            metrics["loss_personal"], metrics["acc_personal"] = evaluate(
+                model, loader, ctx.device
+            )
+        return metrics
+
+    def _local_training(
+        self, ctx: ClientContext, model: Any, broadcast: Broadcast
+    ) -> LocalTraining:
+        """``model`` loaded with the broadcast, over the client's training data."""
+        num_samples = len(self.dataset.get_dataset("train", ctx.cid))
+        deserialize_model(model, broadcast.params)
+        loader = self.dataset.get_dataloader(
+            "train", ctx.cid, self.batch_size, ctx.rng.torch_cpu
+        )
+        return LocalTraining(
+            model=model,
+            loader=loader,
+            epochs=self.epochs,
+            lr=self.lr,
+            device=ctx.device,
+            stop_event=ctx.stop_event,
+            num_samples=num_samples,
+        )
+
+    def __call__(self, ctx: ClientContext, broadcast: Broadcast) -> ClientUpdate:
+        model = self._model(ctx)
         num_samples = len(self.dataset.get_dataset("train", ctx.cid))
         if num_samples == 0:
             # An empty client would send its unchanged model with weight 0 (or
@@ -87,19 +145,7 @@ class FederatedClient:
                 "is empty); every sampled client needs at least one: give it "
                 "data, use fewer clients or a partition with a minimum size"
             )
-        deserialize_model(model, broadcast.params)
-        loader = self.dataset.get_dataloader(
-            "train", ctx.cid, self.batch_size, ctx.rng.torch_cpu
-        )
-        local = LocalTraining(
-            model=model,
-            loader=loader,
-            epochs=self.epochs,
-            lr=self.lr,
-            device=ctx.device,
-            stop_event=ctx.stop_event,
-            num_samples=num_samples,
-        )
+        local = self._local_training(ctx, model, broadcast)
         update = self.algorithm.client_update(ctx, local, broadcast)
         if self.privacy is not None:
             update = self.privacy.client_transform(ctx, broadcast, update)
