@@ -13,7 +13,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from blazefl._validate import check_fraction
 from blazefl.algorithms._base import Algorithm, ClientUpdate
@@ -76,7 +76,25 @@ class AsyncAlgorithm(Algorithm):
         """The next global model from arrived updates, in application order."""
 
 
-_STALENESS_HELP = "Staleness function: constant, polynomial or hinge."
+# The staleness settings both algorithms declare, written once. Each class
+# declares them at its own place among its fields (field order is the order
+# of the command line's options and of a run's config file).
+def _staleness_kind() -> Any:
+    return setting(
+        "polynomial",
+        check_staleness,
+        "Staleness function: constant, polynomial or hinge.",
+    )
+
+
+def _staleness_a() -> Any:
+    return setting(
+        0.5, check_positive, "Staleness exponent/slope a > 0 (polynomial, hinge)."
+    )
+
+
+def _staleness_b() -> Any:
+    return setting(4.0, check_non_negative, "Hinge staleness threshold b >= 0.")
 
 
 @dataclass(frozen=True)
@@ -93,13 +111,9 @@ class FedBuff(AsyncAlgorithm):
     name: ClassVar[str] = "fedbuff"
     default_buffer_size: ClassVar[int] = 10
     server_lr: float = setting(1.0, check_positive, "Server learning rate η > 0.")
-    staleness: str = setting("polynomial", check_staleness, _STALENESS_HELP)
-    staleness_a: float = setting(
-        0.5, check_positive, "Staleness exponent/slope a > 0 (polynomial, hinge)."
-    )
-    staleness_b: float = setting(
-        4.0, check_non_negative, "Hinge staleness threshold b >= 0."
-    )
+    staleness: str = _staleness_kind()
+    staleness_a: float = _staleness_a()
+    staleness_b: float = _staleness_b()
 
     def aggregate_stale(
         self,
@@ -126,13 +140,9 @@ class FedAsync(AsyncAlgorithm):
     name: ClassVar[str] = "fedasync"
     buffered: ClassVar[bool] = False
     mixing: float = setting(0.6, check_fraction, "FedAsync mixing weight α in [0, 1).")
-    staleness: str = setting("polynomial", check_staleness, _STALENESS_HELP)
-    staleness_a: float = setting(
-        0.5, check_positive, "Staleness exponent/slope a > 0 (polynomial, hinge)."
-    )
-    staleness_b: float = setting(
-        4.0, check_non_negative, "Hinge staleness threshold b >= 0."
-    )
+    staleness: str = _staleness_kind()
+    staleness_a: float = _staleness_a()
+    staleness_b: float = _staleness_b()
 
     def aggregate_stale(
         self,
