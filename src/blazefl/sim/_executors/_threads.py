@@ -96,7 +96,7 @@ class _ThreadSession(RoundSession):
                         worker=f"thread-{wid}",
                     )
                 finally:
-                    attempt.done.set()
+                    attempt.finish()
 
             try:
                 outcome = await anyio.to_thread.run_sync(
@@ -110,11 +110,11 @@ class _ThreadSession(RoundSession):
                     # give it a grace period before giving up on it.
                     with anyio.CancelScope(shield=True):
                         with anyio.move_on_after(_STOP_GRACE_SECONDS):
-                            # `done` is a threading.Event set off the loop;
+                            # `done` is set by the thread, off the loop;
                             # polling is the portable way to await it here.
-                            while not attempt.done.is_set():  # noqa: ASYNC110
+                            while not attempt.done:  # noqa: ASYNC110
                                 await anyio.sleep(0.005)
-                    if not attempt.done.is_set():
+                    if not attempt.done:
                         wid = owner._retire(wid)
                 owner._idle.append(wid)
 
@@ -132,7 +132,8 @@ class _Attempt:
         self._started = False
         self._abandoned = False
         self.stop = threading.Event()
-        self.done = threading.Event()
+        # A flag, not a second Event: it is only polled, after a cancel.
+        self.done = False
 
     def begin(self) -> bool:
         """Called by the thread: False if the job was abandoned first."""
@@ -142,10 +143,15 @@ class _Attempt:
             self._started = True
             return True
 
+    def finish(self) -> None:
+        """Called by the thread once the client returned or raised."""
+        with self._lock:
+            self.done = True
+
     def abandon(self) -> bool:
         """Called on the loop after the call: True if a running client must stop."""
         with self._lock:
-            if self.done.is_set():
+            if self.done:
                 return False
             self._abandoned = True
             if self._started:
