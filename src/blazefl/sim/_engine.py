@@ -231,13 +231,20 @@ class RoundRunner:
         # tenth of a millisecond of the fixed cost per client.)
         pending = iter(jobs)
         lanes = min(self.executor.max_workers, len(jobs))
-        async with (
-            self.executor.round(index, payload) as session,
-            anyio.create_task_group() as tg,
-        ):
+
+        def finish(job: ClientJob, outcome: JobOutcome) -> None:
+            self._finish(job, outcome, buffer, on_outcome)
+
+        async with self.executor.round(index, payload) as session:
             session.expect(jobs)
-            for _ in range(lanes):
-                tg.start_soon(self._lane, session, pending, buffer, on_outcome)
+            if self.client_timeout is None and session.pulls:
+                # No timeout to clock per client: the workers take the jobs
+                # themselves, with no round trip through this loop in between.
+                await session.run_all(jobs, finish)
+            else:
+                async with anyio.create_task_group() as tg:
+                    for _ in range(lanes):
+                        tg.start_soon(self._lane, session, pending, finish)
         return list(buffer)
 
     def commit(self, outcomes: Sequence[JobOutcome], rounds: int) -> None:
@@ -258,19 +265,12 @@ class RoundRunner:
         self,
         session: RoundSession,
         pending: Iterator[ClientJob],
-        buffer: ResultBuffer[JobOutcome],
-        on_outcome: OnOutcome | None,
+        finish: Callable[[ClientJob, JobOutcome], None],
     ) -> None:
         for job in pending:
-            await self._one(session, job, buffer, on_outcome)
+            finish(job, await self._one(session, job))
 
-    async def _one(
-        self,
-        session: RoundSession,
-        job: ClientJob,
-        buffer: ResultBuffer[JobOutcome],
-        on_outcome: OnOutcome | None,
-    ) -> None:
+    async def _one(self, session: RoundSession, job: ClientJob) -> JobOutcome:
         start = time.perf_counter()
         timeout = self.client_timeout
         scope: anyio.CancelScope | _NoScope = (
@@ -291,7 +291,7 @@ class RoundRunner:
                     error=error_info(exc),
                 )
         if scope.cancelled_caught:
-            outcome = JobOutcome(
+            return JobOutcome(
                 slot=job.slot,
                 cid=job.cid,
                 worker="",
@@ -302,7 +302,17 @@ class RoundRunner:
                     "and was stopped",
                 ),
             )
-        elif outcome.ok:
+        return outcome
+
+    def _finish(
+        self,
+        job: ClientJob,
+        outcome: JobOutcome,
+        buffer: ResultBuffer[JobOutcome],
+        on_outcome: OnOutcome | None,
+    ) -> None:
+        """Check a finished client's update and put it in its slot."""
+        if outcome.ok:
             if self.adapter.finish is not None:
                 try:
                     outcome.result = self.adapter.finish(job.slot, outcome.result)

@@ -167,6 +167,7 @@ def execute_job(
     worker: str,
     make_logger: Callable[[ClientJob], Any] | None = None,
     contain_exits: bool | None = None,
+    private_state: bool = False,
 ) -> JobOutcome:
     """Run one client's work on the calling worker and capture what happened.
 
@@ -180,7 +181,9 @@ def execute_job(
     ``SystemExit`` the work raises is a failed client too. By default it is
     everywhere but on the main thread, the only one Ctrl-C and signal handlers
     reach: there it may be the user's own Ctrl-C, which must stop the caller
-    (the inline executor).
+    (the inline executor). ``private_state``: the job arrived as a copy (a
+    process worker unpickled it), so its state needs no copy of its own
+    before the work may change it.
     """
     lender = payload if isinstance(payload, PayloadCopy) else PayloadCopy(payload)
     if contain_exits is None:
@@ -188,7 +191,9 @@ def execute_job(
     caught: tuple[type[BaseException], ...] = (
         (Exception, KeyboardInterrupt, SystemExit) if contain_exits else (Exception,)
     )
-    state = job.state.copy()
+    # The work may change its state; the committed one must not change
+    # unless the round commits (a copy of state a model in size, for SCAFFOLD).
+    state = job.state if private_state else job.state.copy()
     ctx = ClientContext(
         cid=job.cid,
         round=job.round,
