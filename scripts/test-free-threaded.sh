@@ -9,6 +9,7 @@ scripts/provision-free-threaded.sh
 venv=${BLAZEFL_FT_VENV:-.venv-ft}
 if [ "$#" -eq 0 ]; then
   set -- tests/core tests/reproducibility tests/sim tests/test_training.py \
-    tests/test_free_threading.py tests/contrib tests/algorithms
+    tests/test_free_threading.py tests/contrib tests/algorithms \
+    tests/models/test_build_model.py tests/examples/test_dsfl.py
 fi
 exec env -u PYTHON_GIL "$venv/bin/python" -m pytest -p no:cacheprovider "$@"

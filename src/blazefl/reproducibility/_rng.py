@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import base64
 import random
+import sys
+from array import array
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
@@ -42,6 +44,8 @@ _MAX_KEY = 2**32
 # torch.Generator.manual_seed accepts at most an unsigned 64-bit value.
 _MAX_TORCH_SEED = 2**64
 _STATE_FORMAT_VERSION = 1
+if array("I").itemsize != 4:  # pragma: no cover - no such CPython platform known
+    raise ImportError("blazefl needs a 4-byte C unsigned int (array typecode 'I')")
 
 
 def _check_int(name: str, value: object, upper: int) -> int:
@@ -110,6 +114,27 @@ class RNGSuiteState:
                 else base64.b64encode(self.torch_cuda).decode("ascii")
             ),
         }
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Pickled for every client twice a round by the process executor (the
+        # job out, the outcome back): the Mersenne Twister's 625 words as 2.5
+        # KB of raw 32-bit words rather than 625 pickled ints (9 KB, ~3x the
+        # time either way). Every word fits: 624 state words and an index.
+        version, internal, gauss_next = self.python
+        try:
+            packed = array("I", internal)
+        except (OverflowError, TypeError):  # not a state getstate() returned
+            return (
+                RNGSuiteState,
+                (self.python, self.numpy, self.torch_cpu, self.torch_cuda),
+            )
+        if sys.byteorder == "big":
+            packed.byteswap()  # the words travel little-endian
+        words = packed.tobytes()
+        return (
+            _unpickle_state,
+            (version, words, gauss_next, self.numpy, self.torch_cpu, self.torch_cuda),
+        )
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> RNGSuiteState:
@@ -261,6 +286,23 @@ def create_client_rng_suite(seed: int, cid: int) -> RNGSuite:
     ``(seed, cid)`` pair its own stream.
     """
     return create_rng_suite(derive_seed(seed, cid))
+
+
+def _unpickle_state(
+    version: int,
+    words: bytes,
+    gauss_next: float | None,
+    numpy_state: dict[str, Any],
+    torch_cpu: bytes,
+    torch_cuda: bytes | None,
+) -> RNGSuiteState:
+    internal = array("I")
+    internal.frombytes(words)
+    if sys.byteorder == "big":
+        internal.byteswap()
+    return RNGSuiteState(
+        (version, tuple(internal), gauss_next), numpy_state, torch_cpu, torch_cuda
+    )
 
 
 def _to_plain(value: Any) -> Any:

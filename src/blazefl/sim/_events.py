@@ -8,6 +8,7 @@ fields, so the stream and the logs always say the same thing.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -159,6 +160,18 @@ def _jsonable(value: Any) -> Any:
     return repr(value)
 
 
+def _enabled(log: Any, level: int) -> bool:
+    """False only where the logger says it drops ``level`` (structlog's
+    filtering loggers can tell); any other logger gets every event."""
+    check = getattr(log, "is_enabled_for", None)
+    if check is None:
+        return True
+    try:
+        return bool(check(level))
+    except Exception:
+        return True
+
+
 class EventStream:
     """An async iterator over a simulation's events, from subscription on.
 
@@ -251,11 +264,17 @@ class EventHub:
         return EventStream(receive)
 
     def publish(self, event: Event) -> None:
-        fields = event.fields()
-        level = "warning" if isinstance(event, ClientFailed | RoundAborted) else "info"
-        if isinstance(event, ClientFailed):
-            fields.pop("traceback")
-        getattr(self._log, level)(event.name, **fields)
+        warn = isinstance(event, ClientFailed | RoundAborted)
+        # One bound logger per event (a lazy proxy binds on every call); its
+        # fields only when it will log them: one event per client per round.
+        log = self._log.bind() if hasattr(self._log, "bind") else self._log
+        if _enabled(log, logging.WARNING if warn else logging.INFO):
+            fields = event.fields()
+            if isinstance(event, ClientFailed):
+                fields.pop("traceback")
+            getattr(log, "warning" if warn else "info")(event.name, **fields)
+        if not self._sends:
+            return
         alive = []
         for send in self._sends:
             try:

@@ -26,7 +26,7 @@ from blazefl._exceptions import (
     UpdateRejectedError,
     WorkerDiedError,
 )
-from blazefl.reproducibility import RNGSuite
+from blazefl.reproducibility._lazy import LazyRNGSuite
 from blazefl.sim._context import ClientContext, ClientState, StopFlag
 from blazefl.sim._payload import PayloadCopy
 
@@ -167,6 +167,7 @@ def execute_job(
     worker: str,
     make_logger: Callable[[ClientJob], Any] | None = None,
     contain_exits: bool | None = None,
+    private_state: bool = False,
 ) -> JobOutcome:
     """Run one client's work on the calling worker and capture what happened.
 
@@ -180,7 +181,9 @@ def execute_job(
     ``SystemExit`` the work raises is a failed client too. By default it is
     everywhere but on the main thread, the only one Ctrl-C and signal handlers
     reach: there it may be the user's own Ctrl-C, which must stop the caller
-    (the inline executor).
+    (the inline executor). ``private_state``: the job arrived as a copy (a
+    process worker unpickled it), so its state needs no copy of its own
+    before the work may change it.
     """
     lender = payload if isinstance(payload, PayloadCopy) else PayloadCopy(payload)
     if contain_exits is None:
@@ -188,21 +191,20 @@ def execute_job(
     caught: tuple[type[BaseException], ...] = (
         (Exception, KeyboardInterrupt, SystemExit) if contain_exits else (Exception,)
     )
-    state = job.state.copy()
-    log = (
-        make_logger(job)
-        if make_logger is not None
-        else structlog.get_logger("blazefl.client").bind(round=job.round, cid=job.cid)
-    )
+    # The work may change its state; the committed one must not change
+    # unless the round commits (a copy of state a model in size, for SCAFFOLD).
+    state = job.state if private_state else job.state.copy()
     ctx = ClientContext(
         cid=job.cid,
         round=job.round,
         slot=job.slot,
         device=job.device,
-        rng=RNGSuite.from_state(state.rng),
+        # Generators are built when the work first touches them, and only
+        # those it touched are captured again (see `LazyRNGSuite`).
+        rng=LazyRNGSuite(state.rng),
         state=state.data,
         stop_event=stop_event,
-        log=log,
+        log=_LazyLogger(job, make_logger),
         cache=cache,
         worker=worker,
     )
@@ -222,14 +224,18 @@ def execute_job(
         lent, seal = lender.lend()
     except Exception as exc:  # e.g. a payload nested past the walker's limit
         return failed(error_info(exc))
+    # Tokens, not `bound_contextvars`: resetting restores whatever was bound
+    # before, without reading the whole context first.
+    tokens = structlog.contextvars.bind_contextvars(round=job.round, cid=job.cid)
     try:
-        with structlog.contextvars.bound_contextvars(round=job.round, cid=job.cid):
-            result = work(ctx, lent, job.arg)
+        result = work(ctx, lent, job.arg)
     except caught as exc:
         written = lender.written(seal)
         if written is not None:
             return failed(_payload_written(job.cid, written, exc))
         return failed(error_info(exc))
+    finally:
+        structlog.contextvars.reset_contextvars(**tokens)
     written = lender.written(seal)
     if written is not None:
         return failed(_payload_written(job.cid, written))
@@ -242,6 +248,34 @@ def execute_job(
         metrics=dict(ctx.metrics),
         state=ClientState(ctx.rng.get_state(), ctx.state),
     )
+
+
+class _LazyLogger:
+    """``ctx.log``: the client's logger bound to ``round`` and ``cid``, built on
+    its first use (most work never logs; binding costs a few microseconds)."""
+
+    __slots__ = ("_job", "_log", "_make")
+
+    def __init__(self, job: ClientJob, make: Callable[[ClientJob], Any] | None) -> None:
+        self._job, self._make, self._log = job, make, None
+
+    def _bound(self) -> Any:
+        if self._log is None:
+            job = self._job
+            self._log = (
+                self._make(job)
+                if self._make is not None
+                else structlog.get_logger("blazefl.client").bind(
+                    round=job.round, cid=job.cid
+                )
+            )
+        return self._log
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._bound(), name)
+
+    def __repr__(self) -> str:
+        return repr(self._bound())
 
 
 def _payload_written(

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from enum import IntEnum
 from typing import Any, ClassVar
@@ -87,9 +87,23 @@ class RoundSession(ABC):
         """
         del jobs
 
+    #: True when `run_all` is offered: the session's workers take the round's
+    #: jobs themselves, in slot order (used when no per-client timeout is set).
+    pulls: ClassVar[bool] = False
+
     @abstractmethod
     async def run(self, job: ClientJob) -> JobOutcome:
         """Run one client; return its outcome. On cancellation, stop the client."""
+
+    async def run_all(
+        self,
+        jobs: Sequence[ClientJob],
+        done: Callable[[ClientJob, JobOutcome], None],
+    ) -> None:
+        """Run every job, at most ``max_workers`` at once, starting them in slot
+        order; call ``done`` on this loop as each finishes. On cancellation,
+        stop the running clients. Only where `pulls` is True."""
+        raise NotImplementedError(f"{type(self).__name__} does not pull jobs")
 
 
 class Executor(ABC):

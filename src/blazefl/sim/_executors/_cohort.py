@@ -320,7 +320,7 @@ class _CohortSession(RoundSession):
                         self._work, chunk.jobs, self._payload, attempt.stop, wid
                     )
                 finally:
-                    attempt.done.set()
+                    attempt.finish()
 
             try:
                 outcomes = await anyio.to_thread.run_sync(
@@ -341,8 +341,8 @@ class _CohortSession(RoundSession):
                 if attempt.abandon():
                     with anyio.CancelScope(shield=True):
                         with anyio.move_on_after(_STOP_GRACE_SECONDS):
-                            while not attempt.done.is_set():  # noqa: ASYNC110
+                            while not attempt.done:  # noqa: ASYNC110
                                 await anyio.sleep(0.005)
-                    if not attempt.done.is_set():
+                    if not attempt.done:
                         wid = owner._retire(wid)
                 owner._idle.append(wid)

@@ -67,11 +67,13 @@ def run_job(
     stop_event: StopFlag,
     cache: dict[str, Any],
     worker: str,
+    private_state: bool = False,
 ) -> JobOutcome:
     """Run one client; its log lines travel back in ``outcome.logs``.
 
     Each line is the event dict as the work logged it, bound to ``round`` and
     ``cid``, with its level under ``log_level`` (`structlog.testing.LogCapture`).
+    ``private_state``: see `execute_job` (true where the job was unpickled).
     """
     capture = structlog.testing.LogCapture()
 
@@ -95,6 +97,7 @@ def run_job(
         # process worker ignores SIGINT): a KeyboardInterrupt or SystemExit
         # there is the client's own, a failed client like any error.
         contain_exits=True,
+        private_state=private_state,
     )
     outcome.logs = [dict(entry) for entry in capture.entries]
     return outcome

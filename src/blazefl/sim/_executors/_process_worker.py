@@ -90,7 +90,13 @@ def worker_main(
         if kind == "job":
             job: ClientJob = message[1]
             outcome = run_job(
-                work, job, payload, stop_event=stop_event, cache=cache, worker=label
+                work,
+                job,
+                payload,
+                stop_event=stop_event,
+                cache=cache,
+                worker=label,
+                private_state=True,  # unpickled just now: nobody else holds it
             )
             used, packed = 0, False
             try:

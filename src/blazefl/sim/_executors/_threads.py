@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import itertools
-import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,6 +11,7 @@ import anyio
 import anyio.to_thread
 
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
+from blazefl.sim._executors._thread_pump import Attempt, pump_round
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, execute_job
 from blazefl.sim._payload import PayloadCopy
 
@@ -66,6 +66,8 @@ class ThreadExecutor(Executor):
 
 
 class _ThreadSession(RoundSession):
+    pulls = True
+
     def __init__(self, owner: ThreadExecutor, work: JobWork, payload: Any) -> None:
         self._owner = owner
         self._work = work
@@ -75,11 +77,26 @@ class _ThreadSession(RoundSession):
         self._limiter = anyio.CapacityLimiter(owner.max_workers)
         self._idle = anyio.Semaphore(len(owner._idle))
 
+    async def run_all(
+        self,
+        jobs: Sequence[ClientJob],
+        done: Callable[[ClientJob, JobOutcome], None],
+    ) -> None:
+        await pump_round(
+            self._owner,
+            self._work,
+            self._copies,
+            self._payload,
+            jobs,
+            done,
+            _STOP_GRACE_SECONDS,
+        )
+
     async def run(self, job: ClientJob) -> JobOutcome:
         owner = self._owner
         async with self._idle:
             wid = owner._idle.pop(0)
-            attempt = _Attempt()
+            attempt = Attempt()
             cache = owner._caches[wid]
             lent = self._copies.setdefault(wid, PayloadCopy(self._payload))
 
@@ -96,7 +113,7 @@ class _ThreadSession(RoundSession):
                         worker=f"thread-{wid}",
                     )
                 finally:
-                    attempt.done.set()
+                    attempt.finish()
 
             try:
                 outcome = await anyio.to_thread.run_sync(
@@ -110,44 +127,13 @@ class _ThreadSession(RoundSession):
                     # give it a grace period before giving up on it.
                     with anyio.CancelScope(shield=True):
                         with anyio.move_on_after(_STOP_GRACE_SECONDS):
-                            # `done` is a threading.Event set off the loop;
+                            # `done` is set by the thread, off the loop;
                             # polling is the portable way to await it here.
-                            while not attempt.done.is_set():  # noqa: ASYNC110
+                            while not attempt.done:  # noqa: ASYNC110
                                 await anyio.sleep(0.005)
-                    if not attempt.done.is_set():
+                    if not attempt.done:
                         wid = owner._retire(wid)
                 owner._idle.append(wid)
 
 
-class _Attempt:
-    """One client's hand-over to a worker thread, safe against a racing cancel.
-
-    anyio may drop a job that was cancelled before its thread started it; the
-    lock makes "started" and "abandoned" mutually exclusive, so a cancel never
-    waits for a client that will never run.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._started = False
-        self._abandoned = False
-        self.stop = threading.Event()
-        self.done = threading.Event()
-
-    def begin(self) -> bool:
-        """Called by the thread: False if the job was abandoned first."""
-        with self._lock:
-            if self._abandoned:
-                return False
-            self._started = True
-            return True
-
-    def abandon(self) -> bool:
-        """Called on the loop after the call: True if a running client must stop."""
-        with self._lock:
-            if self.done.is_set():
-                return False
-            self._abandoned = True
-            if self._started:
-                self.stop.set()
-            return self._started
+_Attempt = Attempt  # the cohort executor's name for it
