@@ -70,10 +70,22 @@ def _visible_gpus() -> int:
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
 
 
+def _label(name: str, value: object) -> str:
+    """How a message names the value: ``devices='cuda:3'``, or just the value
+    where the caller names the setting itself (the command line)."""
+    return f"{name}={value!r}" if name else repr(value)
+
+
+def _subject(name: str, value: object, item: str) -> str:
+    """The entry a message is about, within its value where that is a list."""
+    label = _label(name, value)
+    return label if value == item else f"{label}: {item!r}"
+
+
 def _no_gpu(name: str, value: object) -> ConfigurationError:
     build = "; this torch is a CPU-only build" if torch.version.cuda is None else ""
     return ConfigurationError(
-        f"{name}={value!r} asks for a CUDA device, but no CUDA device is visible "
+        f"{_label(name, value)} asks for a CUDA device, but no CUDA device is visible "
         f"(torch.cuda.is_available() is False{build}); use 'cpu', or run where "
         "a GPU is visible"
     )
@@ -85,13 +97,13 @@ def _one(name: str, value: object, item: str, count: int) -> list[str]:
         return ["cpu"]
     if not is_cuda(item):
         raise ConfigurationError(
-            f"{name}={value!r}: {item!r} is not a device blazefl places workers "
+            f"{_subject(name, value, item)} is not a device blazefl places workers "
             f"on; expected {_EXPECTED}"
         )
     index = item.removeprefix("cuda:") if item != "cuda" else ""
     if item != "cuda" and (not index.isdigit() or (len(index) > 1 and index[0] == "0")):
         raise ConfigurationError(
-            f"{name}={value!r}: {item!r} is not a CUDA device; expected 'cuda' "
+            f"{_subject(name, value, item)} is not a CUDA device; expected 'cuda' "
             "or 'cuda:N' with N a device index"
         )
     if count == 0:
@@ -101,7 +113,7 @@ def _one(name: str, value: object, item: str, count: int) -> list[str]:
     if int(index) >= count:
         visible = "cuda:0" if count == 1 else f"cuda:0 to cuda:{count - 1}"
         raise ConfigurationError(
-            f"{name}={value!r}: {item!r} is beyond the {count} visible CUDA "
+            f"{_subject(name, value, item)} is beyond the {count} visible CUDA "
             f"device{'s' if count > 1 else ''} ({visible})"
         )
     return [item]
@@ -122,12 +134,13 @@ def parse_devices(spec: DeviceSpec, *, name: str = "devices") -> tuple[str, ...]
         items = [s.strip() for s in spec]
     else:
         raise ConfigurationError(
-            f"{name} must be a device name or a list of them ({_EXPECTED}), "
+            f"{name or 'the value'} must be a device name or a list of them "
+            f"({_EXPECTED}), "
             f"got {spec!r}"
         )
     if not items or any(not item for item in items):
         raise ConfigurationError(
-            f"{name}={spec!r} names no device (or an empty one); expected "
+            f"{_label(name, spec)} names no device (or an empty one); expected "
             f"{_EXPECTED}, or a comma-separated list of them"
         )
     count = _visible_gpus() if any(is_cuda(i) for i in items) else 0
