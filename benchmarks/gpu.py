@@ -20,8 +20,9 @@ run-to-run checks (``threads-4-again``, ``cohort-auto-again``) and
 Checks: final parameters bitwise equal where blazefl promises it (per-client
 executors on one device; cohort with one chunk size, any worker count, run to
 run); the largest absolute difference where it does not (cohort against
-per-client, across chunk sizes). Runs end with exit code 1 if a promised
-check fails.
+per-client, across chunk sizes). A variant that raises is recorded as failed
+and the others still run; the exit code is 1 if a promised check or a
+variant failed.
 
     bash benchmarks/gpu_run.sh --out "$OUT"   # a bare GPU machine (wheels)
     python benchmarks/gpu.py                  # writes results/gpu.{json,md}
@@ -186,7 +187,7 @@ def machine(device: str) -> dict[str, Any]:
         "load_average_start": list(os.getloadavg()),
         "device": device,
     }
-    if device.startswith("cuda"):
+    if device.startswith("cuda") and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(torch.device(device))
         info["gpu"] = props.name
         info["gpu_memory_gib"] = round(props.total_memory / 2**30, 1)
@@ -219,6 +220,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
     wanted = set(args.variants.split(",")) if args.variants else None
     results: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
+    failed: dict[str, str] = {}
     took: dict[str, float] = {}  # the last measured duration per executor kind
     for name, kind, workers, size in variants(chunk):
         if wanted is not None and name not in wanted:
@@ -232,8 +234,13 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
             )
             print(f"skip {name}: {skipped[name]}", flush=True)
             continue
-        executor = build_executor(kind, workers, size, args.device)
-        result = await run_variant(spec, data, executor, deadline)
+        try:
+            executor = build_executor(kind, workers, size, args.device)
+            result = await run_variant(spec, data, executor, deadline)
+        except Exception as exc:  # one broken variant must not cost the others
+            failed[name] = f"{type(exc).__name__}: {exc}"
+            print(f"{name} failed: {failed[name]}", file=sys.stderr, flush=True)
+            continue
         result.update(kind=kind, workers=workers)
         took[kind] = result["total_s"]
         results[name] = result
@@ -256,6 +263,7 @@ async def main_async(args: argparse.Namespace) -> dict[str, Any]:
         "determinism": determinism_flags(),
         "variants": results,
         "skipped": skipped,
+        "failed": failed,
         "checks": compare(results, chunk),
     }  # fmt: skip
 
@@ -296,6 +304,8 @@ def markdown(report: dict[str, Any]) -> str:
         )
     for name, why in report["skipped"].items():
         lines.append(f"| {name} | skipped | | | | | | | | {why} |")
+    for name, why in report["failed"].items():
+        lines.append(f"| {name} | FAILED | | | | | | | | {why} |")
     lines += [
         "",
         "| check | bitwise promised | variants | result | max abs diff |",
@@ -336,8 +346,9 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{name}.md").write_text(markdown(report))
     print(markdown(report))
     failed = [c["check"] for c in report["checks"] if c["result"] == "FAIL"]
-    for check in failed:
-        print(f"FAILED: {check}", file=sys.stderr)
+    failed += [f"variant {name}" for name in report["failed"]]
+    for what in failed:
+        print(f"FAILED: {what}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -12,16 +12,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "gpu.py"
 IN_PROCESS = "threads-1,threads-4,cohort-auto,cohort-4x2,cohort-4x1,cohort-auto-again"
 
 
-def _run(out: Path, *args: str) -> tuple[subprocess.CompletedProcess[str], Any]:
+def _run(
+    out: Path, *args: str, device: str = "cpu"
+) -> tuple[subprocess.CompletedProcess[str], Any]:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     done = subprocess.run(
-        [sys.executable, str(SCRIPT), "--device", "cpu", "--quick", "--out", str(out),
+        [sys.executable, str(SCRIPT), "--device", device, "--quick", "--out", str(out),
          *args],
         capture_output=True, text=True, env=env, timeout=300, check=False,
     )  # fmt: skip
@@ -63,6 +66,16 @@ def test_the_budget_guard_skips_and_says_so(tmp_path: Path) -> None:
     assert report["skipped"]["threads-1"].startswith("budget: ")
     assert all(c["result"].startswith("skipped") for c in report["checks"])
     assert "| threads-1 | skipped |" in (tmp_path / "gpu-quick.md").read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is visible here")
+def test_a_failing_variant_is_recorded_and_fails_the_run(tmp_path: Path) -> None:
+    """--device cuda without a GPU: each variant fails with why; exit code 1."""
+    done, report = _run(tmp_path, "--variants", "threads-1", device="cuda")
+    assert done.returncode == 1
+    assert "no CUDA device is visible" in report["failed"]["threads-1"]
+    assert "FAILED: variant threads-1" in done.stderr
+    assert "| threads-1 | FAILED |" in (tmp_path / "gpu-quick.md").read_text()
 
 
 @pytest.mark.slow
