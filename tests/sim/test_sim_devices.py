@@ -5,13 +5,16 @@ in tests/gpu/test_gpu_devices.py, where a GPU is visible.)"""
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, ClassVar
 
 import pytest
 import torch
 from sim_fakes import SEED, digest
 
 from blazefl._exceptions import ConfigurationError
+from blazefl.reproducibility import create_client_rng_suite
 from blazefl.sim import (
     ClientContext,
     CohortExecutor,
@@ -20,8 +23,10 @@ from blazefl.sim import (
     Simulation,
     ThreadExecutor,
 )
-from blazefl.sim._devices import device_for, parse_devices
+from blazefl.sim._context import ClientState
+from blazefl.sim._devices import WorkerDevice, device_for, parse_devices
 from blazefl.sim._executors._pool import WorkerPool
+from blazefl.sim._jobs import ClientJob, JobOutcome
 from fakes import FedAvgHandler, ScriptedWork, quick_processes
 
 
@@ -206,3 +211,120 @@ def test_cpu_devices_leave_the_numbers_bitwise_unchanged(
     got = digest(handler, results)
     assert torch.equal(got["params"], reference["params"])
     assert got["client_metrics"] == reference["client_metrics"]
+
+
+class _FakeStream:
+    """Stands for torch.cuda.Stream on a machine without CUDA: records calls."""
+
+    made: ClassVar[list[_FakeStream]] = []
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+        self.calls: list[str] = []
+        self.fail_sync: Exception | None = None
+        _FakeStream.made.append(self)
+
+    def wait_stream(self, other: str) -> None:
+        self.calls.append(f"wait {other}")
+
+    def synchronize(self) -> None:
+        self.calls.append("synchronize")
+        if self.fail_sync is not None:
+            raise self.fail_sync
+
+
+@pytest.fixture
+def fake_cuda(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """torch.cuda's stream and device contexts as recorders; determinism noted."""
+    from blazefl.sim import _devices
+
+    entered: list[str] = []
+
+    @contextmanager
+    def context(what: str, arg: Any) -> Iterator[None]:
+        entered.append(f"enter {what} {arg}")
+        yield
+        entered.append(f"exit {what}")
+
+    _FakeStream.made = []
+    monkeypatch.setattr(torch.cuda, "Stream", lambda device: _FakeStream(device))
+    monkeypatch.setattr(
+        torch.cuda, "default_stream", lambda device: f"default:{device}"
+    )
+    monkeypatch.setattr(torch.cuda, "device", lambda d: context("device", d))
+    monkeypatch.setattr(torch.cuda, "stream", lambda s: context("stream", s.device))
+    monkeypatch.setattr(
+        _devices, "enable_cuda_determinism", lambda: entered.append("determinism")
+    )
+    return entered
+
+
+def test_a_cuda_client_runs_on_the_workers_stream_then_synchronises(
+    fake_cuda: list[str],
+) -> None:
+    """Determinism on, the stream waits for the default one, body inside the
+    device and stream contexts, then the stream is synchronised; one stream
+    per device, reused by the worker, a new one for a new worker."""
+    place = WorkerDevice("cuda:1")
+    job = ClientJob(round=0, slot=0, cid=3, device="cpu", state=_state())
+    seen: list[str] = []
+
+    def execute(placed: ClientJob) -> JobOutcome:
+        seen.append(placed.device)
+        fake_cuda.append("body")
+        return JobOutcome(placed.slot, placed.cid, "w", 0.0, result=1)
+
+    assert place.run(job, execute, "w").result == 1
+    assert seen == ["cuda:1"]
+    assert fake_cuda == [
+        "determinism",
+        "enter device cuda:1",
+        "enter stream cuda:1",
+        "body",
+        "exit stream",
+        "exit device",
+    ]
+    (stream,) = _FakeStream.made
+    assert stream.calls == ["wait default:cuda:1", "synchronize"]
+    place.run(job, execute, "w")
+    assert len(_FakeStream.made) == 1  # the worker keeps its stream
+    WorkerDevice("cuda:1").run(job, execute, "w")
+    assert len(_FakeStream.made) == 2  # a new worker has its own
+
+
+def test_an_error_at_synchronisation_fails_the_clients_slot(
+    fake_cuda: list[str],
+) -> None:
+    """A kernel error CUDA reports only at the sync is that client's failure."""
+    place = WorkerDevice("cuda:0")
+    job = ClientJob(round=0, slot=2, cid=5, device="cuda:0", state=_state())
+
+    def execute(placed: ClientJob) -> JobOutcome:
+        _FakeStream.made[-1].fail_sync = RuntimeError(
+            "CUDA error: an illegal memory access"
+        )
+        return JobOutcome(
+            placed.slot, placed.cid, "thread-0", 0.1, result=torch.ones(1)
+        )
+
+    outcome = place.run(job, execute, "thread-0")
+    assert outcome.result is None
+    assert outcome.error is not None
+    assert outcome.error.type == "RuntimeError"
+    assert "illegal memory access" in outcome.error.message
+    assert (outcome.slot, outcome.cid, outcome.worker) == (2, 5, "thread-0")
+
+
+def test_cpu_clients_touch_no_cuda(fake_cuda: list[str]) -> None:
+    """On the CPU the body runs as it is: no stream, no determinism switch."""
+    job = ClientJob(round=0, slot=0, cid=0, device="cpu", state=_state())
+    outcome = WorkerDevice("cpu").run(
+        job, lambda j: JobOutcome(j.slot, j.cid, "w", 0.0, result=j.device), "w"
+    )
+    assert outcome.result == "cpu"
+    assert fake_cuda == []
+    assert _FakeStream.made == []
+
+
+def _state() -> ClientState:
+    return ClientState(create_client_rng_suite(0, 0).get_state())

@@ -211,9 +211,10 @@ class WorkerDevice:
     def computing(self, device: str) -> Iterator[None]:
         """Run the body on ``device``, on this worker's stream for it.
 
-        On exit the stream is synchronised, so every kernel the body queued
-        has finished (and any asynchronous CUDA error is raised here) before
-        a result leaves the worker.
+        The stream first waits for the device's default stream; on exit it is
+        synchronised, so every kernel the body queued has finished (and any
+        asynchronous CUDA error is raised here) before a result leaves the
+        worker.
         """
         if not is_cuda(device):
             yield
@@ -223,6 +224,9 @@ class WorkerDevice:
         if stream is None:
             stream = torch.cuda.Stream(device=device)  # type: ignore[no-untyped-call]
             self._streams[device] = stream
+        # Work queued on the device's default stream before now (a payload
+        # the handler computed on this GPU) comes first.
+        stream.wait_stream(torch.cuda.default_stream(device))
         with torch.cuda.device(device), torch.cuda.stream(stream):
             yield
         stream.synchronize()
