@@ -332,7 +332,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", default="cuda:0", help="cuda:N, cuda or cpu")
     parser.add_argument("--quick", action="store_true", help="tiny sizes (tests)")
-    parser.add_argument("--budget-s", type=float, default=240.0)
+    parser.add_argument(
+        "--budget-s",
+        type=float,
+        default=210.0,
+        help="seconds for the whole run, data included: later variants are "
+        "skipped, a running one stops after its round",
+    )
     parser.add_argument("--out", type=Path, default=HERE / "results")
     parser.add_argument("--variants", default="", help="comma-separated subset")
     args = parser.parse_args(argv)
