@@ -76,7 +76,7 @@ class ThreadExecutor(Executor):
     def _retire(self, wid: int) -> int:
         """Replace a worker whose thread may still be running after a cancel."""
         self._caches.pop(wid, None)
-        old = self._places.pop(wid)
+        old = self._places.pop(wid, WorkerDevice())
         new = next(self._ids)
         self._caches[new] = {}
         self._places[new] = WorkerDevice(old.device)  # same device, new stream
