@@ -54,8 +54,8 @@ __all__ = [
 #: What an executor's ``devices`` accepts.
 DeviceSpec = str | Sequence[str] | None
 
-#: The cuBLAS workspace setting that makes its kernels deterministic; cuBLAS
-#: reads it once, when CUDA starts in a process, hence set before that.
+#: The cuBLAS workspace setting deterministic mode asks for; torch reads it
+#: once per process, when it first sets up cuBLAS, hence set before that.
 CUBLAS_WORKSPACE = ":4096:8"
 
 _EXPECTED = "'cpu', 'cuda' (every visible GPU) or 'cuda:N'"
@@ -135,8 +135,7 @@ def parse_devices(spec: DeviceSpec, *, name: str = "devices") -> tuple[str, ...]
     else:
         raise ConfigurationError(
             f"{name or 'the value'} must be a device name or a list of them "
-            f"({_EXPECTED}), "
-            f"got {spec!r}"
+            f"({_EXPECTED}), got {spec!r}"
         )
     if not items or any(not item for item in items):
         raise ConfigurationError(
