@@ -164,17 +164,20 @@ _LEAF_CLASSES: dict[str, type[LeafDataset]] = {
 
 
 def _executor(config: RunConfig) -> Executor:
+    devices = config.device
     if config.executor == "cohort":
-        return CohortExecutor(config.workers, max_cohort=config.max_cohort or None)
+        return CohortExecutor(
+            config.workers, max_cohort=config.max_cohort or None, devices=devices
+        )
     if config.executor == "inline":
-        return InlineExecutor()
+        return InlineExecutor(devices=devices)
     if config.executor == "threads":
-        return ThreadExecutor(config.workers)
+        return ThreadExecutor(config.workers, devices=devices)
     if config.executor == "ray":
         from blazefl.sim import RayExecutor
 
         return RayExecutor(config.workers, address=config.ray_address)
-    return ProcessExecutor(config.workers)
+    return ProcessExecutor(config.workers, devices=devices)
 
 
 def build_time(config: RunConfig, dataset: Any) -> SimTime | None:

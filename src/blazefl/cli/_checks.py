@@ -194,6 +194,17 @@ def port(value: object) -> int:
     return value
 
 
+def devices(value: object) -> str:
+    """``--device``: 'cpu', 'cuda', 'cuda:N' or a comma-separated list of
+    them, checked against the GPUs visible here (see docs/gpu.md)."""
+    if not isinstance(value, str):
+        raise ValueError(f"must be a device name or a list of them, got {value!r}")
+    from blazefl.sim._devices import parse_devices  # imports torch: not at --help
+
+    parse_devices(value, name="")
+    return value
+
+
 def text(value: object) -> str:
     """A non-empty string (a path, an address)."""
     if not isinstance(value, str) or not value:

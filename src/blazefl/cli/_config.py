@@ -54,6 +54,7 @@ from blazefl.cli._checks import (
     algorithm_options,
     check_delta,
     cli_check,
+    devices,
     flag,
     port,
     text,
@@ -281,6 +282,14 @@ class RunConfig:
         _INT,
         "Worker threads or processes (--executor cohort: chunks trained at once).",
         resume="free",
+    )
+    device: str | None = run_setting(
+        None,
+        devices,
+        "Where clients compute: cpu, cuda (every visible GPU, workers "
+        "round-robin), cuda:N or a list (cuda:0,cuda:1) [default: cpu].",
+        kind=str,
+        metavar="DEVICES",
     )
     max_cohort: int = run_setting(
         0,
@@ -513,6 +522,12 @@ def _finish(checked: dict[str, Any], sources: Mapping[str, str]) -> RunConfig:
             f"{_where('ray_address', sources)} applies only to --executor ray, "
             f"not --executor {config.executor}; pass --executor ray, or leave "
             f"{option_name('ray_address')} out"
+        )
+    if config.device is not None and config.executor == "ray":
+        raise ConfigurationError(
+            f"{_where('device', sources)} applies to --executor inline, threads, "
+            "processes or cohort; Ray places its actors' GPUs itself "
+            "(RayExecutor(gpus_per_client=...), docs/ray.md)"
         )
     if config.clients_per_round < 1:
         raise ConfigurationError(

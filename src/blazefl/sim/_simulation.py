@@ -28,6 +28,7 @@ from blazefl._validate import check_int, check_number, check_seed
 from blazefl.sim._adapters import adapt, check_executor, default_executor
 from blazefl.sim._async_round import AsyncRound
 from blazefl.sim._context import ClientState
+from blazefl.sim._devices import check_simulation_device
 from blazefl.sim._engine import RoundRunner, check_cids
 from blazefl.sim._events import (
     Event,
@@ -65,7 +66,8 @@ class Simulation(Generic[UplinkT, DownlinkT]):
     :param seed: the run seed, an integer in [0, 2**63) (the one bound of
         every entry point); each client's RNG suite derives from (seed, cid).
     :param device: the torch device for native work (``"cuda"`` spreads
-        clients over the GPUs by id).
+        clients over the GPUs by id); an executor's ``devices`` overrides it
+        (docs/gpu.md).
     :param client_timeout: seconds one client may run before it is stopped and
         recorded as failed.
     :param round_timeout: seconds a whole round may take; past it the round is
@@ -118,7 +120,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             round_timeout = check_number("round_timeout", round_timeout, unit="seconds")
         seed = check_seed("seed", seed)
         self._evaluate_every = check_int("evaluate_every", evaluate_every, minimum=0)
-        adapter = adapt(trainer, device)
+        adapter = adapt(trainer, check_simulation_device(device))
         if executor is None:
             executor = default_executor(trainer)
         # Before anything is built (the client-state store may be a file).

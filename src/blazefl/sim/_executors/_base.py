@@ -23,6 +23,13 @@ from typing import Any, ClassVar
 from blazefl._exceptions import ConfigurationError, ExecutorClosedError
 from blazefl._validate import check_int
 from blazefl.reproducibility import set_torch_threads
+from blazefl.sim._devices import (
+    DeviceSpec,
+    device_for,
+    enable_cuda_determinism,
+    is_cuda,
+    parse_devices,
+)
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork
 
 __all__ = ["Executor", "Placement", "RoundSession"]
@@ -114,15 +121,27 @@ class Executor(ABC):
         coordinator's process while the executor runs (where the handler
         aggregates and evaluates). Keep it equal across executors you compare:
         it changes float results as well as speed.
+    :param devices: where the workers compute: ``"cpu"``, ``"cuda"`` (every
+        visible GPU), ``"cuda:N"``, or a list of those (``"cuda:0,cuda:1"``);
+        worker ``i`` takes ``devices[i % len(devices)]`` for every client it
+        runs. None (the default): each client runs on the device the
+        simulation gives it (``Simulation(device=...)``). See docs/gpu.md.
     """
 
     kind: ClassVar[str]
     #: where this executor's workers run, i.e. which client code it can take
     placement: ClassVar[Placement]
 
-    def __init__(self, max_workers: int = 1, *, torch_threads: int = 1) -> None:
+    def __init__(
+        self,
+        max_workers: int = 1,
+        *,
+        torch_threads: int = 1,
+        devices: DeviceSpec = None,
+    ) -> None:
         self._max_workers = check_int("max_workers", max_workers)
         self._torch_threads = check_int("torch_threads", torch_threads)
+        self._devices = parse_devices(devices)
         self._work: JobWork | None = None
         self._saved_threads: int | None = None
 
@@ -133,6 +152,15 @@ class Executor(ABC):
     @property
     def torch_threads(self) -> int:
         return self._torch_threads
+
+    @property
+    def devices(self) -> tuple[str, ...] | None:
+        """The devices workers are placed on, round-robin; None: the job's own."""
+        return self._devices
+
+    def worker_device(self, position: int) -> str | None:
+        """The device of the worker at ``position`` (None: the job's own)."""
+        return device_for(self._devices, position)
 
     @property
     def running(self) -> bool:
@@ -150,7 +178,10 @@ class Executor(ABC):
 
     def describe(self) -> dict[str, Any]:
         """The fields logged with every round."""
-        return {"executor": self.kind, "workers": self._max_workers}
+        fields: dict[str, Any] = {"executor": self.kind, "workers": self._max_workers}
+        if self._devices is not None:
+            fields["devices"] = ",".join(self._devices)
+        return fields
 
     async def start(self, work: JobWork) -> None:
         """Start the workers for a run of ``work``."""
@@ -162,6 +193,9 @@ class Executor(ABC):
         # The coordinator's own process computes too (in-process workers, the
         # handler's aggregation and evaluation): same thread count everywhere.
         self._pin_torch_threads()
+        if any(is_cuda(d) for d in self._devices or ()):
+            # Before any worker (thread or process) touches CUDA.
+            enable_cuda_determinism()
         self._work = work
         try:
             await self._start(work)

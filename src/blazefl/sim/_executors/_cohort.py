@@ -21,6 +21,7 @@ uplink check and NaN/inf scan fail a client's slot, not the chunk.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import time
 from collections.abc import AsyncIterator, Sequence
@@ -36,6 +37,7 @@ import structlog
 from blazefl._exceptions import ConfigurationError
 from blazefl._validate import check_int
 from blazefl.sim._context import ClientState, StopFlag
+from blazefl.sim._devices import DeviceSpec, WorkerDevice
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._executors._threads import _STOP_GRACE_SECONDS, _Attempt
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, error_info, execute_job
@@ -118,6 +120,9 @@ class CohortExecutor(Executor):
 
     :param workers: chunks trained at the same time (worker threads).
     :param max_cohort: clients per chunk; None: automatic.
+    :param devices: worker ``i`` trains its chunks on
+        ``devices[i % len(devices)]`` (the stacked parameters live there), on
+        a CUDA stream of its own; see `Executor`.
     """
 
     kind = "cohort"
@@ -129,8 +134,9 @@ class CohortExecutor(Executor):
         *,
         max_cohort: int | None = None,
         torch_threads: int = 1,
+        devices: DeviceSpec = None,
     ) -> None:
-        super().__init__(workers, torch_threads=torch_threads)
+        super().__init__(workers, torch_threads=torch_threads, devices=devices)
         self._workers = self._max_workers
         self._requested = (
             None if max_cohort is None else check_int("max_cohort", max_cohort)
@@ -140,6 +146,7 @@ class CohortExecutor(Executor):
         self._vetted: tuple[JobWork, CohortTrainer] | None = None
         self._trainer: CohortTrainer | None = None
         self._caches: dict[int, dict[str, Any]] = {}
+        self._places: dict[int, WorkerDevice] = {}
         self._idle: list[int] = []
         self._ids = itertools.count()
 
@@ -160,11 +167,9 @@ class CohortExecutor(Executor):
         return self._workers * (self._size or 1)
 
     def describe(self) -> dict[str, Any]:
-        return {
-            "executor": self.kind,
-            "workers": self._workers,
-            "max_cohort": self._size,
-        }
+        fields = {**super().describe(), "workers": self._workers}
+        fields["max_cohort"] = self._size
+        return fields
 
     def refuse_work(self, work: JobWork) -> str | None:
         if self._vetted is not None and self._vetted[0] is work:
@@ -185,10 +190,14 @@ class CohortExecutor(Executor):
         self._trainer = self._vetted[1]
         self._idle = [next(self._ids) for _ in range(self._workers)]
         self._caches = {wid: {} for wid in self._idle}
+        self._places = {
+            wid: WorkerDevice(self.worker_device(i)) for i, wid in enumerate(self._idle)
+        }
 
     async def _close(self) -> None:
         self._trainer = None
         self._caches.clear()
+        self._places.clear()
         self._idle.clear()
 
     @asynccontextmanager
@@ -209,13 +218,16 @@ class CohortExecutor(Executor):
         """On a worker thread: the chunk's outcomes by slot."""
         assert self._trainer is not None
         cache = self._caches.setdefault(wid, {})
+        place = self._places.setdefault(wid, WorkerDevice())
         worker = f"cohort-{wid}"
+        jobs = [place.place(job) for job in jobs]
         members = [CohortMember(job, job.state.copy()) for job in jobs]
         start = time.perf_counter()
         try:
-            results = self._trainer.train(
-                members, payload, stop_event=stop, cache=cache
-            )
+            with place.computing(jobs[0].device):
+                results = self._trainer.train(
+                    members, payload, stop_event=stop, cache=cache
+                )
         except Exception as exc:
             # The batch failed as a whole (out of memory, a kernel error):
             # run its clients one at a time so each gets its own outcome.
@@ -225,12 +237,15 @@ class CohortExecutor(Executor):
                 clients=len(jobs),
                 fallback="one client at a time",
             )
-            return {
-                job.slot: execute_job(
-                    work, job, payload, stop_event=stop, cache=cache, worker=worker
-                )
-                for job in jobs
-            }
+            execute = functools.partial(
+                execute_job,
+                work,
+                payload=payload,
+                stop_event=stop,
+                cache=cache,
+                worker=worker,
+            )
+            return {job.slot: place.run(job, execute, worker) for job in jobs}
         seconds = time.perf_counter() - start
         outcomes = {}
         for job, res in zip(jobs, results, strict=True):
@@ -250,8 +265,10 @@ class CohortExecutor(Executor):
 
     def _retire(self, wid: int) -> int:
         self._caches.pop(wid, None)
+        old = self._places.pop(wid, WorkerDevice())
         new = next(self._ids)
         self._caches[new] = {}
+        self._places[new] = WorkerDevice(old.device)  # same device, new stream
         return new
 
 

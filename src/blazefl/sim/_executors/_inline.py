@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import anyio.lowlevel
 
+from blazefl.sim._devices import DeviceSpec, WorkerDevice
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, execute_job
 from blazefl.sim._payload import PayloadCopy
@@ -29,9 +30,10 @@ class InlineExecutor(Executor):
     kind = "inline"
     placement = Placement.IN_PROCESS
 
-    def __init__(self, *, torch_threads: int = 1) -> None:
-        super().__init__(1, torch_threads=torch_threads)
+    def __init__(self, *, torch_threads: int = 1, devices: DeviceSpec = None) -> None:
+        super().__init__(1, torch_threads=torch_threads, devices=devices)
         self._cache: dict[str, Any] = {}
+        self._place = WorkerDevice(self.worker_device(0))
 
     async def _start(self, work: JobWork) -> None:
         pass
@@ -43,24 +45,34 @@ class InlineExecutor(Executor):
     async def _round(
         self, work: JobWork, index: int, payload: Any
     ) -> AsyncIterator[RoundSession]:
-        yield _InlineSession(work, payload, self._cache)
+        yield _InlineSession(work, payload, self._cache, self._place)
 
 
 class _InlineSession(RoundSession):
-    def __init__(self, work: JobWork, payload: Any, cache: dict[str, Any]) -> None:
+    def __init__(
+        self,
+        work: JobWork,
+        payload: Any,
+        cache: dict[str, Any],
+        place: WorkerDevice,
+    ) -> None:
         self._work = work
         self._payload = PayloadCopy(payload)  # one worker: one copy per round
         self._cache = cache
+        self._place = place
         self._lock = anyio.Lock()
 
     async def run(self, job: ClientJob) -> JobOutcome:
-        async with self._lock:
-            await anyio.lowlevel.checkpoint()
+        def execute(placed: ClientJob) -> JobOutcome:
             return execute_job(
                 self._work,
-                job,
+                placed,
                 self._payload,
                 stop_event=threading.Event(),
                 cache=self._cache,
                 worker="inline",
             )
+
+        async with self._lock:
+            await anyio.lowlevel.checkpoint()
+            return self._place.run(job, execute, "inline")

@@ -22,6 +22,7 @@ serves the parent's messages:
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 from multiprocessing.connection import Connection
@@ -29,6 +30,7 @@ from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 from blazefl.sim._context import StopFlag
+from blazefl.sim._devices import WorkerDevice, enable_cuda_determinism, is_cuda
 from blazefl.sim._executors._group import end_group, lead_group
 from blazefl.sim._executors._job_body import prepare_worker, run_job
 from blazefl.sim._executors._orphan import exit_when_orphaned
@@ -59,14 +61,23 @@ def worker_main(
     stop_event: StopFlag,
     torch_threads: int,
     settings: dict[str, Any],
+    device: str | None = None,
 ) -> None:
-    """Entry point of a process worker; returns when told to stop or orphaned."""
+    """Entry point of a process worker; returns when told to stop or orphaned.
+
+    ``device``: the device this worker is pinned to (None: each job's own).
+    """
     # Ctrl-C reaches the whole process group; the parent decides how workers end.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     lead_group()  # what its clients start ends with it (see `_group`)
     exit_when_orphaned()  # and a killed parent ends them at once
     prepare_worker(torch_threads, settings)
-    import torch.multiprocessing  # noqa: F401  (registers shared-memory reductions)
+    import torch.multiprocessing  # registers shared-memory reductions
+
+    if is_cuda(device):
+        enable_cuda_determinism()  # before this process's first CUDA call
+        torch.cuda.set_device(device)
+    place = WorkerDevice(device)
 
     try:
         work = ForkingPickler.loads(work_bytes)
@@ -89,15 +100,16 @@ def worker_main(
         kind = message[0]
         if kind == "job":
             job: ClientJob = message[1]
-            outcome = run_job(
+            execute = functools.partial(
+                run_job,
                 work,
-                job,
-                payload,
+                payload=payload,
                 stop_event=stop_event,
                 cache=cache,
                 worker=label,
                 private_state=True,  # unpickled just now: nobody else holds it
             )
+            outcome = place.run(job, execute, label)
             used, packed = 0, False
             try:
                 if outcome.ok:

@@ -10,6 +10,10 @@ whole run, and a dead worker is replaced by a new one.
 Per round, the payload's tensors are moved to shared memory once and each
 worker maps them once (only handles are pickled). Results come back through
 one pre-allocated shared result buffer per worker (see `_result_buffers`).
+
+With ``devices``, worker ``i`` is pinned to ``devices[i % len(devices)]``
+(its replacement too): it selects that GPU when it starts and runs every
+client on it, on a CUDA stream of its own (see `blazefl.sim._devices`).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from blazefl._exceptions import ConfigurationError
 from blazefl._shared_tensors import share_tensors
 from blazefl._validate import check_number
 from blazefl._versions import version_of
+from blazefl.sim._devices import DeviceSpec
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._executors._group import kill_worker
 from blazefl.sim._executors._job_body import torch_settings
@@ -51,6 +56,7 @@ _START_METHODS = ("spawn", "forkserver")
 @dataclass(eq=False)
 class _Worker:
     index: int
+    device: str | None
     process: BaseProcess
     conn: Connection
     stop: Any  # a multiprocessing Event
@@ -80,6 +86,8 @@ class ProcessExecutor(Executor):
         is refused because it is unsafe once torch or anyio started threads.
     :param stop_grace: seconds a cancelled client gets to honour its stop flag
         before its worker process is killed and replaced.
+    :param devices: pin worker ``i`` to ``devices[i % len(devices)]``
+        (``"cuda"``: every visible GPU, round-robin); see `Executor`.
     """
 
     kind = "processes"
@@ -92,8 +100,9 @@ class ProcessExecutor(Executor):
         torch_threads: int = 1,
         start_method: str = "spawn",
         stop_grace: float = 5.0,
+        devices: DeviceSpec = None,
     ) -> None:
-        super().__init__(max_workers, torch_threads=torch_threads)
+        super().__init__(max_workers, torch_threads=torch_threads, devices=devices)
         if start_method not in _START_METHODS:
             raise ConfigurationError(
                 f"start_method must be one of {_START_METHODS}, got {start_method!r}"
@@ -124,8 +133,9 @@ class ProcessExecutor(Executor):
                 await self._close()
             raise
 
-    def _spawn(self, index: int) -> _Worker:
+    def _spawn(self, index: int, position: int) -> _Worker:
         ctx = mp.get_context(self._start_method)
+        device = self.worker_device(position)
         version, work_bytes = self._work_now()
         parent_conn, child_conn = ctx.Pipe(duplex=True)
         stop = ctx.Event()
@@ -138,13 +148,14 @@ class ProcessExecutor(Executor):
                 stop,
                 self.torch_threads,
                 torch_settings(),
+                device,
             ),
             name=f"blazefl-worker-{index}",
             daemon=True,
         )
         process.start()
         child_conn.close()  # so the parent sees EOF when the child dies
-        return _Worker(index, process, parent_conn, stop, work_version=version)
+        return _Worker(index, device, process, parent_conn, stop, work_version=version)
 
     def _work_now(self) -> tuple[Hashable, bytes]:
         """The work's current version, and a pickle of it for one worker.

@@ -234,7 +234,8 @@ class RayExecutor(Executor):
             )
         return wanted
 
-    def _spawn(self, index: int) -> _Actor:
+    def _spawn(self, index: int, position: int) -> _Actor:
+        del position  # Ray places actors (and their GPUs: gpus_per_client)
         handle = self._actor_class.remote(
             index,
             self._work_ref,

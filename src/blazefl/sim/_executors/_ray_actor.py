@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 from blazefl._exceptions import MissingDependencyError
+from blazefl.sim._devices import WorkerDevice
 from blazefl.sim._executors._job_body import prepare_worker, run_job
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork
 from blazefl.sim._payload import PayloadCopy
@@ -54,6 +55,9 @@ class RayWorker:
         self._node = str(ray.get_runtime_context().get_node_id())
         self._label = f"ray-{index}@{self._node[:8]}"
         self._cache: dict[str, Any] = {}
+        # Ray makes the actor's GPUs (gpus_per_client) the visible ones; a
+        # client on one of them runs on this actor's own stream.
+        self._place = WorkerDevice()
         self._payload = PayloadCopy(None)
         self._payload_key: str | None = None
         self._lock = threading.Lock()
@@ -83,15 +87,19 @@ class RayWorker:
                 self._early_stops.discard(key)
                 flag.set()
             self._flags[key] = flag
-        try:
+
+        def execute(placed: ClientJob) -> JobOutcome:
             return run_job(
                 self._work,
-                job,
+                placed,
                 self._payload,
                 stop_event=flag,
                 cache=self._cache,
                 worker=self._label,
             )
+
+        try:
+            return self._place.run(job, execute, self._label)
         finally:
             with self._lock:
                 self._flags.pop(key, None)

@@ -156,15 +156,19 @@ async def pump_round(
             if cache is None or lent is None:
                 cache = owner._caches[wid]
                 lent = copies.setdefault(wid, PayloadCopy(payload))
+            label = f"thread-{wid}"
+            execute = partial(
+                execute_job,
+                work,
+                payload=lent,
+                stop_event=attempt.stop,
+                cache=cache,
+                worker=label,
+            )
             try:
-                outcome = execute_job(
-                    work,
-                    job,
-                    lent,
-                    stop_event=attempt.stop,
-                    cache=cache,
-                    worker=f"thread-{wid}",
-                )
+                # On the worker's device (and CUDA stream), as a client the
+                # loop hands out one by one is.
+                outcome = owner._places[wid].run(job, execute, label)
             finally:
                 attempt.finish()
             try:

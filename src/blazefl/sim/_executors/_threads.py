@@ -10,6 +10,7 @@ from typing import Any
 import anyio
 import anyio.to_thread
 
+from blazefl.sim._devices import DeviceSpec, WorkerDevice
 from blazefl.sim._executors._base import Executor, Placement, RoundSession
 from blazefl.sim._executors._thread_pump import Attempt, pump_round
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, execute_job
@@ -32,23 +33,38 @@ class ThreadExecutor(Executor):
     free-threaded CPython build (GIL off) they run Python code in parallel; on
     a GIL build they still overlap in torch's kernels, which release the GIL.
     Each worker keeps its own ``ctx.cache`` (e.g. a model) for the whole run.
+
+    With ``devices``, worker ``i`` computes on ``devices[i % len(devices)]``;
+    workers sharing a GPU each queue their kernels on a CUDA stream of their
+    own (see docs/gpu.md).
     """
 
     kind = "threads"
     placement = Placement.IN_PROCESS
 
-    def __init__(self, max_workers: int = 2, *, torch_threads: int = 1) -> None:
-        super().__init__(max_workers, torch_threads=torch_threads)
+    def __init__(
+        self,
+        max_workers: int = 2,
+        *,
+        torch_threads: int = 1,
+        devices: DeviceSpec = None,
+    ) -> None:
+        super().__init__(max_workers, torch_threads=torch_threads, devices=devices)
         self._caches: dict[int, dict[str, Any]] = {}
+        self._places: dict[int, WorkerDevice] = {}
         self._idle: list[int] = []
         self._ids = itertools.count()
 
     async def _start(self, work: JobWork) -> None:
         self._idle = [next(self._ids) for _ in range(self.max_workers)]
         self._caches = {wid: {} for wid in self._idle}
+        self._places = {
+            wid: WorkerDevice(self.worker_device(i)) for i, wid in enumerate(self._idle)
+        }
 
     async def _close(self) -> None:
         self._caches.clear()
+        self._places.clear()
         self._idle.clear()
 
     @asynccontextmanager
@@ -60,8 +76,10 @@ class ThreadExecutor(Executor):
     def _retire(self, wid: int) -> int:
         """Replace a worker whose thread may still be running after a cancel."""
         self._caches.pop(wid, None)
+        old = self._places.pop(wid, WorkerDevice())
         new = next(self._ids)
         self._caches[new] = {}
+        self._places[new] = WorkerDevice(old.device)  # same device, new stream
         return new
 
 
@@ -98,20 +116,25 @@ class _ThreadSession(RoundSession):
             wid = owner._idle.pop(0)
             attempt = Attempt()
             cache = owner._caches[wid]
+            place = owner._places[wid]
             lent = self._copies.setdefault(wid, PayloadCopy(self._payload))
+            label = f"thread-{wid}"
+
+            def execute(placed: ClientJob) -> JobOutcome:
+                return execute_job(
+                    self._work,
+                    placed,
+                    lent,
+                    stop_event=attempt.stop,
+                    cache=cache,
+                    worker=label,
+                )
 
             def call() -> JobOutcome | None:
                 if not attempt.begin():
                     return None  # cancelled before the thread picked it up
                 try:
-                    return execute_job(
-                        self._work,
-                        job,
-                        lent,
-                        stop_event=attempt.stop,
-                        cache=cache,
-                        worker=f"thread-{wid}",
-                    )
+                    return place.run(job, execute, label)
                 finally:
                     attempt.finish()
 
