@@ -65,13 +65,13 @@ MODES = ("sync", "async")
 # imports it); a test checks them against blazefl.models.MODEL_NAMES.
 MODELS = (
     "cnn",
-    "cnn_bn",
     "mlp",
     "cifar_cnn",
     "resnet18",
     "femnist_cnn",
     "char_lstm",
     "bow",
+    "cnn_bn",
 )
 DATASETS = (
     "synthetic",

@@ -24,13 +24,13 @@ __all__ = ["CNN", "CNNBN", "MLP", "MODEL_NAMES", "ModelZoo"]
 
 MODEL_NAMES: Final = (
     "cnn",
-    "cnn_bn",
     "mlp",
     "cifar_cnn",
     "resnet18",
     "femnist_cnn",
     "char_lstm",
     "bow",
+    "cnn_bn",
 )
 
 
