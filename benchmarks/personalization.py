@@ -15,9 +15,11 @@ BatchNorm (``cnn_bn``): FedAvg against FedBN.
 
 The figure per run is each client's test accuracy after the last round, of
 the model that client would use: the global model for FedAvg, its own for a
-personalized algorithm (`FederatedClient.evaluate_client`). The table gives
-their mean, the 10th percentile and the mean of the worst 10% of clients,
-and the global model's mean for reference. Every algorithm uses its
+personalized algorithm, measured by `Simulation.evaluate_clients` (each
+client's `FederatedClient.evaluate_client` on the run's executor). The table
+gives their mean, the 10th percentile and the mean of the worst 10% of
+clients (`client_acc_mean`, `_p10`, `_worst10`), and the global model's mean
+on the same clients for reference. Every algorithm uses its
 declared defaults.
 
 Reproduce (a few minutes on 2 cores)::
@@ -31,7 +33,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import math
 import os
 import platform
 import re
@@ -39,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import numpy as np
 import torch
 
@@ -64,7 +66,12 @@ from blazefl.data import (
     shard_partition,
 )
 from blazefl.models import ModelZoo
-from blazefl.sim import Simulation, ThreadExecutor, configure_logging
+from blazefl.sim import (
+    ClientEvaluation,
+    Simulation,
+    ThreadExecutor,
+    configure_logging,
+)
 
 RESULTS = Path(__file__).with_name("results")
 DOC = Path(__file__).parents[1] / "docs" / "personalization.md"
@@ -125,47 +132,6 @@ def shifted() -> TensorPartitionedDataset:
     return feature_shift(iid, "contrast", seed=SEED)
 
 
-def client_accuracies(
-    sim: Simulation[Any, Any], client: FederatedClient, server: FederatedServer
-) -> list[dict[str, float]]:
-    """Every client's `evaluate_client` after training (temporary loop: the
-    per-client evaluation engine, `Simulation.evaluate_clients`, replaces it)."""
-    import threading
-
-    import structlog
-
-    from blazefl.reproducibility import create_client_rng_suite
-    from blazefl.sim import ClientContext
-
-    broadcast = server.downlink_package()
-    out = []
-    for cid in range(CLIENTS):
-        state = sim.client_state(cid)
-        ctx = ClientContext(
-            cid=cid,
-            round=server.round,
-            slot=0,
-            device="cpu",
-            rng=create_client_rng_suite(SEED + 1, cid),
-            state={} if state is None else dict(state.data),
-            stop_event=threading.Event(),
-            log=structlog.get_logger(),
-            cache={},
-        )
-        out.append(client.evaluate_client(ctx, broadcast))
-    return out
-
-
-def spread(values: list[float]) -> dict[str, float]:
-    ordered = sorted(values)
-    worst = ordered[: max(1, math.ceil(0.1 * len(ordered)))]
-    return {
-        "mean": float(np.mean(ordered)),
-        "p10": float(np.percentile(ordered, 10)),
-        "worst10": float(np.mean(worst)),
-    }
-
-
 def run(
     label: str,
     algorithm: Algorithm,
@@ -189,10 +155,16 @@ def run(
     )
     started = time.perf_counter()
     sim = Simulation(server, client, executor=ThreadExecutor(2), seed=SEED)
-    sim.run_sync()
-    evaluated = client_accuracies(sim, client, server)
+
+    async def train_and_evaluate() -> ClientEvaluation:
+        async with sim:
+            await sim.run()
+            return await sim.evaluate_clients()
+
+    evaluation = anyio.run(train_and_evaluate)
     seconds = time.perf_counter() - started
-    personal = [m.get("acc_personal", m["acc_global"]) for m in evaluated]
+    assert evaluation.failed == 0, evaluation.failures
+    stats = evaluation.stats()
     row = {
         "label": label,
         "algorithm": algorithm.name,
@@ -200,10 +172,13 @@ def run(
         "settings": {
             s.name: getattr(algorithm, s.name) for s in settings_of(type(algorithm))
         },
-        "client_acc": spread(personal),
-        "global_acc_mean": float(np.mean([m["acc_global"] for m in evaluated])),
+        "client_acc": {k: stats[f"client_acc_{k}"] for k in ("mean", "p10", "worst10")},
+        "global_acc_mean": stats["client_global_acc_mean"],
+        "stats": stats,
         "server_acc": server.get_summary()["server_acc"],
-        "per_client": personal,
+        "per_client": dict(
+            zip(evaluation.cids, evaluation.own_accuracies(), strict=True)
+        ),
         "seconds": seconds,
     }
     print(
