@@ -301,3 +301,19 @@ def test_finetune_trains_as_a_cohort_like_fedavg() -> None:
     """Finetune's training is FedAvg's, so the cohort executor takes it."""
     client = FederatedClient(Finetune(), ModelZoo(), "mlp", dataset())
     client.as_cohort()
+
+
+def test_apfl_keeps_batchnorm_statistics_of_its_local_model() -> None:
+    """On a BatchNorm model, vᵢ's running statistics follow the mixed model's
+    batches (they start at zero mean and leave it)."""
+    data = dataset(feature_shift=True)
+    algorithm = APFL()
+    server = FederatedServer(
+        algorithm, ModelZoo(), "cnn_bn", dataset=data, num_clients=CLIENTS, rounds=1
+    )
+    client = FederatedClient(algorithm, ModelZoo(), "cnn_bn", data, batch_size=8)
+    ctx = context(0)
+    client(ctx, _broadcast(server))
+    model = ModelZoo().select_model("cnn_bn")
+    running_mean = entry_mask(model, ["bn1.running_mean"])
+    assert torch.count_nonzero(ctx.state["v"][running_mean]) == 16

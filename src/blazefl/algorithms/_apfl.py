@@ -77,7 +77,7 @@ class APFL(Algorithm):
         alpha = float(ctx.state["alpha"]) if "alpha" in ctx.state else self.mix
         views = state_views(model, v)
         names = [n for n, _ in model.named_parameters()]
-        buffers = {n: t for n, t in views.items() if n not in set(names)}
+        buffer_names = [n for n in views if n not in set(names)]
         params = list(model.parameters())
         loss_sum, samples = 0.0, 0
         stop = local.stop_event
@@ -94,7 +94,11 @@ class APFL(Algorithm):
                     loss = F.cross_entropy(model(x), y)
                     torch.autograd.backward(loss)
                     a = torch.tensor(alpha, requires_grad=True)
-                    leaves = [views[n].detach().requires_grad_() for n in names]
+                    # Copies, not views of v: BatchNorm updates its statistics
+                    # in place during the forward, and views of one vector
+                    # share one autograd version counter.
+                    leaves = [views[n].clone().requires_grad_() for n in names]
+                    buffers = {n: views[n].clone() for n in buffer_names}
                     mixed = {
                         n: a * vn + (1 - a) * p.detach()
                         for n, vn, p in zip(names, leaves, params, strict=True)
@@ -105,8 +109,10 @@ class APFL(Algorithm):
                         for p in params:
                             if p.grad is not None:
                                 p.add_(p.grad, alpha=-local.lr)
-                        for leaf, g in zip(leaves, grads[1:], strict=True):
-                            leaf.add_(g, alpha=-local.lr)
+                        for n, g in zip(names, grads[1:], strict=True):
+                            views[n].add_(g, alpha=-local.lr)
+                        for n, t in buffers.items():
+                            views[n].copy_(t)
                     if self.mix_lr > 0:
                         step = self.mix_lr * float(grads[0])
                         alpha = min(1.0, max(0.0, alpha - step))
