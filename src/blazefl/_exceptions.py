@@ -14,6 +14,7 @@ The tree::
     │       ├── NonFiniteUpdateError  the update holds NaN or infinite values
     │       └── PayloadModifiedError  the client wrote into the round's payload
     ├── RoundFailedError         a round's failures exceed its failure policy
+    ├── EvaluationFailedError    every client's per-client evaluation failed
     ├── ExecutorClosedError      work was submitted to an executor not running
     └── SimulationFinishedError  a round was asked for after the handler stopped
 
@@ -32,6 +33,7 @@ __all__ = [
     "ClientError",
     "ClientTimeoutError",
     "ConfigurationError",
+    "EvaluationFailedError",
     "ExecutorClosedError",
     "InUseError",
     "IntegrityError",
@@ -117,6 +119,15 @@ class RoundFailedError(BlazeFLError):
 
     The simulation is left exactly as it was before the round started.
     """
+
+    def __init__(self, message: str, failures: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.failures = failures
+
+
+class EvaluationFailedError(BlazeFLError):
+    """Raised by `Simulation.evaluate_clients` when every client's evaluation
+    failed (some failing are counted and left out); ``failures`` says why."""
 
     def __init__(self, message: str, failures: tuple[object, ...] = ()) -> None:
         super().__init__(message)

@@ -112,7 +112,7 @@ def test_algorithm_defaults_construct(name: str) -> None:
 
 
 def test_algorithms_registry_is_complete() -> None:
-    """ALGORITHMS lists the nine built-ins by name."""
+    """ALGORITHMS lists the fifteen built-ins by name."""
     assert set(ALGORITHMS) == {
         "fedavg",
         "fedavgm",
@@ -123,6 +123,12 @@ def test_algorithms_registry_is_complete() -> None:
         "fedadagrad",
         "fedbuff",
         "fedasync",
+        "ditto",
+        "fedper",
+        "fedrep",
+        "fedbn",
+        "apfl",
+        "finetune",
     }
 
 

@@ -15,6 +15,7 @@ def test_public_names() -> None:
     assert set(blazefl.models.__all__) == {
         "BagOfWordsClassifier",
         "CNN",
+        "CNNBN",
         "CifarCNN",
         "LeafCharLSTM",
         "LeafFEMNISTCNN",
@@ -29,7 +30,8 @@ def test_public_names() -> None:
 
 
 def test_model_names() -> None:
-    """The zoo offers a CNN, an MLP, the two CIFAR models and LEAF's models."""
+    """The zoo offers a CNN, an MLP, the two CIFAR models, LEAF's models and
+    the CNN with BatchNorm."""
     assert MODEL_NAMES == (
         "cnn",
         "mlp",
@@ -38,6 +40,7 @@ def test_model_names() -> None:
         "femnist_cnn",
         "char_lstm",
         "bow",
+        "cnn_bn",
     )
 
 
@@ -156,3 +159,17 @@ def test_invalid_zoo_arguments_rejected(
     """Bad zoo arguments fail at construction."""
     with pytest.raises(ConfigurationError, match=message):
         ModelZoo(**kwargs)  # type: ignore[arg-type]
+
+
+def test_cnn_bn_has_batchnorm_and_a_trailing_head() -> None:
+    """ "cnn_bn" is the CNN with BatchNorm after each convolution, its last
+    two parameters the classifier (FedPer's head), BatchNorm in between."""
+    torch.manual_seed(0)
+    model = ModelZoo((3, 16, 16), 7).select_model("cnn_bn")
+    assert model(torch.randn(5, 3, 16, 16)).shape == (5, 7)
+    names = [n for n, _ in model.named_parameters()]
+    assert names[-2:] == ["fc2.weight", "fc2.bias"]
+    assert {"bn1.running_mean", "bn2.running_var"} <= set(model.state_dict())
+    plain = ModelZoo((3, 16, 16), 7).select_model("cnn")
+    weights = sum(p.numel() for p in plain.parameters())
+    assert sum(p.numel() for p in model.parameters()) == weights + 2 * (16 + 32)

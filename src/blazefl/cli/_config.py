@@ -44,6 +44,7 @@ from blazefl.cli._checks import (
     DP_MODES,
     DP_NOISES,
     EXECUTORS,
+    FEATURE_SHIFTS,
     FILE_DATASETS,
     KNOBS,
     LEAF_DATASETS,
@@ -116,6 +117,14 @@ class RunConfig:
     )
     unbalance_sigma: float = run_setting(
         1.0, _NON_NEGATIVE, "Log-normal size spread (--partition unbalanced)."
+    )
+    feature_shift: str | None = run_setting(
+        None,
+        None,
+        "Shift each client's images its own way (rotation or contrast, from "
+        "--seed; docs/personalization.md) and give it a shifted test share.",
+        choices=FEATURE_SHIFTS,
+        kind=str,
     )
     clients: int = run_setting(20, _INT, "Clients in the federation.")
     rounds: int = run_setting(20, _INT, "Communication rounds.")
@@ -510,6 +519,15 @@ def _finish(checked: dict[str, Any], sources: Mapping[str, str]) -> RunConfig:
                 "not a folder"
             )
     partition = checked.get("partition", "natural")
+    if checked.get("feature_shift") is not None and dataset in (
+        "leaf-synthetic",
+        "shakespeare",
+        "sent140",
+    ):
+        raise ConfigurationError(
+            f"Invalid value for {_where('feature_shift', sources)}: --dataset "
+            f"{dataset} has no images to shift; use an image data set"
+        )
     if dataset in LEAF_DATASETS and partition != "natural":
         raise ConfigurationError(
             f"Invalid value for {_where('partition', sources)}: --dataset "

@@ -3,6 +3,12 @@
 from blazefl import _exports
 from blazefl.data._cifar_like import SyntheticCIFAR10
 from blazefl.data._digits import load_digits_dataset
+from blazefl.data._feature_shift import (
+    FEATURE_SHIFTS,
+    ClientShift,
+    client_shifts,
+    feature_shift,
+)
 from blazefl.data._files import FileImageDataset, ImageSplits, load_cifar10, load_mnist
 from blazefl.data._leaf import LeafSyntheticDataset
 from blazefl.data._leaf_sets import (
@@ -36,6 +42,10 @@ from blazefl.data._synthetic import SyntheticPartitionedDataset
 
 __all__ = [
     "SyntheticPartitionedDataset",
+    "FEATURE_SHIFTS",
+    "ClientShift",
+    "client_shifts",
+    "feature_shift",
     "PartitionReport",
     "client_inner_dirichlet_partition",
     "dirichlet_partition",

@@ -25,11 +25,13 @@ __all__ = ["PartitionReport", "partition_report"]
 class PartitionReport:
     """Per-client sizes and label histograms of a split; print it to check one.
 
-    `histograms` has one row per client and one column per class.
+    `histograms` has one row per client and one column per class; `shifts`,
+    when given, describes each client's feature shift (`client_shifts`).
     """
 
     sizes: npt.NDArray[np.int64]
     histograms: npt.NDArray[np.int64]
+    shifts: tuple[str, ...] | None = None
 
     @property
     def num_clients(self) -> int:
@@ -64,7 +66,8 @@ class PartitionReport:
             f"size min/median/max: {self.min_size}/{self.median_size:g}/"
             f"{self.max_size}; classes per client: mean "
             f"{self.mean_classes_per_client:.2f}",
-            f"{'client':>6} {'size':>7} {'classes':>7}  top classes (label:count)",
+            f"{'client':>6} {'size':>7} {'classes':>7}  top classes (label:count)"
+            + ("  | feature shift" if self.shifts is not None else ""),
         ]
         shown = (
             self.num_clients if max_rows is None else min(max_rows, self.num_clients)
@@ -73,8 +76,10 @@ class PartitionReport:
             hist = self.histograms[cid]
             best = np.argsort(-hist, kind="stable")[:top]
             tops = " ".join(f"{c}:{hist[c]}" for c in best if hist[c] > 0)
+            shift = "" if self.shifts is None else f"  | {self.shifts[cid]}"
             lines.append(
                 f"{cid:>6} {self.sizes[cid]:>7} {int((hist > 0).sum()):>7}  {tops}"
+                + shift
             )
         if shown < self.num_clients:
             lines.append(f"... ({self.num_clients - shown} more clients)")
@@ -88,8 +93,14 @@ def partition_report(
     labels: LabelsLike,
     parts: Sequence[npt.ArrayLike | torch.Tensor],
     num_classes: int | None = None,
+    *,
+    shifts: Sequence[object] | None = None,
 ) -> PartitionReport:
-    """Count each client's samples per class; `num_classes` defaults to max + 1."""
+    """Count each client's samples per class; `num_classes` defaults to max + 1.
+
+    ``shifts`` (one per client, e.g. `blazefl.data.client_shifts`) adds each
+    client's feature shift to the table.
+    """
     y = as_labels(labels)
     top = int(y.max()) + 1
     width = top if num_classes is None else check_int("num_classes", num_classes, 1)
@@ -99,6 +110,10 @@ def partition_report(
         )
     if len(parts) == 0:
         raise ConfigurationError("parts must hold at least one client's indices")
+    if shifts is not None and len(shifts) != len(parts):
+        raise ConfigurationError(
+            f"shifts lists {len(shifts)} clients but parts lists {len(parts)}"
+        )
     hists = np.zeros((len(parts), width), dtype=np.int64)
     for cid, part in enumerate(parts):
         idx = np.asarray(part.numpy() if isinstance(part, torch.Tensor) else part)
@@ -116,4 +131,5 @@ def partition_report(
     hists.setflags(write=False)
     sizes = hists.sum(axis=1)
     sizes.setflags(write=False)
-    return PartitionReport(sizes=sizes, histograms=hists)
+    described = None if shifts is None else tuple(str(x) for x in shifts)
+    return PartitionReport(sizes=sizes, histograms=hists, shifts=described)

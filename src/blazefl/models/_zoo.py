@@ -20,7 +20,7 @@ from blazefl._validate import check_int
 from blazefl.models._cifar import CifarCNN, ResNet18
 from blazefl.models._leaf import BagOfWordsClassifier, LeafCharLSTM, LeafFEMNISTCNN
 
-__all__ = ["CNN", "MLP", "MODEL_NAMES", "ModelZoo"]
+__all__ = ["CNN", "CNNBN", "MLP", "MODEL_NAMES", "ModelZoo"]
 
 MODEL_NAMES: Final = (
     "cnn",
@@ -30,6 +30,7 @@ MODEL_NAMES: Final = (
     "femnist_cnn",
     "char_lstm",
     "bow",
+    "cnn_bn",
 )
 
 
@@ -62,6 +63,44 @@ class CNN(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        x = F.relu(self.fc1(torch.flatten(x, 1)))
+        return self.fc2(x)  # type: ignore[no-any-return]
+
+
+class CNNBN(nn.Module):
+    """`CNN` with BatchNorm after each convolution (``bn1``, ``bn2``).
+
+    For FedBN (local BatchNorm) and feature-shifted clients: the same sizes as
+    `CNN`, plus each BatchNorm layer's affine parameters and running
+    statistics. The cohort executor refuses it (a batched step does not
+    update running statistics).
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        image_size: int | tuple[int, int] = 12,
+    ) -> None:
+        super().__init__()
+        check_int("in_channels", in_channels)
+        check_int("num_classes", num_classes, 2)
+        height, width = (
+            (image_size, image_size) if isinstance(image_size, int) else image_size
+        )
+        check_int("image height", height, 4)
+        check_int("image width", width, 4)
+        # Declared in forward order, so the last parameters are the head.
+        self.conv1 = nn.Conv2d(in_channels, 16, kernel_size=3, padding=1)
+        self.bn1 = nn.BatchNorm2d(16)
+        self.conv2 = nn.Conv2d(16, 32, kernel_size=3, padding=1)
+        self.bn2 = nn.BatchNorm2d(32)
+        self.fc1 = nn.Linear(32 * (height // 4) * (width // 4), 64)
+        self.fc2 = nn.Linear(64, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.max_pool2d(F.relu(self.bn1(self.conv1(x))), 2)
+        x = F.max_pool2d(F.relu(self.bn2(self.conv2(x))), 2)
         x = F.relu(self.fc1(torch.flatten(x, 1)))
         return self.fc2(x)  # type: ignore[no-any-return]
 
@@ -124,7 +163,8 @@ class ModelZoo:
     def select_model(self, model_name: str) -> nn.Module:
         """A freshly initialised model `model_name` (one of `MODEL_NAMES`).
 
-        "cnn" and "mlp" are small models for the built-in synthetic data;
+        "cnn" and "mlp" are small models for the built-in synthetic data
+        ("cnn_bn", `CNNBN`: "cnn" with BatchNorm, for FedBN);
         "cifar_cnn" (`CifarCNN`, sides >= 16) and "resnet18" (`ResNet18`) are
         sized for 3x32x32 CIFAR images; "femnist_cnn" (`LeafFEMNISTCNN`, 1x28x28),
         "char_lstm" (`LeafCharLSTM`, character ids, one class per character)
@@ -134,7 +174,7 @@ class ModelZoo:
             return self._leaf_model(model_name)
         if model_name == "mlp":
             return MLP(math.prod(self.input_shape), self.num_classes)
-        if model_name in ("cnn", "cifar_cnn", "resnet18"):
+        if model_name in ("cnn", "cnn_bn", "cifar_cnn", "resnet18"):
             if len(self.input_shape) != 3:
                 raise ConfigurationError(
                     f"the {model_name!r} model needs input_shape (channels, height, "
@@ -145,6 +185,8 @@ class ModelZoo:
                 return CifarCNN(self.num_classes, channels, (height, width))
             if model_name == "resnet18":
                 return ResNet18(self.num_classes, channels)
+            if model_name == "cnn_bn":
+                return CNNBN(channels, self.num_classes, (height, width))
             return CNN(channels, self.num_classes, (height, width))
         raise ConfigurationError(
             f"unknown model name {model_name!r}; expected one of {MODEL_NAMES}"

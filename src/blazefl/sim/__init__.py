@@ -20,10 +20,13 @@ from blazefl.sim._checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
+from blazefl.sim._client_stats import accuracy_stats
 from blazefl.sim._context import ClientContext, ClientState, ClientWork, StopFlag
+from blazefl.sim._evaluation import ClientEvaluation
 from blazefl.sim._events import (
     ClientFailed,
     ClientFinished,
+    ClientsEvaluated,
     Event,
     EventStream,
     RoundAborted,
@@ -72,10 +75,13 @@ __all__ = [
     "ClientFailure",
     "ClientReport",
     "RoundResult",
+    "ClientEvaluation",
+    "accuracy_stats",
     "Event",
     "EventStream",
     "ClientFailed",
     "ClientFinished",
+    "ClientsEvaluated",
     "RoundAborted",
     "RoundFinished",
     "RoundStarted",

@@ -23,6 +23,7 @@ from blazefl.sim._jobs import JobOutcome
 __all__ = [
     "ClientFailed",
     "ClientFinished",
+    "ClientsEvaluated",
     "Event",
     "EventStream",
     "RoundAborted",
@@ -138,6 +139,21 @@ class RoundTimed(_EventBase):
     staleness_max: int
 
 
+@dataclass(frozen=True, slots=True)
+class ClientsEvaluated(_EventBase):
+    """`Simulation.evaluate_clients` measured the clients on their own test
+    data after ``round`` committed rounds; ``stats`` is the spread
+    (`blazefl.sim.ClientEvaluation.stats`: ``client_acc_mean``, ``client_acc_p10``,
+    ...), ``failed`` how many clients' evaluations failed."""
+
+    name: ClassVar[str] = "clients_evaluated"
+    round: int
+    clients: int
+    failed: int
+    seconds: float
+    stats: Mapping[str, Any]
+
+
 Event = (
     RoundStarted
     | ClientFinished
@@ -145,6 +161,7 @@ Event = (
     | RoundFinished
     | RoundAborted
     | RoundTimed
+    | ClientsEvaluated
 )
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import sysconfig
+from time import perf_counter
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -22,6 +23,7 @@ import structlog.contextvars
 
 from blazefl._exceptions import (
     ConfigurationError,
+    EvaluationFailedError,
     SimulationFinishedError,
 )
 from blazefl._validate import check_int, check_number, check_seed
@@ -29,8 +31,16 @@ from blazefl.sim._adapters import adapt, check_executor, default_executor
 from blazefl.sim._async_round import AsyncRound
 from blazefl.sim._context import ClientState
 from blazefl.sim._devices import check_simulation_device
-from blazefl.sim._engine import RoundRunner, check_cids
+from blazefl.sim._engine import CID_BOUND, RoundRunner, check_cids
+from blazefl.sim._evaluation import (
+    ClientEvaluation,
+    EvaluatingWork,
+    check_chunk_size,
+    evaluation_of,
+    run_evaluation,
+)
 from blazefl.sim._events import (
+    ClientsEvaluated,
     Event,
     EventHub,
     EventStream,
@@ -152,6 +162,8 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         self._pending: tuple[list[int], Any] | None = None
         self._lock: anyio.Lock | None = None
         self._gil = GilWatch()
+        #: evaluation sessions so far: each gets its own (negative) index
+        self._evaluations = 0
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -212,6 +224,9 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         work: JobWork = self._runner.adapter.work
         if self._time is not None and self._time.scheduler is not None:
             work = VersionedWork(work)
+        evaluate = evaluation_of(self._runner.adapter, self.executor)
+        if not isinstance(evaluate, str):
+            work = EvaluatingWork(work, evaluate)
         try:
             await self.executor.start(work)
         except BaseException:
@@ -372,6 +387,110 @@ class Simulation(Generic[UplinkT, DownlinkT]):
             cids, payload = self._pending
             with structlog.contextvars.bound_contextvars(round=self._round):
                 return await self._run_pending(cids, payload)
+
+    async def evaluate_clients(
+        self,
+        cids: Any = None,
+        *,
+        chunk_size: int | None = None,
+        threshold: float = 0.5,
+    ) -> ClientEvaluation:
+        """Measure clients on their own test data with the current models.
+
+        Runs the work's ``evaluate_client(ctx, payload)`` (e.g.
+        `blazefl.algorithms.FederatedClient.evaluate_client`) for every
+        client of ``cids`` (default: ``range(handler.num_clients)``) on the
+        executor's workers, ``chunk_size`` clients at a time (default 16 per
+        worker), with the handler's current ``downlink_package()``. Each
+        client reads its committed ``ctx.state`` and draws from an
+        evaluation RNG suite of (seed, cid, round): nothing is committed and
+        no training stream advances, so training is the same with or without
+        it (see `blazefl.sim._evaluation`). Call it between rounds; it
+        publishes a `ClientsEvaluated` event whose ``stats`` use
+        ``threshold`` for ``client_acc_above``.
+
+        A client whose evaluation fails is counted in ``failed`` and left
+        out; `EvaluationFailedError` when every client failed.
+        """
+        if self._lock is None or not self.executor.running:
+            raise ConfigurationError(
+                "the simulation is not started: use `async with Simulation(...) as "
+                "sim:` before evaluate_clients()"
+            )
+        refused = evaluation_of(self._runner.adapter, self.executor)
+        if isinstance(refused, str):
+            raise ConfigurationError(refused)
+        if self._time is not None and self._time.scheduler is not None:
+            raise ConfigurationError(
+                "evaluate_clients() runs between synchronous rounds; in "
+                "asynchronous mode (SimTime(mode='async')) clients are always in "
+                "flight: evaluate in a synchronous run"
+            )
+        chunk = check_chunk_size(chunk_size, self.executor.max_workers)
+        ids = self._evaluation_cids(cids)
+        async with self._lock:
+            start = perf_counter()
+            payload = await anyio.to_thread.run_sync(self.handler.downlink_package)
+            self._evaluations += 1
+            with structlog.contextvars.bound_contextvars(round=self._round):
+                ok, bad = await run_evaluation(
+                    self.executor,
+                    self._runner.states,
+                    -self._evaluations,
+                    payload,
+                    ids,
+                    job_round=self._round,
+                    device_of=self._runner.adapter.device_of,
+                    chunk_size=chunk,
+                    client_timeout=self._runner.client_timeout,
+                )
+            result = ClientEvaluation(
+                round=self._round,
+                cids=tuple(c for c, _ in ok),
+                metrics=tuple(m for _, m in ok),
+                failures=tuple(bad),
+                seconds=perf_counter() - start,
+            )
+            if not ok and bad:
+                raise EvaluationFailedError(
+                    f"the evaluation of all {len(bad)} clients failed; the first: "
+                    f"client {bad[0][0]}: {bad[0][1]}",
+                    tuple(f for _, f in bad),
+                )
+            self._emit(
+                ClientsEvaluated(
+                    self._round,
+                    len(ok),
+                    len(bad),
+                    result.seconds,
+                    result.stats(threshold),
+                )
+            )
+            return result
+
+    def _evaluation_cids(self, cids: Any) -> list[int]:
+        if cids is None:
+            total = getattr(self.handler, "num_clients", None)
+            if isinstance(total, bool) or not isinstance(total, int):
+                raise ConfigurationError(
+                    f"{self._handler.name} has no num_clients; pass the clients "
+                    "to evaluate: evaluate_clients(cids=[...])"
+                )
+            return list(range(total))
+        try:
+            ids = list(cids)
+        except TypeError:
+            raise ConfigurationError(
+                f"cids must be a list of client ids, got {cids!r}"
+            ) from None
+        for cid in ids:
+            if isinstance(cid, bool) or not isinstance(cid, int):
+                raise ConfigurationError(f"cids holds {cid!r}; client ids are ints")
+            if not 0 <= cid < CID_BOUND:
+                raise ConfigurationError(f"cids holds {cid}; ids lie in [0, 2**32)")
+        if len(set(ids)) != len(ids):
+            raise ConfigurationError("cids holds a client id twice")
+        return ids
 
     def _sample(self) -> tuple[list[int], Any]:
         if self._time is not None:

@@ -51,6 +51,12 @@ class ClientStateStore(ABC):
     def get_many(self, cids: Sequence[int]) -> list[ClientState]:
         """The committed states of ``cids``, in that order."""
 
+    def committed_data(self, cids: Sequence[int]) -> list[dict[str, Any]]:
+        """The committed algorithm state (``ClientState.data``) of ``cids``, in
+        that order, ``{}`` for a client that never committed; creates and
+        stores nothing (per-client evaluation reads it, never writes it)."""
+        return [state.data for state in self.get_many(cids)]
+
     @abstractmethod
     def commit_round(
         self, rounds: int, states: Iterable[tuple[int, ClientState]]
@@ -106,6 +112,13 @@ class MemoryStateStore(ClientStateStore):
                 state = self._states[cid] = self.fresh(cid)
             out.append(state)
         return out
+
+    def committed_data(self, cids: Sequence[int]) -> list[dict[str, Any]]:
+        # Not get_many: it would store a fresh state for every client asked.
+        return [
+            state.data if (state := self._states.get(cid)) is not None else {}
+            for cid in cids
+        ]
 
     def commit_round(
         self, rounds: int, states: Iterable[tuple[int, ClientState]]
