@@ -154,7 +154,7 @@ async def test_evaluation_publishes_its_stats() -> None:
             seen.append(event)
     found = [e for e in seen if isinstance(e, ClientsEvaluated)]
     assert len(found) == 1
-    assert found[0].round == 1
+    assert found[0].round == 0  # the round evaluated, 0-based
     assert found[0].clients == 2
     assert found[0].stats == evaluation.stats(0.0)
     assert found[0].stats["client_acc_above"] == 1.0
@@ -185,3 +185,15 @@ async def test_bad_arguments_are_refused() -> None:
             await sim.evaluate_clients(cids=[1, 1])
         with pytest.raises(ConfigurationError, match=r"holds -1"):
             await sim.evaluate_clients(cids=[-1])
+
+
+@pytest.mark.anyio
+@pytest.mark.anyio_backends("asyncio")
+async def test_the_on_disk_state_store_gives_the_same_results(tmp_path: Any) -> None:
+    """Client states read from SQLite (client_state_path) measure the same."""
+    want, _ = await _train_then_evaluate(InlineExecutor())
+    sim, _ = federation(InlineExecutor(), client_state_path=tmp_path / "s.sqlite")
+    async with sim:
+        await sim.run(2)
+        got = await sim.evaluate_clients()
+    assert got.metrics == want.metrics

@@ -100,9 +100,9 @@ def cli() -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="Continue the run in this folder from its checkpoint. Other options "
     "must match its config.toml, except --executor, --workers, --max-cohort, "
-    "--ray-address, --checkpoint-every, --evaluate-every, --no-memory-check, "
-    "--data-dir, --track, --quiet, --log-format, --dashboard, --dashboard-host "
-    "and --dashboard-port.",
+    "--ray-address, --checkpoint-every, --evaluate-every, "
+    "--client-acc-threshold, --no-memory-check, --data-dir, --track, --quiet, "
+    "--log-format, --dashboard, --dashboard-host and --dashboard-port.",
 )
 def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     """Train a federation and write its run folder.

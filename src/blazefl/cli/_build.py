@@ -18,6 +18,7 @@ import torch
 from blazefl.algorithms import ALGORITHMS, FederatedClient, FederatedServer
 from blazefl.algorithms._settings import settings_of
 from blazefl.cli._checks import LEAF_DATASETS
+from blazefl.cli._client_eval import fraction_of
 from blazefl.cli._config import RunConfig
 from blazefl.cli._privacy import privacy_of
 from blazefl.cli._robust import aggregator_of, attack_of
@@ -40,6 +41,7 @@ from blazefl.data import (
     load_mnist5k,
     shard_partition,
     size_partition,
+    split_client_tests,
     unbalanced_partition,
 )
 from blazefl.data._size_partition import SizeGrowth
@@ -126,11 +128,15 @@ def _repartition(
 
 def build_dataset(config: RunConfig) -> TensorPartitionedDataset:
     """The federated data set of `--dataset`, split by `--partition`, its
-    clients' images shifted by `--feature-shift`."""
+    clients' images shifted by `--feature-shift`; with `--evaluate-clients`,
+    each client's own test data split off its training data where the data
+    set has none (`split_client_tests`)."""
     dataset = _split_dataset(config)
-    if config.feature_shift is None:
-        return dataset
-    return feature_shift(dataset, config.feature_shift, seed=config.seed)
+    if config.feature_shift is not None:
+        dataset = feature_shift(dataset, config.feature_shift, seed=config.seed)
+    if config.evaluate_clients and not dataset.has_client_tests:
+        return split_client_tests(dataset, fraction_of(config), seed=config.seed)
+    return dataset
 
 
 def _split_dataset(config: RunConfig) -> TensorPartitionedDataset:

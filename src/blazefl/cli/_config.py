@@ -60,6 +60,13 @@ from blazefl.cli._checks import (
     port,
     text,
 )
+from blazefl.cli._client_eval import (
+    DEFAULT_FRACTION,
+    DEFAULT_THRESHOLD,
+    accuracy_threshold,
+    check_client_eval,
+    open_fraction,
+)
 from blazefl.cli._robust import AGGREGATOR_NAMES, ATTACK_NAMES, check_robust
 from blazefl.cli._run_setting import RunSetting, run_setting
 from blazefl.cli._track import TRACK_HELP, check_track
@@ -315,6 +322,31 @@ class RunConfig:
         cli_check(partial(check_int, minimum=0)),
         "Evaluate on the test split every K rounds (and after the last); 0: never.",
         resume="free",
+    )
+    evaluate_clients: bool | None = run_setting(
+        None,
+        flag,
+        "Also evaluate every client on its own test data (LEAF's, else a "
+        "split of its training data) when the test split is evaluated; see "
+        "docs/evaluation.md.",
+        kind=bool,
+    )
+    client_test_fraction: float | None = run_setting(
+        None,
+        open_fraction,
+        "With --evaluate-clients: the share of each client's training data "
+        f"held out as its test data [default: {DEFAULT_FRACTION}; LEAF: its own].",
+        kind=float,
+        metavar="F",
+    )
+    client_acc_threshold: float | None = run_setting(
+        None,
+        accuracy_threshold,
+        "With --evaluate-clients: client_acc_above counts clients at or above "
+        f"this accuracy [default: {DEFAULT_THRESHOLD}].",
+        resume="free",
+        kind=float,
+        metavar="ACC",
     )
     no_memory_check: bool = run_setting(
         False,
@@ -579,6 +611,7 @@ def _finish(checked: dict[str, Any], sources: Mapping[str, str]) -> RunConfig:
     from blazefl.cli._privacy import check_privacy
 
     check_privacy(config, checked, partial(_where, sources=sources))
+    check_client_eval(config, partial(_where, sources=sources))
     return config
 
 

@@ -21,6 +21,7 @@ import anyio
 from blazefl._exceptions import MissingDependencyError
 from blazefl.cli._build import Built, build, recorded
 from blazefl.cli._checks import FILE_DATASETS
+from blazefl.cli._client_eval import COLUMNS
 from blazefl.cli._config import RunConfig, config_digest
 from blazefl.cli._files import (
     CHECKPOINT,
@@ -131,6 +132,9 @@ def _finish(
         "git": git_commit(),
         "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+    if config.evaluate_clients:
+        # The spread over clients at the last per-client evaluation.
+        summary["client_evaluation"] = {k: last.get(k) for k in COLUMNS if k in last}
     if privacy is not None:
         # (ε, δ) spent, and what the figure assumes (relation, sampling).
         summary["privacy"] = {
@@ -153,6 +157,9 @@ def _finish(
     spent = privacy.epsilon(done) if privacy is not None else None
     if spent is not None:
         scores += f", epsilon {spent:.3f} at delta {config.delta:g}"
+    mean, p10 = last.get("client_acc_mean"), last.get("client_acc_p10")
+    if isinstance(mean, float) and isinstance(p10, float):
+        scores += f", clients accuracy {mean:.3f} (p10 {p10:.3f})"
     simulated = summary.get("virtual_seconds")
     virtual = "" if simulated is None else f" ({simulated:.1f}s simulated)"
     display.summary(

@@ -44,6 +44,7 @@ __all__ = [
     "LOCK",
     "METRICS",
     "PLOT",
+    "CLIENT_ACCURACY",
     "SUMMARY",
     "claim_folder",
     "create_folder",
@@ -60,6 +61,8 @@ EVENTS = "events.jsonl"
 CHECKPOINT = "checkpoint.ckpt"
 SUMMARY = "summary.json"
 PLOT = "metrics.png"
+#: With --evaluate-clients: each client's accuracy at the latest evaluation.
+CLIENT_ACCURACY = "client_accuracy.json"
 LOCK = "run.lock"
 _RUN_FILES = (CONFIG, METRICS, EVENTS, CHECKPOINT, SUMMARY)
 _SHOWN = 5  # foreign files named in an error, at most

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from blazefl._exceptions import ConfigurationError, MissingDependencyError
+from blazefl.cli._client_plot import draw_client_spread
 from blazefl.cli._jsonl import metrics_problem, read_records
 
 __all__ = ["plot_metrics", "read_metrics"]
@@ -60,8 +61,17 @@ def plot_metrics(folder: Path, output: Path | None = None) -> Path:
         ) from exc
 
     target = output or folder / "metrics.png"
-    fig, (loss_ax, acc_ax) = plt.subplots(1, 2, figsize=(10, 4), layout="constrained")
+    spread = bool(_series(rows, "client_acc_p50")[0])  # --evaluate-clients
+    if spread:
+        fig, axes = plt.subplots(2, 2, figsize=(10, 8), layout="constrained")
+        (loss_ax, acc_ax), (band_ax, hist_ax) = axes
+    else:
+        fig, (loss_ax, acc_ax) = plt.subplots(
+            1, 2, figsize=(10, 4), layout="constrained"
+        )
     try:
+        if spread:
+            draw_client_spread(band_ax, hist_ax, rows, folder)
         for key, label in (("train_loss", "train loss"), ("test_loss", "test loss")):
             x, y = _series(rows, key)
             loss_ax.plot(x, y, marker="o", markersize=3, label=label)

@@ -31,6 +31,17 @@ def _attack(row: dict[str, Any], separator: str) -> str:
     return f"{separator}attack success {_number(row['attack_success_rate'], '.3f', 0)}"
 
 
+def _clients(row: dict[str, Any], separator: str) -> str:
+    """With --evaluate-clients: the clients' mean and p10 accuracy (own
+    models), on evaluated rounds."""
+    if row.get("client_acc_mean") is None:
+        return ""
+    return (
+        f"{separator}clients acc {_number(row['client_acc_mean'], '.3f', 0)} "
+        f"(p10 {_number(row['client_acc_p10'], '.3f', 0)})"
+    )
+
+
 def format_row(row: dict[str, Any], total: int) -> str:
     """A finished round as one aligned table row."""
     failed = f"  ({row['failed']} failed)" if row.get("failed") else ""
@@ -38,7 +49,7 @@ def format_row(row: dict[str, Any], total: int) -> str:
         f"{row['round']:>3}/{total:<3}  {_number(row['train_loss'], '.4f', 10)}  "
         f"{_number(row['test_loss'], '.4f', 9)}  "
         f"{_number(row['test_acc'], '.3f', 8)}  {row['seconds']:>6.2f}s"
-        f"{_attack(row, '  ')}{failed}{_timed(row)}"
+        f"{_attack(row, '  ')}{_clients(row, '  ')}{failed}{_timed(row)}"
         + (f"  epsilon {row['epsilon']:.3f}" if "epsilon" in row else "")
     )
 
@@ -119,6 +130,7 @@ class PlainDisplay(Display):
             f"{_number(row['test_loss'], '.4f', 0)} | test acc "
             f"{_number(row['test_acc'], '.3f', 0)} | {row['seconds']:.2f}s"
             + _attack(row, " | ")
+            + _clients(row, " | ")
             + (f" | {row['failed']} failed" if row.get("failed") else "")
             + (
                 f" | virtual {row['virtual_time']:.1f}s"

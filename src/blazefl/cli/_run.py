@@ -48,6 +48,12 @@ import anyio.to_thread
 
 from blazefl._exceptions import BlazeFLError
 from blazefl.cli._build import Built
+from blazefl.cli._client_eval import (
+    ClientColumns,
+    columns_of,
+    evaluate_round,
+    has_heldout,
+)
 from blazefl.cli._config import RunConfig, config_digest
 from blazefl.cli._files import (
     CHECKPOINT,
@@ -143,6 +149,8 @@ class _Recorder:
         self._changed = anyio.Event()
         #: ε after k rounds (None without DP); set by the `Runner`.
         self.epsilon: Callable[[int], float | None] = lambda k: None
+        #: With --evaluate-clients: the columns each line waits for.
+        self.clients = ClientColumns()
 
     async def consume(self, stream: EventStream) -> None:
         try:
@@ -177,6 +185,10 @@ class _Recorder:
                     )
                     if timed is not None and timed.round == event.round:
                         row.update(time_columns(timed))
+                    clients = await self.clients.of(event.round + 1)
+                    if clients is None:
+                        continue
+                    row.update(clients)
                     _append(metrics, metrics_path, json.dumps(row))
                     self.display.round_finished(row)
                     if self.tracking is not None:
@@ -250,6 +262,7 @@ class Runner:
         self.config = config
         self.tracking = tracking
         self.sim = built.simulation
+        self.built = built
         self.folder = folder
         self.display = display
         self.digest = config_digest(config)
@@ -273,6 +286,9 @@ class Runner:
         )
         if self.privacy is not None:
             recorder.epsilon = self.privacy.epsilon
+        if self.config.evaluate_clients:
+            recorder.clients.columns = columns_of(has_heldout(self.built))
+            recorder.clients.due = self._client_eval_due
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async with self._dashboard(), anyio.create_task_group() as tg:
                 tg.start_soon(self._watch, signals, work)
@@ -284,6 +300,7 @@ class Runner:
                             await self.sim.start()
                             await self._drive(recorder)
                         finally:
+                            recorder.clients.over()
                             await self.sim.aclose()  # ends the event stream too
                 except (BlazeFLError, OSError) as exc:
                     self.outcome.error = exc
@@ -293,10 +310,13 @@ class Runner:
                     self.outcome.log_error = recorder.error
                     # After a failed log line, the logs lag the simulation:
                     # keep the last checkpoint, which they do cover.
+                    # So does a round whose line still waited for its
+                    # per-client evaluation: the logs stop before it.
                     if (
                         self._saved != self.sim.round
                         and self.outcome.checkpoint_error is None
                         and recorder.error is None
+                        and recorder.done == self.sim.round
                     ):
                         with suppress(OSError):  # recorded in the outcome
                             await self._checkpoint()
@@ -331,11 +351,22 @@ class Runner:
                     self.outcome.budget = stop
                     return
             await sim.run_round()
+            if self.config.evaluate_clients and self._client_eval_due(sim.round):
+                columns = await evaluate_round(self.built, self.config, self.folder)
+                recorder.clients.evaluated(sim.round, columns)
             await recorder.wait_for(sim.round)
             if sim.round % every == 0 or sim.round == self.config.rounds:
                 await self._checkpoint()
             if self._after_round is not None:
                 await self._after_round(sim.round)
+
+    def _client_eval_due(self, rounds: int) -> bool:
+        """Per-client evaluation after ``rounds`` rounds: every
+        --evaluate-every rounds and after the last (the last one the privacy
+        budget allows, too)."""
+        if rounds % self.config.evaluate_every == 0 or rounds == self.config.rounds:
+            return True
+        return self.privacy is not None and self.privacy.budget_stop(rounds) is not None
 
     async def _checkpoint(self) -> None:
         """Save the committed state; a failed write is recorded, then raised."""

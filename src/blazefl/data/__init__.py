@@ -2,6 +2,7 @@
 
 from blazefl import _exports
 from blazefl.data._cifar_like import SyntheticCIFAR10
+from blazefl.data._client_split import split_client_tests
 from blazefl.data._digits import load_digits_dataset
 from blazefl.data._feature_shift import (
     FEATURE_SHIFTS,
@@ -41,6 +42,7 @@ from blazefl.data._size_partition import (
 from blazefl.data._synthetic import SyntheticPartitionedDataset
 
 __all__ = [
+    "split_client_tests",
     "SyntheticPartitionedDataset",
     "FEATURE_SHIFTS",
     "ClientShift",

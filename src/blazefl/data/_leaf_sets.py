@@ -231,6 +231,11 @@ class LeafDataset(TensorPartitionedDataset):
             u.name for u in test_users if u.name not in index
         )
         self._heldout_start = sum(len(u.y) for u in test_users if u.name in index)
+        self._heldout_rows = [
+            rows
+            for u, rows in zip(test_users, test_rows, strict=True)
+            if u.name not in index
+        ]
         super().__init__(
             *_stack(train, train[0]),
             _rows([len(u.y) for u in train_users]),
@@ -248,15 +253,27 @@ class LeafDataset(TensorPartitionedDataset):
         super()._build_views()
         rows = torch.arange(self._heldout_start, int(self._test[1].shape[0]))
         self._heldout = TensorView(*self._test, rows)
+        self._heldout_users = [TensorView(*self._test, r) for r in self._heldout_rows]
 
     def __getstate__(self) -> dict[str, Any]:
         state = super().__getstate__()
         del state["_heldout"]  # rebuilt by _build_views, like the other views
+        del state["_heldout_users"]
         return state
 
     def heldout_dataset(self) -> Dataset[Any]:
         """Test samples of users that never train (empty in LEAF's sample mode)."""
         return self._heldout
+
+    def heldout_user_dataset(self, index: int) -> Dataset[Any]:
+        """The test samples of held-out user ``heldout_users[index]``, for
+        per-client evaluation of clients that never trained."""
+        if not 0 <= index < len(self._heldout_users):
+            raise ConfigurationError(
+                f"held-out user index must be in range(0, "
+                f"{len(self._heldout_users)}), got {index!r}"
+            )
+        return self._heldout_users[index]
 
 
 class LeafFEMNIST(LeafDataset):

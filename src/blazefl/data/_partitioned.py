@@ -149,7 +149,10 @@ class TensorPartitionedDataset:
     `client_test_indices`, if given, lists each client's own rows of
     `(test_x, test_y)` (a per-client test split, as LEAF's users have): then
     ``get_dataset("test", cid)`` is client `cid`'s test data, for per-client
-    evaluation, and `has_client_tests` is true.
+    evaluation, and `has_client_tests` is true. With
+    ``client_tests_from_train=True`` they are rows of `(train_x, train_y)`
+    instead: a split of each client's own data (`split_client_tests`), which
+    the client's training rows must then leave out.
 
     Targets must be int64 class ids; `num_classes` defaults to one more than
     the largest target seen. Bad input fails here, at construction, and so
@@ -169,6 +172,7 @@ class TensorPartitionedDataset:
         num_classes: int | None = None,
         allow_empty_clients: bool = False,
         client_test_indices: Sequence[ClientIndices] | None = None,
+        client_tests_from_train: bool = False,
     ) -> None:
         _check_pair("train", train_x, train_y)
         _check_pair("test", test_x, test_y)
@@ -214,8 +218,15 @@ class TensorPartitionedDataset:
         self._train = (train_x, train_y)
         self._test = (test_x, test_y)
         self._indices, self._offsets = packed(parts)
+        if not isinstance(client_tests_from_train, bool):
+            raise ConfigurationError(
+                "client_tests_from_train must be True or False, got "
+                f"{client_tests_from_train!r}"
+            )
+        self._tests_from_train = client_tests_from_train
+        source = train_x if client_tests_from_train else test_x
         self._client_tests = client_tests(
-            client_test_indices, len(parts), int(test_x.shape[0])
+            client_test_indices, len(parts), int(source.shape[0])
         )
         self._overrides: dict[tuple[str, int | None], Dataset[Any]] = {}
         self._build_views()
@@ -235,7 +246,8 @@ class TensorPartitionedDataset:
             ends = test_offsets.tolist()
             for cid in range(len(ends) - 1):
                 rows = indices[ends[cid] : ends[cid + 1]]
-                self._views[_TEST, cid] = TensorView(*self._test, rows)
+                pair = self._train if self._tests_from_train else self._test
+                self._views[_TEST, cid] = TensorView(*pair, rows)
 
     def __getstate__(self) -> dict[str, Any]:
         # The views are rebuilt on unpickling: pickled one by one, each index

@@ -142,9 +142,11 @@ class RoundTimed(_EventBase):
 @dataclass(frozen=True, slots=True)
 class ClientsEvaluated(_EventBase):
     """`Simulation.evaluate_clients` measured the clients on their own test
-    data after ``round`` committed rounds; ``stats`` is the spread
-    (`blazefl.sim.ClientEvaluation.stats`: ``client_acc_mean``, ``client_acc_p10``,
-    ...), ``failed`` how many clients' evaluations failed."""
+    data; ``round`` is the 0-based index of the last committed round, as in
+    `RoundFinished` (-1: the initial model, before any round); ``stats`` is
+    the spread (`blazefl.sim.ClientEvaluation.stats`: ``client_acc_mean``,
+    ``client_acc_p10``, ...), ``failed`` how many clients' evaluations
+    failed."""
 
     name: ClassVar[str] = "clients_evaluated"
     round: int

@@ -459,7 +459,7 @@ class Simulation(Generic[UplinkT, DownlinkT]):
                 )
             self._emit(
                 ClientsEvaluated(
-                    self._round,
+                    self._round - 1,
                     len(ok),
                     len(bad),
                     result.seconds,
