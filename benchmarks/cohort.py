@@ -29,12 +29,18 @@ are compared with the per-client loop's (max |difference|).
 
     python benchmarks/cohort.py            # writes benchmarks/results/cohort.{json,md}
     python benchmarks/cohort.py --rounds 3 --only logreg
+
+``--peers pfl --peers flower --peers bfl3`` adds the peer columns, run beside
+the variants above in the same invocation (`cohort_peers.py`): pfl-research
+(one process and ``torchrun`` with 2), Flower (1 and 2 Ray actors) and BlazeFL
+3.0 itself (sequential, 2 threads, 2 processes), each in its own interpreter.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -265,6 +271,13 @@ def main() -> None:
     parser.add_argument("--only", choices=tuple(WORKLOADS), action="append")
     parser.add_argument("--one", nargs=3, metavar=("WORKLOAD", "VARIANT", "OUT"))
     parser.add_argument("--data", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--peers",
+        choices=("pfl", "flower", "bfl3"),
+        action="append",
+        default=[],
+        help="add a peer column (cohort_peers.py); repeat for several",
+    )
     args = parser.parse_args()
     if args.one:
         if args.data is not None:
@@ -272,33 +285,38 @@ def main() -> None:
         one(args.one[0], args.one[1], args.rounds, Path(args.one[2]))
         return
     sys.path.insert(0, str(HERE))
-    from harness import machine_info
+    import blazefl3_cohort
+    import cohort_peers
+    from harness import LoadMonitor, machine_info
 
+    peers = cohort_peers.available(args.peers)
+    load_start = os.getloadavg()
     rows = []
     records = []
+    peer_rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only or tuple(WORKLOADS):
             got: dict[str, dict[str, Any]] = {}
             data_file = Path(tmp) / f"{name}.data"
             torch.save(dataset(name), data_file)
-            for variant in VARIANTS:
+            files = {"data": data_file, "blob": Path(tmp) / f"{name}.blob"}
+            if any(v.startswith("bfl3") for v in peers):
+                init = _server(name, dataset(name), args.rounds)[0].params
+                blazefl3_cohort.export(name, dataset(name), init, files["blob"])
+            for variant in (*VARIANTS, *peers):
                 out = Path(tmp) / f"{name}-{variant}.json"
-                subprocess.run(
-                    [
-                        sys.executable,
-                        __file__,
-                        "--rounds",
-                        str(args.rounds),
-                        "--data",
-                        str(data_file),
-                        "--one",
-                        name,
-                        variant,
-                        str(out),
-                    ],
-                    check=True,
-                )
-                got[variant] = json.loads(out.read_text())
+                if variant in peers:
+                    got[variant] = cohort_peers.run_peer(
+                        variant, name, args.rounds, files, out
+                    )
+                else:
+                    load = LoadMonitor()
+                    before = load.sample()
+                    cmd = [sys.executable, __file__, "--rounds", str(args.rounds)]
+                    cmd += ["--data", str(data_file), "--one", name, variant, str(out)]
+                    subprocess.run(cmd, check=True)
+                    got[variant] = json.loads(out.read_text())
+                    got[variant]["other_load"] = load.foreign(before, load.sample())
                 records.append(got[variant])
                 print(f"{name} {variant}: {got[variant]['median_seconds']:.3f}s/round")
             ref = torch.load(Path(tmp) / f"{name}-bare1.pt")
@@ -325,19 +343,39 @@ def main() -> None:
                     "max_abs_diff": diff,
                 }
             )
+            if peers:
+                peer_rows.append(
+                    cohort_peers.summarise(name, got, Path(tmp), dataset(name))
+                )
     RESULTS.mkdir(exist_ok=True)
-    info = machine_info()
+    info = {**machine_info(), "loadavg_start": load_start}
     (RESULTS / "cohort.json").write_text(
-        json.dumps({"machine": info, "rows": rows, "runs": records}, indent=2) + "\n"
+        json.dumps(
+            {"machine": info, "rows": rows, "peers": peer_rows, "runs": records},
+            indent=2,
+        )
+        + "\n"
     )
     text = (
         "# Cohort execution vs the hand-written per-client loop\n\n"
-        f"`python benchmarks/cohort.py --rounds {args.rounds}`; FedAvg, batch "
+        f"`python benchmarks/cohort.py --rounds {args.rounds}"
+        + "".join(f" --peers {p}" for p in args.peers)
+        + f"`; FedAvg, batch "
         f"{BATCH}, 1 epoch, 20-50 samples per client, torch 1 intra-op thread; "
         "median s/round of rounds 2+; each variant in its own process. "
         f"Machine: {info['cpu_count']} CPUs ({info['cpu_model']}), load average "
-        f"at start {info['loadavg_start']}.\n\n" + _table(rows) + "\n"
+        f"at start {info['loadavg_start']}, at end {os.getloadavg()}.\n\n"
+        + _table(rows)
+        + "\n"
     )
+    if peer_rows:
+        text += (
+            "\n## Peers, same workloads, same run\n\n"
+            + cohort_peers.table(peer_rows, TARGETS)
+            + "\n\n"
+            + cohort_peers.NOTES
+            + "\n"
+        )
     (RESULTS / "cohort.md").write_text(text)
     print(text)
 
