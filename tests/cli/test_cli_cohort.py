@@ -25,7 +25,16 @@ def cohort_reference(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.mark.parametrize("algorithm", sorted(ALGORITHMS))
+# Personalized algorithms train what a client keeps in their own Python client
+# update: the cohort executor refuses them (below).
+# Fine-tuning trains as FedAvg does (it personalizes at evaluation only).
+PERSONALIZED = sorted(
+    n for n, a in ALGORITHMS.items() if a.personalized and n != "finetune"
+)
+BATCHED = sorted(set(ALGORITHMS) - set(PERSONALIZED))
+
+
+@pytest.mark.parametrize("algorithm", BATCHED)
 def test_every_algorithm_runs_on_cohort(tmp_path: Path, algorithm: str) -> None:
     """Each built-in algorithm's client update batches: the run completes."""
     out = tmp_path / "run"
@@ -90,3 +99,16 @@ def test_resume_after_sigkill_on_cohort_is_bitwise(
     assert result.exit_code == 0, result.output
     assert torch.equal(final_params(run.out), final_params(cohort_reference))
     assert metrics(run.out) == metrics(cohort_reference)
+
+
+@pytest.mark.parametrize("algorithm", PERSONALIZED)
+def test_a_personalized_algorithm_is_refused(tmp_path: Path, algorithm: str) -> None:
+    """Exit 2 in one line naming the per-client executors that run it."""
+    model = ["--model", "cnn_bn"] if algorithm == "fedbn" else []  # FedBN needs BN
+    result = invoke(
+        "run", *ONE_ROUND, "--algorithm", algorithm, *model, "--executor", "cohort",
+        "--out", tmp_path / "run",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "--executor inline, threads, processes or ray" in result.stderr
+    assert "Traceback" not in result.output
