@@ -28,8 +28,8 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
+from blazefl._client_stats import STAT_SUFFIXES
 from blazefl._exceptions import ConfigurationError
-from blazefl.sim._client_stats import STAT_SUFFIXES
 
 if TYPE_CHECKING:
     from blazefl.cli._build import Built

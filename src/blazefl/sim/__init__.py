@@ -13,6 +13,7 @@
 """
 
 from blazefl import _exports
+from blazefl._client_stats import accuracy_stats
 from blazefl._memory import MemoryEstimate, MemoryLimit, estimate_memory, memory_limit
 from blazefl.sim import abc as abc
 from blazefl.sim._checkpoint import (
@@ -20,7 +21,6 @@ from blazefl.sim._checkpoint import (
     load_checkpoint,
     save_checkpoint,
 )
-from blazefl.sim._client_stats import accuracy_stats
 from blazefl.sim._context import ClientContext, ClientState, ClientWork, StopFlag
 from blazefl.sim._evaluation import ClientEvaluation
 from blazefl.sim._events import (

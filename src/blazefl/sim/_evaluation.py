@@ -36,10 +36,10 @@ from typing import Any
 
 import anyio
 
+from blazefl._client_stats import accuracy_stats
 from blazefl._exceptions import ClientTimeoutError, ConfigurationError
 from blazefl._versions import version_of
 from blazefl.reproducibility import create_rng_suite, derive_seed
-from blazefl.sim._client_stats import accuracy_stats
 from blazefl.sim._context import ClientContext, ClientState
 from blazefl.sim._executors._base import Executor, RoundSession
 from blazefl.sim._jobs import (
