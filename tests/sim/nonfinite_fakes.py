@@ -49,7 +49,8 @@ def _extra(kind: str, spoiled: bool) -> Any:
     if kind == "complex":
         return torch.tensor([1 + 1j, complex(value, 0.0)])
     if kind == "meta":
-        return torch.empty(2, device="meta" if spoiled else "cpu")
+        # zeros, not empty: uninitialised CPU memory may hold a NaN
+        return torch.zeros(2, device="meta" if spoiled else "cpu")
     raise ValueError(f"unknown kind {kind!r}")
 
 
