@@ -16,7 +16,8 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -35,7 +36,10 @@ from blazefl.sim._gil import gil_enabled
 from blazefl.sim._results import ClientReport, RoundResult, aggregate_metrics
 from blazefl.sim._timed import TimedRounds
 
-__all__ = ["AsyncRound"]
+__all__ = ["AsyncRound", "run_async_update"]
+
+if TYPE_CHECKING:
+    from blazefl.sim._simulation import Simulation
 
 
 @dataclass(frozen=True)
@@ -146,3 +150,31 @@ class AsyncRound:
         with prechecked():  # the engine checked each update as it arrived
             self.timed.load_stale(entries)
         return self.summary_if_due(index)
+
+
+# -- as a Simulation runs it ---------------------------------------------
+
+
+async def run_async_update(sim: Simulation[Any, Any]) -> RoundResult:
+    """Simulation ``sim``'s next asynchronous server update."""
+    assert sim._time is not None
+    step = AsyncRound(
+        sim._time,
+        sim.handler,
+        sim._runner,
+        sim.executor.describe(),
+        emit=sim._emit,
+        on_outcome=sim._on_outcome,
+        summary_if_due=sim._summary_if_due,
+    )
+    return await step.run(
+        sim._round,
+        fail_round=sim._policy.on_failure == "fail_round",
+        round_timeout=sim._round_timeout,
+        on_commit=partial(_advance, sim),
+        after_commit=lambda: sim._gil.check(sim._log),
+    )
+
+
+def _advance(sim: Simulation[Any, Any]) -> None:
+    sim._round += 1

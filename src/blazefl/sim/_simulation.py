@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import os
 import sysconfig
-from time import perf_counter
 from types import TracebackType
 from typing import Any, Generic, TypeVar
 
@@ -23,24 +22,17 @@ import structlog.contextvars
 
 from blazefl._exceptions import (
     ConfigurationError,
-    EvaluationFailedError,
     SimulationFinishedError,
 )
 from blazefl._validate import check_int, check_number, check_seed
 from blazefl.sim._adapters import adapt, check_executor, default_executor
-from blazefl.sim._async_round import AsyncRound
+from blazefl.sim._async_round import run_async_update
 from blazefl.sim._context import ClientState
 from blazefl.sim._devices import check_simulation_device
-from blazefl.sim._engine import CID_BOUND, RoundRunner, check_cids
-from blazefl.sim._evaluation import (
-    ClientEvaluation,
-    EvaluatingWork,
-    check_chunk_size,
-    evaluation_of,
-    run_evaluation,
-)
+from blazefl.sim._engine import RoundRunner
+from blazefl.sim._evaluate_clients import evaluate_between_rounds
+from blazefl.sim._evaluation import ClientEvaluation, EvaluatingWork, evaluation_of
 from blazefl.sim._events import (
-    ClientsEvaluated,
     Event,
     EventHub,
     EventStream,
@@ -53,8 +45,9 @@ from blazefl.sim._jobs import JobOutcome, JobWork
 from blazefl.sim._logging import get_logger, replay
 from blazefl.sim._policy import FailurePolicy, RoundPolicy
 from blazefl.sim._results import RoundResult
+from blazefl.sim._sim_state import load_simulation_state, simulation_state
 from blazefl.sim._states import make_store
-from blazefl.sim._sync_round import SyncRound
+from blazefl.sim._sync_round import run_sync_round, sample_round
 from blazefl.sim._timed import TimedRounds, VersionedWork
 from blazefl.simtime._config import SimTime
 
@@ -273,55 +266,11 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         from it continues bit for bit as if it had never stopped. Call it
         between rounds.
         """
-        if self._lock is not None and self._lock.locked():
-            raise ConfigurationError("state_dict() was called while a round runs")
-        handler_state = self._handler.state_dict
-        if handler_state is None:
-            raise ConfigurationError(
-                f"{self._handler.name} has no state_dict(); checkpoints "
-                "need the handler's state (FederatedServer has one)"
-            )
-        state = {
-            "format": 1,
-            "round": self._round,
-            "handler": handler_state(),
-            "clients": self._runner.states.state_dict(self._round),
-            "pending_cids": None if self._pending is None else list(self._pending[0]),
-        }
-        if self._time is not None:
-            state["time"] = self._time.state_dict()
-        return state
+        return simulation_state(self)
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore a `state_dict`; the next round is the one after it."""
-        if state.get("format") != 1:
-            raise ConfigurationError(
-                f"unsupported simulation state format {state.get('format')!r}; "
-                "this version of blazefl reads format 1"
-            )
-        load_handler = self._handler.load_state_dict
-        if load_handler is None:
-            raise ConfigurationError(f"{self._handler.name} has no load_state_dict()")
-        load_handler(state["handler"])
-        self._runner.states.load_state_dict(state["clients"], int(state["round"]))
-        self._round = int(state["round"])
-        if self._time is not None:
-            if "time" not in state:
-                raise ConfigurationError(
-                    "the state was written without simulated time; resume it "
-                    "without time= (or start afresh)"
-                )
-            self._time.load_state_dict(state["time"])  # with a pending plan
-        pending = state.get("pending_cids")
-        self._pending = (
-            None
-            if pending is None
-            # A timed round may keep no client (all stragglers): [] is valid.
-            else (
-                [int(c) for c in pending] if self._time else check_cids(pending),
-                self.handler.downlink_package(),
-            )
-        )
+        load_simulation_state(self, state)
 
     def events(self) -> EventStream:
         """Subscribe to this simulation's events from now on."""
@@ -376,17 +325,17 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         async with self._lock:
             if self._time is not None and self._time.scheduler is not None:
                 with structlog.contextvars.bound_contextvars(round=self._round):
-                    return await self._run_async()
+                    return await run_async_update(self)
             if self._pending is None:
                 if self.handler.is_stopped():
                     raise SimulationFinishedError(
                         f"the handler reports training is over after {self._round} "
                         "rounds (is_stopped() is True)"
                     )
-                self._pending = await anyio.to_thread.run_sync(self._sample)
+                self._pending = await anyio.to_thread.run_sync(sample_round, self)
             cids, payload = self._pending
             with structlog.contextvars.bound_contextvars(round=self._round):
-                return await self._run_pending(cids, payload)
+                return await run_sync_round(self, cids, payload)
 
     async def evaluate_clients(
         self,
@@ -412,146 +361,9 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         A client whose evaluation fails is counted in ``failed`` and left
         out; `EvaluationFailedError` when every client failed.
         """
-        if self._lock is None or not self.executor.running:
-            raise ConfigurationError(
-                "the simulation is not started: use `async with Simulation(...) as "
-                "sim:` before evaluate_clients()"
-            )
-        refused = evaluation_of(self._runner.adapter, self.executor)
-        if isinstance(refused, str):
-            raise ConfigurationError(refused)
-        if self._time is not None and self._time.scheduler is not None:
-            raise ConfigurationError(
-                "evaluate_clients() runs between synchronous rounds; in "
-                "asynchronous mode (SimTime(mode='async')) clients are always in "
-                "flight: evaluate in a synchronous run"
-            )
-        chunk = check_chunk_size(chunk_size, self.executor.max_workers)
-        ids = self._evaluation_cids(cids)
-        async with self._lock:
-            start = perf_counter()
-            payload = await anyio.to_thread.run_sync(self.handler.downlink_package)
-            self._evaluations += 1
-            with structlog.contextvars.bound_contextvars(round=self._round):
-                ok, bad = await run_evaluation(
-                    self.executor,
-                    self._runner.states,
-                    -self._evaluations,
-                    payload,
-                    ids,
-                    job_round=self._round,
-                    device_of=self._runner.adapter.device_of,
-                    chunk_size=chunk,
-                    client_timeout=self._runner.client_timeout,
-                )
-            result = ClientEvaluation(
-                round=self._round,
-                cids=tuple(c for c, _ in ok),
-                metrics=tuple(m for _, m in ok),
-                failures=tuple(bad),
-                seconds=perf_counter() - start,
-            )
-            if not ok and bad:
-                raise EvaluationFailedError(
-                    f"the evaluation of all {len(bad)} clients failed; the first: "
-                    f"client {bad[0][0]}: {bad[0][1]}",
-                    tuple(f for _, f in bad),
-                )
-            self._emit(
-                ClientsEvaluated(
-                    self._round - 1,
-                    len(ok),
-                    len(bad),
-                    result.seconds,
-                    result.stats(threshold),
-                )
-            )
-            return result
-
-    def _evaluation_cids(self, cids: Any) -> list[int]:
-        if cids is None:
-            total = getattr(self.handler, "num_clients", None)
-            if isinstance(total, bool) or not isinstance(total, int):
-                raise ConfigurationError(
-                    f"{self._handler.name} has no num_clients; pass the clients "
-                    "to evaluate: evaluate_clients(cids=[...])"
-                )
-            return list(range(total))
-        try:
-            ids = list(cids)
-        except TypeError:
-            raise ConfigurationError(
-                f"cids must be a list of client ids, got {cids!r}"
-            ) from None
-        for cid in ids:
-            if isinstance(cid, bool) or not isinstance(cid, int):
-                raise ConfigurationError(f"cids holds {cid!r}; client ids are ints")
-            if not 0 <= cid < CID_BOUND:
-                raise ConfigurationError(f"cids holds {cid}; ids lie in [0, 2**32)")
-        if len(set(ids)) != len(ids):
-            raise ConfigurationError("cids holds a client id twice")
-        return ids
-
-    def _sample(self) -> tuple[list[int], Any]:
-        if self._time is not None:
-            payload = self.handler.downlink_package()
-            plan = self._time.plan_round(payload)
-            self._time.plan = plan
-            return list(plan.kept), payload
-        cids = check_cids(self.handler.sample_clients())
-        self._policy.check_sampled(len(cids))
-        return cids, self.handler.downlink_package()
-
-    async def _run_pending(self, cids: list[int], payload: Any) -> RoundResult:
-        """One synchronous round (see `blazefl.sim._sync_round`)."""
-        plan = None if self._time is None else self._time.plan
-        step = SyncRound(
-            self._runner,
-            self._policy,
-            self.executor.describe(),
-            emit=self._emit,
-            on_outcome=self._on_outcome,
-            aggregate=self._aggregate,
-            after_commit=lambda: self._gil.check(self._log),
+        return await evaluate_between_rounds(
+            self, cids, chunk_size=chunk_size, threshold=threshold
         )
-        return await step.run(
-            self._round,
-            cids,
-            payload,
-            plan=plan,
-            round_timeout=self._round_timeout,
-            on_commit=self._commit_sync,
-        )
-
-    def _commit_sync(self) -> None:
-        self._pending = None
-        self._round += 1
-        if self._time is not None and self._time.plan is not None:
-            self._time.clock.advance_to(self._time.plan.end)
-            self._time.plan = None
-
-    async def _run_async(self) -> RoundResult:
-        """One asynchronous server update (see `blazefl.sim._async_round`)."""
-        assert self._time is not None
-        step = AsyncRound(
-            self._time,
-            self.handler,
-            self._runner,
-            self.executor.describe(),
-            emit=self._emit,
-            on_outcome=self._on_outcome,
-            summary_if_due=self._summary_if_due,
-        )
-        return await step.run(
-            self._round,
-            fail_round=self._policy.on_failure == "fail_round",
-            round_timeout=self._round_timeout,
-            on_commit=self._advance,
-            after_commit=lambda: self._gil.check(self._log),
-        )
-
-    def _advance(self) -> None:
-        self._round += 1
 
     def _aggregate(
         self, index: int, packages: list[Any], partial: bool

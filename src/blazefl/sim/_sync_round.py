@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any
+from functools import partial
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
 
 from blazefl._exceptions import RoundFailedError
-from blazefl.sim._engine import OnOutcome, RoundRunner
+from blazefl.sim._engine import OnOutcome, RoundRunner, check_cids
 from blazefl.sim._events import (
     Event,
     RoundAborted,
@@ -34,7 +35,10 @@ from blazefl.sim._policy import RoundPolicy
 from blazefl.sim._results import ClientReport, RoundResult, aggregate_metrics
 from blazefl.simtime._sync import RoundPlan
 
-__all__ = ["SyncRound"]
+__all__ = ["SyncRound", "run_sync_round", "sample_round"]
+
+if TYPE_CHECKING:
+    from blazefl.sim._simulation import Simulation
 
 
 @dataclass(frozen=True)
@@ -146,3 +150,50 @@ def _timed_event(
         0.0,
         0,
     )
+
+
+# -- as a Simulation runs it ---------------------------------------------
+
+
+def sample_round(sim: Simulation[Any, Any]) -> tuple[list[int], Any]:
+    """The round's clients and payload (or its plan on the virtual clock)."""
+    if sim._time is not None:
+        payload = sim.handler.downlink_package()
+        plan = sim._time.plan_round(payload)
+        sim._time.plan = plan
+        return list(plan.kept), payload
+    cids = check_cids(sim.handler.sample_clients())
+    sim._policy.check_sampled(len(cids))
+    return cids, sim.handler.downlink_package()
+
+
+async def run_sync_round(
+    sim: Simulation[Any, Any], cids: list[int], payload: Any
+) -> RoundResult:
+    """Simulation ``sim``'s next synchronous round, of ``cids``."""
+    plan = None if sim._time is None else sim._time.plan
+    step = SyncRound(
+        sim._runner,
+        sim._policy,
+        sim.executor.describe(),
+        emit=sim._emit,
+        on_outcome=sim._on_outcome,
+        aggregate=sim._aggregate,
+        after_commit=lambda: sim._gil.check(sim._log),
+    )
+    return await step.run(
+        sim._round,
+        cids,
+        payload,
+        plan=plan,
+        round_timeout=sim._round_timeout,
+        on_commit=partial(_commit, sim),
+    )
+
+
+def _commit(sim: Simulation[Any, Any]) -> None:
+    sim._pending = None
+    sim._round += 1
+    if sim._time is not None and sim._time.plan is not None:
+        sim._time.clock.advance_to(sim._time.plan.end)
+        sim._time.plan = None
