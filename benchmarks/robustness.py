@@ -43,7 +43,7 @@ import torch
 
 from blazefl.algorithms import Aggregator, RoundUpdates, WeightedMean
 from blazefl.cli._build import build
-from blazefl.cli._config import resolve
+from blazefl.cli._resolve import resolve
 from blazefl.reproducibility import set_torch_threads
 from blazefl.robust import Bulyan, Krum, Median, MultiKrum, NormBound, TrimmedMean
 from blazefl.sim import configure_logging

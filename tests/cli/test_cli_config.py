@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from blazefl.algorithms import ALGORITHMS
 from blazefl.cli._checks import ALGORITHM_NAMES, KNOBS, MODELS
-from blazefl.cli._config import config_digest, resolve
+from blazefl.cli._config import config_digest
+from blazefl.cli._resolve import resolve
 from blazefl.cli._toml import dump_toml
 from blazefl.models import MODEL_NAMES
 from cli_helpers import invoke

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from blazefl.cli._config import resolve
+from blazefl.cli._resolve import resolve
 from cli_helpers import SMALL, final_params, invoke
 
 

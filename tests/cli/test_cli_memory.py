@@ -22,8 +22,9 @@ from blazefl.cli import _fits
 from blazefl.cli._app import cli
 from blazefl.cli._build import build, build_dataset
 from blazefl.cli._checks import DATASET_MODELS, DATASETS
-from blazefl.cli._config import RunConfig, config_digest, resolve
+from blazefl.cli._config import RunConfig, config_digest
 from blazefl.cli._fits import DATASET_SIZES, estimate_run
+from blazefl.cli._resolve import resolve
 
 TINY = ["--clients", "4", "--rounds", "1", "--epochs", "1", "--executor", "inline"]
 

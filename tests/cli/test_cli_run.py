@@ -16,7 +16,8 @@ from blazefl.algorithms import ALGORITHMS
 from blazefl.cli import main
 from blazefl.cli._build import build, build_dataset
 from blazefl.cli._checks import PARTITIONS
-from blazefl.cli._config import RunConfig, resolve
+from blazefl.cli._config import RunConfig
+from blazefl.cli._resolve import resolve
 from cli_helpers import SMALL, invoke, metrics
 
 RUN_FILES = {

@@ -28,8 +28,8 @@ from blazefl.cli._config import (
     KEYS,
     OPERATIONAL_KEYS,
     RUN_SETTINGS,
-    resolve,
 )
+from blazefl.cli._resolve import resolve
 from blazefl.data import SyntheticPartitionedDataset
 from blazefl.models import ModelZoo
 

@@ -113,8 +113,8 @@ def run(config_file: Path | None, resume: Path | None, **options: Any) -> None:
     metrics.png. Ctrl-C stops after saving a checkpoint; continue with
     --resume.
     """
-    from blazefl.cli._config import resolve
     from blazefl.cli._execute import execute  # torch is imported from here on
+    from blazefl.cli._resolve import resolve
     from blazefl.cli._toml import read_config_file
     from blazefl.cli._user_errors import IOFailure
 
@@ -150,12 +150,8 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
     executor, workers, checkpoint cadence, data folder and output settings
     may change (the executors give bitwise equal results).
     """
-    from blazefl.cli._config import (
-        INVOCATION_KEYS,
-        OPERATIONAL_KEYS,
-        option_name,
-        resolve,
-    )
+    from blazefl.cli._config import INVOCATION_KEYS, OPERATIONAL_KEYS, option_name
+    from blazefl.cli._resolve import resolve
     from blazefl.cli._toml import read_config_file
 
     stored_file = folder / "config.toml"

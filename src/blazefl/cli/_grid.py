@@ -41,8 +41,8 @@ from blazefl.cli._config import (
     RUN_SETTINGS,
     RunConfig,
     option_name,
-    resolve,
 )
+from blazefl.cli._resolve import resolve
 
 __all__ = [
     "GRID_KEYS",

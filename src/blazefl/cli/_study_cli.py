@@ -14,17 +14,12 @@ from pathlib import Path
 from typing import Any
 
 from blazefl._exceptions import ConfigurationError, MissingDependencyError
-from blazefl.cli._config import (
-    INVOCATION_KEYS,
-    KEYS,
-    OPERATIONAL_KEYS,
-    option_name,
-    resolve,
-)
+from blazefl.cli._config import INVOCATION_KEYS, KEYS, OPERATIONAL_KEYS, option_name
 from blazefl.cli._files import CONFIG, METRICS, SUMMARY, default_out, write_json
 from blazefl.cli._grid import plan_sweep, split_sweep_table
 from blazefl.cli._info import git_commit, versions
 from blazefl.cli._plot import read_metrics
+from blazefl.cli._resolve import resolve
 from blazefl.cli._study import (
     RunRecord,
     csv_text,

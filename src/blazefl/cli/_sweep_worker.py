@@ -62,8 +62,8 @@ def _output_to(path: Path) -> Iterator[None]:
 
 def _run(job: Job) -> tuple[int, str | None]:
     from blazefl._exceptions import BlazeFLError
-    from blazefl.cli._config import resolve
     from blazefl.cli._execute import execute
+    from blazefl.cli._resolve import resolve
 
     folder = Path(job["folder"])
     folder.mkdir(parents=True, exist_ok=True)
