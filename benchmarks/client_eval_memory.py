@@ -27,11 +27,9 @@ Results go to ``benchmarks/results/client_eval_memory.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -149,25 +147,6 @@ def cases(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
-def machine() -> dict[str, Any]:
-    import torch
-
-    import blazefl
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        "cpus": os.cpu_count(),
-        "load_average": [round(v, 2) for v in os.getloadavg()],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "blazefl": blazefl.__version__,
-        "commit": commit,
-        "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-
-
 def markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     def num(value: Any, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
@@ -247,7 +226,9 @@ def main() -> None:
         saved = json.loads((out / f"{name}.json").read_text())
         (out / f"{name}.md").write_text(markdown(saved["machine"], saved["rows"]))
         return
-    info = machine()
+    from harness import run_info  # imports torch: the parent only
+
+    info = run_info(load_average=True)
     rows = []
     for case in cases(args.quick):
         row = measure(case)
