@@ -119,7 +119,7 @@ def build(
     rounds = 3 + args.rounds
     if spec["workload"] == "exchange":
         clients, samples, batch = (4, 20, 10) if args.tiny else (20, 100, 50)
-        data = SyntheticPartitionedDataset(
+        data: Any = SyntheticPartitionedDataset(
             clients, seed=SEED, image_shape=(3, 32, 32),
             samples_per_client=samples, test_samples=200 if args.tiny else 1000,
         )  # fmt: skip
@@ -127,7 +127,7 @@ def build(
         model, lr = "wide_cnn", 0.05
     else:
         data = cohort.dataset("logreg")
-        clients = cohort.WORKLOADS["logreg"]["clients"]
+        clients = int(cohort.WORKLOADS["logreg"]["clients"])  # type: ignore[call-overload]
         selector, model = cohort.Selector(data.input_shape), "logreg"
         batch, lr = cohort.BATCH, cohort.LR
     ratio = 0.02 if args.tiny and spec["workload"] == "logreg" else 1.0

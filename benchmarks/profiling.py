@@ -169,7 +169,7 @@ _CACHE: dict[tuple[CodeType, ...], tuple[str, str]] = {}
 
 def classify(frame: FrameType | None) -> tuple[str, str]:
     """The category of a thread whose innermost frame is ``frame``."""
-    codes = []
+    codes: list[CodeType] = []
     while frame is not None and len(codes) < _MAX_DEPTH:
         codes.append(frame.f_code)
         frame = frame.f_back
@@ -325,12 +325,12 @@ def per_round(roles: dict[str, dict[str, float]], rounds: int) -> dict[str, Any]
     """Milliseconds per round by category and role; totals add up by design."""
     order = [r for r in ("main thread", "worker threads", "worker processes")
              if r in roles]  # fmt: skip
-    categories = {}
+    categories: dict[str, dict[str, Any]] = {}
     for category in CATEGORIES:
         by_role = {r: roles[r].get(category, 0.0) * 1e3 / rounds for r in order}
         categories[category] = {"by_role": by_role, "total_ms": sum(by_role.values())}
     role_totals = {r: sum(roles[r].values()) * 1e3 / rounds for r in order}
-    total = sum(c["total_ms"] for c in categories.values())
+    total: float = sum(c["total_ms"] for c in categories.values())
     return {
         "roles": order,
         "categories": categories,
@@ -403,8 +403,8 @@ def markdown_run(run: dict[str, Any], command: str) -> str:
         )
     totals = " | ".join(f"{pr['role_total_ms'][r]:.1f}" for r in roles)
     lines.append(f"| **all** | {totals} | {pr['total_ms']:.1f} | 100% | | |")
-    top = run.get("cprofile_main_thread") or []
-    if top:
+    functions = run.get("cprofile_main_thread") or []
+    if functions:
         lines += [
             "",
             "cProfile, main thread, one more round"
@@ -414,6 +414,6 @@ def markdown_run(run: dict[str, Any], command: str) -> str:
             "| function | calls | own ms | cumulative ms |",
             "|---|---:|---:|---:|",
         ]
-        for where, calls, own, cum in top:
+        for where, calls, own, cum in functions:
             lines.append(f"| `{where}` | {calls} | {own * 1e3:.1f} | {cum * 1e3:.1f} |")
     return "\n".join(lines)
