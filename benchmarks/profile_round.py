@@ -273,11 +273,20 @@ def main() -> None:
     ap.add_argument("--tiny", action="store_true", help="a small workload (tests)")
     ap.add_argument("--no-cprofile", action="store_true")
     ap.add_argument("--out", type=Path, default=HERE / "results")
+    ap.add_argument(
+        "--summary",
+        action="store_true",
+        help="print the runs of --label's results side by side, run nothing",
+    )
     ap.add_argument("--one", help=argparse.SUPPRESS)
     ap.add_argument("--record", type=Path, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.rounds < 1:
         raise SystemExit(f"--rounds must be >= 1, got {args.rounds}")
+    if args.summary:
+        report = json.loads((args.out / f"profile_round-{args.label}.json").read_text())
+        print(profiling.summary(report))
+        return
     if args.one:
         args.record.write_text(json.dumps(run_one(parse_run(args.one), args)))
         return

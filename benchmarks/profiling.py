@@ -417,3 +417,49 @@ def markdown_run(run: dict[str, Any], command: str) -> str:
         for where, calls, own, cum in functions:
             lines.append(f"| `{where}` | {calls} | {own * 1e3:.1f} | {cum * 1e3:.1f} |")
     return "\n".join(lines)
+
+
+_SHORT = {
+    "local training": "local training",
+    "data loading / batching": "data loading",
+    "RNG suite restore/capture, client state": "RNG suite, client state",
+    "serialisation / payload transport": "serialisation / transport",
+    "aggregation": "aggregation",
+    "server evaluation": "server evaluation",
+    "coordinator / event loop / scheduling": "coordinator",
+    "other": "other",
+}
+
+
+def summary(report: dict[str, Any]) -> str:
+    """All runs of a report side by side: busy ms per round and share of busy."""
+    runs = report["runs"]
+    lines = [
+        "| category | " + " | ".join(r["name"] for r in runs) + " |",
+        "|---|" + "---:|" * len(runs),
+    ]
+    for category, short in _SHORT.items():
+        cells = []
+        for run in runs:
+            pr = run["per_round"]
+            ms = pr["categories"][category]["total_ms"]
+            share = ms / pr["busy_ms"] if pr["busy_ms"] else 0.0
+            cells.append(f"{ms:,.0f} ({share:.0%})")
+        lines.append(f"| {short} | " + " | ".join(cells) + " |")
+
+    def row(title: str, cell: Any) -> str:
+        return f"| {title} | " + " | ".join(cell(r) for r in runs) + " |"
+
+    lines += [
+        row("**busy thread time**", lambda r: f"**{r['per_round']['busy_ms']:,.0f}**"),
+        row(
+            "round wall time, sampled",
+            lambda r: f"{r['wall_seconds']['sampled_per_round'] * 1e3:,.0f}",
+        ),
+        row(
+            "round wall time, not sampled",
+            lambda r: f"{r['wall_seconds']['steady_unsampled'] * 1e3:,.0f}",
+        ),
+        row("load average at start", lambda r: f"{r['loadavg_start'][0]:.1f}"),
+    ]
+    return "\n".join(lines)
