@@ -67,6 +67,14 @@ def test_threads_and_inline_add_up_and_find_training(tmp_path: Path) -> None:
     assert "### exchange/threads(2)" in text
     assert "| category | main thread ms | worker threads ms | total ms |" in text
     assert "| **all** |" in text
+    summary = subprocess.run(
+        [sys.executable, str(SCRIPT), "--summary", "--label", "t", "--out",
+         str(tmp_path)],
+        capture_output=True, text=True, timeout=120, check=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    ).stdout.splitlines()  # fmt: skip
+    assert summary[0] == "| category | exchange/threads(2) | exchange/inline |"
+    assert summary[-4].startswith("| **busy thread time** |")
 
 
 @pytest.mark.slow
