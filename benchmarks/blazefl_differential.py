@@ -317,14 +317,11 @@ def verdict(report: dict[str, Any]) -> str:
 
 
 def machine() -> str:
-    model = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    # Our side only: harness imports this interpreter's (our) blazefl.
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from harness import cpu_model
+
+    model = cpu_model(platform.machine())
     return f"{os.cpu_count()} CPUs ({model}), {platform.system()}"
 
 

@@ -27,11 +27,9 @@ Results go to ``benchmarks/results/client_eval_memory.{json,md}``.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
-import platform
 import subprocess
 import sys
 import time
@@ -106,11 +104,14 @@ def run_case(case: dict[str, Any]) -> dict[str, Any]:
             await sim.run_round()
             before = tree_sample(os.getpid())
             out["baseline_mib"] = before.rss_mib if before else None
+            out["baseline_shmem_mib"] = before.shmem_mib if before else None
             start = time.perf_counter()
             with TreeMonitor(interval=0.02) as monitor:
                 evaluation = await sim.evaluate_clients(chunk_size=case["chunk"])
             out["seconds"] = time.perf_counter() - start
             out["peak_mib"] = monitor.peak_rss_mib
+            peak = monitor.peak
+            out["peak_shmem_mib"] = peak.shmem_mib if peak else None
             out["evaluated"] = len(evaluation.metrics)
             out["failed"] = evaluation.failed
             out["client_acc_mean"] = evaluation.stats()["client_acc_mean"]
@@ -130,7 +131,12 @@ def measure(case: dict[str, Any]) -> dict[str, Any]:
         if result["peak_mib"] is None or result["baseline_mib"] is None
         else result["peak_mib"] - result["baseline_mib"]
     )
-    return {**case, **result, "growth_mib": growth}
+    shmem = (
+        None
+        if growth is None or result["peak_shmem_mib"] is None
+        else result["peak_shmem_mib"] - result["baseline_shmem_mib"]
+    )
+    return {**case, **result, "growth_mib": growth, "shmem_growth_mib": shmem}
 
 
 def cases(quick: bool) -> list[dict[str, Any]]:
@@ -149,23 +155,11 @@ def cases(quick: bool) -> list[dict[str, Any]]:
     ]
 
 
-def machine() -> dict[str, Any]:
-    import torch
-
-    import blazefl
-
-    commit = subprocess.run(
-        ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-    ).stdout.strip()
-    return {
-        "cpus": os.cpu_count(),
-        "load_average": [round(v, 2) for v in os.getloadavg()],
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "blazefl": blazefl.__version__,
-        "commit": commit,
-        "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+def _private(row: dict[str, Any]) -> str:
+    """The growth not counting shared-memory pages ('-' where unmeasured)."""
+    if row["growth_mib"] is None or row.get("shmem_growth_mib") is None:
+        return "-"
+    return f"{row['growth_mib'] - row['shmem_growth_mib']:.1f}"
 
 
 def markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
@@ -183,17 +177,21 @@ def markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         f"Model: MLP 256-64-10, {PARAMS:,} parameters ({MODEL_KB:.0f} KB); "
         "personalized (one epoch of fine-tuning per client at evaluation). "
         "Peak and baseline are the RSS of the whole process tree (coordinator "
-        "and workers); growth = peak during the evaluation - RSS just before. "
+        "and workers); growth = peak during the evaluation - RSS just before; "
+        "of which shared memory: the growth of the tree's shared-memory pages "
+        "(RssShmem), which count once in every process that maps them (a "
+        "process worker reading the data set's shared tensors). "
         "Chunk '-' is the default (16 per worker).",
         "",
         "| executor | workers | chunk | clients | baseline MiB | peak MiB | "
-        "growth MiB | seconds | evaluated |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "growth MiB | of which shared memory MiB | seconds | evaluated |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     lines += [
         f"| {r['executor']} | {r['workers']} | {num(r['chunk'], 'd')} | "
         f"{r['clients']:,} | {num(r['baseline_mib'], '.0f')} | "
         f"{num(r['peak_mib'], '.0f')} | {num(r['growth_mib'], '.1f')} | "
+        f"{num(r.get('shmem_growth_mib'), '.1f')} | "
         f"{r['seconds']:.1f} | {r['evaluated']:,} |"
         for r in rows
     ]
@@ -210,7 +208,8 @@ def markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
             f"- {key[0]} x{key[1]}, chunk {num(key[2], 'd')}: growth during the "
             f"evaluation {num(small['growth_mib'], '.1f')} MiB at "
             f"{min(by_size):,} clients, {num(large['growth_mib'], '.1f')} MiB at "
-            f"{max(by_size):,} (every client's model at once would be "
+            f"{max(by_size):,}; without shared memory {_private(small)} and "
+            f"{_private(large)} MiB (every client's model at once would be "
             f"{held:.0f} MiB)"
         )
     for size in sorted({r["clients"] for r in rows}):
@@ -225,7 +224,11 @@ def markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
         "The baseline itself grows with the federation (the data set's 6 samples "
         "and one index view per client, the clients' committed states); the "
         "evaluation adds a few MiB (one metric dict per client) whatever the "
-        "number of clients, workers or chunk size.",
+        "number of clients, workers or chunk size. With process workers the "
+        "tree's RSS also grows by the shared-memory pages each worker maps "
+        "while its clients read the data set's shared tensors: those pages "
+        "exist once (the coordinator's), but the RSS of every process that "
+        "reads them counts them again, up to the data set's size per worker.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -247,7 +250,9 @@ def main() -> None:
         saved = json.loads((out / f"{name}.json").read_text())
         (out / f"{name}.md").write_text(markdown(saved["machine"], saved["rows"]))
         return
-    info = machine()
+    from harness import run_info  # imports torch: the parent only
+
+    info = run_info(load_average=True)
     rows = []
     for case in cases(args.quick):
         row = measure(case)

@@ -33,24 +33,26 @@ import logging
 import os
 import statistics
 import threading
-import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack
 from typing import Any
 
 import structlog
 import torch
-from anyio.from_thread import start_blocking_portal
-from harness import HERE, LoadMonitor, Run, machine_info, paired, quantile
+from harness import (
+    HERE,
+    BareLoop,
+    LoadMonitor,
+    Run,
+    SimRunner,
+    interleave,
+    machine_info,
+    paired,
+    plan_variants,
+    quantile,
+)
 
-from blazefl.reproducibility import RNGSuite, create_client_rng_suite
 from blazefl.sim import (
     ClientContext,
-    InlineExecutor,
-    ProcessExecutor,
-    Simulation,
-    ThreadExecutor,
 )
 
 SIZE = 16
@@ -97,117 +99,33 @@ class LightHandler:
         return self.done >= self.rounds
 
 
-class Bare:
-    def __init__(self, clients: int, rounds: int, parallelism: int, seed: int) -> None:
-        self.args = clients, rounds
-        self.parallelism, self.seed = parallelism, seed
+class Bare(BareLoop):
+    """The bare loop (`harness.BareLoop`) over the light clients."""
 
-    def start(self) -> None:
-        self.handler = LightHandler(*self.args)
-        self.suites: dict[int, RNGSuite] = {}
-        self.pool = (
-            ThreadPoolExecutor(self.parallelism) if self.parallelism > 1 else None
-        )
+    def __init__(self, clients: int, rounds: int, parallelism: int, seed: int) -> None:
+        super().__init__(parallelism, seed)
+        self.args = clients, rounds
+
+    def new_handler(self) -> LightHandler:
+        return LightHandler(*self.args)
 
     def client(self, cid: int, payload: torch.Tensor) -> torch.Tensor:
         return light(payload, self.suites[cid].torch_cpu)
 
-    def round(self) -> float:
-        handler = self.handler
-        start = time.perf_counter()
-        cids = handler.sample_clients()
-        payload = handler.downlink_package()
-        for cid in cids:
-            if cid not in self.suites:
-                self.suites[cid] = create_client_rng_suite(self.seed, cid)
-        if self.pool is None:
-            uploads = [self.client(cid, payload) for cid in cids]
-        else:
-            uploads = list(self.pool.map(self.client, cids, [payload] * len(cids)))
-        for upload in uploads:
-            handler.load(upload)
-        return time.perf_counter() - start
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
-
-
-class Sim:
-    """`Simulation` on one executor, in its own event loop on a portal thread."""
-
-    def __init__(
-        self, clients: int, rounds: int, make: Callable[[], Any], seed: int
-    ) -> None:
-        self.args, self.make, self.seed = (clients, rounds), make, seed
-
-    def start(self) -> None:
-        self.stack = ExitStack()
-        try:
-            self.portal = self.stack.enter_context(start_blocking_portal())
-            self.handler = LightHandler(*self.args)
-            self.sim = Simulation(
-                self.handler, light_work, executor=self.make(), seed=self.seed
-            )
-            self.portal.call(self.sim.start)
-        except BaseException:
-            self.stack.close()
-            raise
-
-    async def _timed(self) -> float:
-        start = time.perf_counter()
-        await self.sim.run_round()
-        return time.perf_counter() - start
-
-    def round(self) -> float:
-        return self.portal.call(self._timed)
-
-    def close(self) -> None:
-        try:
-            self.portal.call(self.sim.aclose)
-        finally:
-            self.stack.close()
-
 
 def plan(args: argparse.Namespace) -> list[tuple[str, Callable[[], Any]]]:
     c, r, s = args.clients, args.rounds, args.seed
-    out: list[tuple[str, Callable[[], Any]]] = []
-    for p in args.workers:
-        out.append((f"bare({p})", lambda p=p: Bare(c, r, p, s)))
-        if p == 1:
-            out.append(("inline", lambda: Sim(c, r, InlineExecutor, s)))
-        out.append(
-            (f"threads({p})", lambda p=p: Sim(c, r, lambda: ThreadExecutor(p), s))
-        )
-        out.append(
-            (f"processes({p})", lambda p=p: Sim(c, r, lambda: ProcessExecutor(p), s))
-        )
-    return out
+    return plan_variants(
+        args.workers,
+        lambda p: lambda: Bare(c, r, p, s),
+        lambda make: lambda: SimRunner(lambda: LightHandler(c, r), light_work, make, s),
+    )
 
 
 def run_repeat(
     args: argparse.Namespace, repeat: int, monitor: LoadMonitor
 ) -> list[Run]:
-    live: list[tuple[str, Any]] = []
-    runs: dict[str, Run] = {}
-    try:
-        for name, make in plan(args):
-            variant = make()
-            t0 = time.perf_counter()
-            variant.start()
-            live.append((name, variant))
-            runs[name] = Run(name, repeat, time.perf_counter() - t0, [], 0.0)
-        for index in range(args.rounds):
-            shift = (index + repeat) % len(live)
-            before = monitor.sample()
-            for name, variant in live[shift:] + live[:shift]:
-                runs[name].rounds_s.append(variant.round())
-            foreign = monitor.foreign(before, monitor.sample())
-            for run in runs.values():
-                run.foreign.append(foreign)
-    finally:
-        for _, variant in live:
-            variant.close()
+    runs, live = interleave(plan(args), args.rounds, repeat, monitor)
     reference = live[0][1].handler.model
     for name, variant in live:
         if not torch.equal(variant.handler.model, reference):

@@ -19,6 +19,7 @@ Not a package: the scripts import it from their own directory.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import platform
@@ -232,7 +233,59 @@ class Workload:
 # -- the bare, hand-written loop -------------------------------------------
 
 
-class Bare:
+class BareLoop:
+    """A round by hand, the part every bare loop shares.
+
+    Each sampled client's `RNGSuite` is derived from (seed, cid) on first use
+    and simply continued across rounds; the clients run in a for-loop at
+    parallelism 1, on a `ThreadPoolExecutor(p)` above; the uploads are loaded
+    in sampled order; `after_round` runs inside the timed round. Subclasses
+    give `new_handler` and `client`.
+    """
+
+    def __init__(self, parallelism: int, seed: int) -> None:
+        self.parallelism = parallelism
+        self.seed = seed
+
+    def new_handler(self) -> Any:
+        raise NotImplementedError
+
+    def client(self, cid: int, payload: Any) -> Any:
+        raise NotImplementedError
+
+    def after_round(self) -> None:
+        """What the round does after loading the uploads (nothing)."""
+
+    def start(self) -> None:
+        self.handler = self.new_handler()
+        self.suites: dict[int, RNGSuite] = {}
+        self.pool = (
+            ThreadPoolExecutor(self.parallelism) if self.parallelism > 1 else None
+        )
+
+    def round(self) -> float:
+        handler = self.handler
+        start = time.perf_counter()
+        cids = handler.sample_clients()
+        payload = handler.downlink_package()
+        for cid in cids:
+            if cid not in self.suites:
+                self.suites[cid] = create_client_rng_suite(self.seed, cid)
+        if self.pool is None:
+            uploads = [self.client(cid, payload) for cid in cids]
+        else:
+            uploads = list(self.pool.map(self.client, cids, [payload] * len(cids)))
+        for upload in uploads:
+            handler.load(upload)
+        self.after_round()
+        return time.perf_counter() - start
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+
+class Bare(BareLoop):
     """FedAvg by hand: what a user would write without blazefl.sim.
 
     Per client: the worker's cached model gets the payload's parameters, the
@@ -244,16 +297,15 @@ class Bare:
     """
 
     def __init__(self, wl: Workload, parallelism: int) -> None:
+        super().__init__(parallelism, wl.cfg.seed)
         self.wl = wl
-        self.parallelism = parallelism
+
+    def new_handler(self) -> FedAvgBaseServerHandler:
+        return self.wl.handler()
 
     def start(self) -> None:
-        self.handler = self.wl.handler()
-        self.suites: dict[int, RNGSuite] = {}
+        super().start()
         self.local = threading.local()
-        self.pool = (
-            ThreadPoolExecutor(self.parallelism) if self.parallelism > 1 else None
-        )
 
     def client(self, cid: int, payload: FedAvgDownlinkPackage) -> FedAvgUplinkPackage:
         cfg, dataset = self.wl.cfg, self.wl.dataset
@@ -274,53 +326,38 @@ class Bare:
             {"loss": result.loss, "num_samples": size},
         )
 
-    def round(self) -> float:
-        handler = self.handler
-        start = time.perf_counter()
-        cids = handler.sample_clients()
-        payload = handler.downlink_package()
-        for cid in cids:
-            if cid not in self.suites:
-                self.suites[cid] = create_client_rng_suite(self.wl.cfg.seed, cid)
-        if self.pool is None:
-            uploads = [self.client(cid, payload) for cid in cids]
-        else:
-            uploads = list(self.pool.map(self.client, cids, [payload] * len(cids)))
-        for upload in uploads:
-            handler.load(upload)
-        handler.get_summary()
-        return time.perf_counter() - start
-
-    def close(self) -> None:
-        if self.pool is not None:
-            self.pool.shutdown(wait=True)
+    def after_round(self) -> None:
+        self.handler.get_summary()
 
 
 # -- the coordinator -------------------------------------------------------
 
 
-class Sim:
-    """The same workload through `Simulation` on one executor.
+class SimRunner:
+    """A `Simulation` (handler, work, executor) to be timed round by round.
 
     Each simulation runs in its own event loop on a portal thread, so that all
     variants stay alive side by side and their rounds can be interleaved. The
     round is timed inside the event loop (the portal hop is not counted).
     """
 
-    def __init__(self, wl: Workload, make_executor: Callable[[], Any]) -> None:
-        self.wl = wl
-        self.make_executor = make_executor
+    def __init__(
+        self,
+        make_handler: Callable[[], Any],
+        work: Any,
+        make_executor: Callable[[], Any],
+        seed: int,
+    ) -> None:
+        self.make_handler, self.work = make_handler, work
+        self.make_executor, self.seed = make_executor, seed
 
     def start(self) -> None:
         self.stack = ExitStack()
         try:
             self.portal = self.stack.enter_context(start_blocking_portal())
-            self.handler = self.wl.handler()
+            self.handler = self.make_handler()
             self.sim = Simulation(
-                self.handler,
-                self.wl.work,
-                executor=self.make_executor(),
-                seed=self.wl.cfg.seed,
+                self.handler, self.work, executor=self.make_executor(), seed=self.seed
             )
             self.portal.call(self.sim.start)
         except BaseException:
@@ -343,42 +380,64 @@ class Sim:
             self.stack.close()
 
 
-def variants(cfg: Config) -> list[tuple[str, Callable[[Workload], Any]]]:
-    out: list[tuple[str, Callable[[Workload], Any]]] = []
-    for p in cfg.workers:
-        out.append((f"bare({p})", lambda wl, p=p: Bare(wl, p)))
+class Sim(SimRunner):
+    """The shared workload through `Simulation` on one executor."""
+
+    def __init__(self, wl: Workload, make_executor: Callable[[], Any]) -> None:
+        super().__init__(wl.handler, wl.work, make_executor, wl.cfg.seed)
+        self.wl = wl
+
+
+def plan_variants(
+    workers: Sequence[int],
+    bare: Callable[[int], Any],
+    sim: Callable[[Callable[[], Any]], Any],
+) -> list[tuple[str, Any]]:
+    """bare(p), inline (at p = 1), threads(p), processes(p) for each p, in order.
+
+    ``bare(p)`` and ``sim(make_executor)`` return what the plan holds for the
+    variant (a factory of the variant, in both scripts that use this).
+    """
+    out: list[tuple[str, Any]] = []
+    for p in workers:
+        out.append((f"bare({p})", bare(p)))
         if p == 1:
-            out.append(("inline", lambda wl: Sim(wl, InlineExecutor)))
-        out.append(
-            (f"threads({p})", lambda wl, p=p: Sim(wl, lambda: ThreadExecutor(p)))
-        )
-        out.append(
-            (f"processes({p})", lambda wl, p=p: Sim(wl, lambda: ProcessExecutor(p)))
-        )
+            out.append(("inline", sim(InlineExecutor)))
+        out.append((f"threads({p})", sim(lambda p=p: ThreadExecutor(p))))
+        out.append((f"processes({p})", sim(lambda p=p: ProcessExecutor(p))))
     return out
 
 
-def run_repeat(
-    wl: Workload,
-    plan: list[tuple[str, Callable[[Workload], Any]]],
+def variants(cfg: Config) -> list[tuple[str, Callable[[Workload], Any]]]:
+    return plan_variants(
+        cfg.workers,
+        lambda p: lambda wl: Bare(wl, p),
+        lambda make: lambda wl: Sim(wl, make),
+    )
+
+
+def interleave(
+    plan: Sequence[tuple[str, Callable[[], Any]]],
+    rounds: int,
     repeat: int,
-    reference: list[torch.Tensor],
     monitor: LoadMonitor,
-) -> list[Run]:
-    """One repetition: start every variant, interleave their rounds, close."""
-    cfg = wl.cfg
+) -> tuple[dict[str, Run], list[tuple[str, Any]]]:
+    """Start every variant of ``plan``, run their rounds interleaved, close them.
+
+    The order rotates each round, so that no variant always follows the same
+    neighbour (e.g. the one that just woke the process workers). Returns the
+    runs by name and the closed variants (their handlers hold the results).
+    """
     live: list[tuple[str, Any]] = []
     runs: dict[str, Run] = {}
     try:
         for name, make in plan:
-            variant = make(wl)
+            variant = make()
             t0 = time.perf_counter()
             variant.start()
             live.append((name, variant))
             runs[name] = Run(name, repeat, time.perf_counter() - t0, [], 0.0)
-        for index in range(cfg.rounds):
-            # Rotate the order each round so that no variant always follows the
-            # same neighbour (e.g. the one that just woke the process workers).
+        for index in range(rounds):
             shift = (index + repeat) % len(live)
             before = monitor.sample()
             for name, variant in live[shift:] + live[:shift]:
@@ -392,6 +451,19 @@ def run_repeat(
             variant.close()
             if name in runs:
                 runs[name].close_s = time.perf_counter() - t0
+    return runs, live
+
+
+def run_repeat(
+    wl: Workload,
+    plan: list[tuple[str, Callable[[Workload], Any]]],
+    repeat: int,
+    reference: list[torch.Tensor],
+    monitor: LoadMonitor,
+) -> list[Run]:
+    """One repetition: start every variant, interleave their rounds, close."""
+    makers = [(name, lambda make=make: make(wl)) for name, make in plan]
+    runs, live = interleave(makers, wl.cfg.rounds, repeat, monitor)
     for name, variant in live:
         final = serialize_model(variant.handler.model)
         if not reference:
@@ -468,15 +540,44 @@ def paired(
 # -- machine and output ----------------------------------------------------
 
 
-def machine_info() -> dict[str, Any]:
-    model = platform.processor() or ""
+def cpu_model(default: str | None = None) -> str:
+    """The CPU's model name from /proc/cpuinfo, else ``default`` (else
+    ``platform.processor()``)."""
+    model = (platform.processor() or "") if default is None else default
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
+                return line.split(":", 1)[1].strip()
     except OSError:
         pass
+    return model
+
+
+def run_info(load_average: bool = False) -> dict[str, Any]:
+    """The short machine record of the memory and scale benchmarks: CPUs,
+    (the load average,) Python, torch, blazefl, the commit, when."""
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=HERE.parent, capture_output=True,
+            text=True,
+        ).stdout.strip()  # fmt: skip
+    except OSError:
+        commit = ""
+    info: dict[str, Any] = {"cpus": os.cpu_count()}
+    if load_average:
+        info["load_average"] = [round(v, 2) for v in os.getloadavg()]
+    return {
+        **info,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "blazefl": blazefl.__version__,
+        "commit": commit,
+        "when": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def machine_info() -> dict[str, Any]:
+    model = cpu_model()
     return {
         "cpu_count": os.cpu_count(),
         "cpu_affinity": len(os.sched_getaffinity(0))

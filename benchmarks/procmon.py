@@ -36,6 +36,9 @@ class Sample:
     threads: int  #: threads summed over the tree
     fds: int  #: open file descriptors summed over the tree
     processes: int  #: processes in the tree
+    #: of ``rss_mib``, the shared-memory pages (``RssShmem``): a page that
+    #: several processes map counts once in each of them
+    shmem_mib: float = 0.0
 
 
 def tree_pids(root: int) -> list[int]:
@@ -54,7 +57,7 @@ def tree_sample(root: int, t: float = 0.0) -> Sample | None:
     """Read the tree rooted at ``root`` once (None without /proc)."""
     if not Path(f"/proc/{root}").exists():
         return None
-    rss = threads = fds = procs = 0
+    rss = threads = fds = procs = shmem_kb = 0
     for pid in tree_pids(root):
         try:
             statm = Path(f"/proc/{pid}/statm").read_text().split()
@@ -66,10 +69,11 @@ def tree_sample(root: int, t: float = 0.0) -> Sample | None:
         for line in status.splitlines():
             if line.startswith("Threads:"):
                 threads += int(line.split()[1])
-                break
+            elif line.startswith("RssShmem:"):
+                shmem_kb += int(line.split()[1])
         fds += nfd
         procs += 1
-    return Sample(t, rss / 2**20, threads, fds, procs)
+    return Sample(t, rss / 2**20, threads, fds, procs, shmem_kb / 1024)
 
 
 class TreeMonitor:
@@ -115,4 +119,10 @@ class TreeMonitor:
     @property
     def peak_rss_mib(self) -> float | None:
         """Highest summed RSS seen (None without /proc)."""
-        return max((s.rss_mib for s in self.samples), default=None)
+        peak = self.peak
+        return None if peak is None else peak.rss_mib
+
+    @property
+    def peak(self) -> Sample | None:
+        """The reading with the highest summed RSS (None without /proc)."""
+        return max(self.samples, key=lambda s: s.rss_mib, default=None)

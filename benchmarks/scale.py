@@ -30,11 +30,9 @@ Results go to ``benchmarks/results/scale.{json,md}`` (``scale-quick.*`` with
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import logging
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -45,7 +43,7 @@ from typing import Any
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
-sys.path[:0] = [str(HERE), str(ROOT / "tests" / "sim")]
+sys.path[:0] = [str(HERE), str(ROOT / "tests" / "sim"), str(ROOT / "tests")]
 
 from procmon import TreeMonitor, tree_sample  # noqa: E402
 
@@ -172,27 +170,6 @@ def cases(quick: bool, rounds: int) -> list[dict[str, Any]]:
     return out
 
 
-def machine() -> dict[str, Any]:
-    import torch
-
-    import blazefl
-
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        commit = ""
-    return {
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "blazefl": blazefl.__version__,
-        "commit": commit,
-        "when": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-    }
-
-
 def markdown(info: dict[str, Any], rows: list[dict[str, Any]]) -> str:
     def num(value: Any, fmt: str) -> str:
         return "-" if value is None else format(value, fmt)
@@ -255,7 +232,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.case:
         print(json.dumps(run_case(json.loads(args.case))))
         return 0
-    info = machine()
+    from harness import run_info  # imports torch: the parent only
+
+    info = run_info()
     rows = []
     for case in cases(args.quick, args.rounds):
         row = measure(case)

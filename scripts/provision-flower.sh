@@ -25,57 +25,12 @@ python=${PYTHON:-python3.11}
 venv=${BLAZEFL_FLOWER_VENV:-$repo/.venv-flower}
 flwr_spec=${BLAZEFL_FLOWER_SPEC:-flwr[simulation]==1.42.0}
 torch_spec=torch==2.13.0
+name=provision-flower
 
-say() { echo "provision-flower: $*" >&2; }
-die() {
-  say "error: $*"
-  exit 1
-}
-
-command -v "$python" >/dev/null || die "$python not found (set PYTHON to a Python 3.11)"
-"$python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))' ||
-  say "warning: $python is not 3.11; torch $torch_spec may download a CUDA build (GBs)"
-
-pip_cmd=("$venv/bin/python" -m pip --disable-pip-version-check -q)
-pip() {
-  # This machine's pip config lists file:// indexes that lack most projects;
-  # pip warns once per project about each. Drop only those lines.
-  # With pipefail the pipeline's status is pip's.
-  "${pip_cmd[@]}" "$@" 2>&1 | { grep -v "^WARNING: Location 'file://.*' is ignored" || true; } >&2
-}
-
-stamp=$venv/.blazefl-flower-installed
-want=$(
-  {
-    "$python" -VV
-    echo "$python $flwr_spec $torch_spec $repo"
-    cat pyproject.toml "$repo/scripts/provision-flower.sh"
-  } | sha256sum | cut -d' ' -f1
-)
-
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ] && [ -x "$venv/bin/python" ]; then
-  say "$venv is up to date"
-else
-  if [ ! -x "$venv/bin/python" ]; then
-    say "creating $venv with $("$python" --version)"
-    "$python" -m venv "$venv"
-  fi
-  rm -f "$stamp"
-  # torch first, exactly as scripts/bootstrap.sh does: under 3.11 this pin
-  # resolves to the CPU build on this project's machines, and installing it
-  # before Flower keeps pip from picking another torch.
-  if ! "$venv/bin/python" -c "import torch" 2>/dev/null; then
-    say "installing $torch_spec"
-    pip install "$torch_spec" || die "could not install $torch_spec"
-  fi
-  constraints=$venv/flower-constraints.txt
-  echo "$torch_spec" >"$constraints"
-  say "installing $flwr_spec"
-  pip install -c "$constraints" "$flwr_spec" || die "could not install $flwr_spec"
-  say "installing blazefl (editable, runtime dependencies)"
-  pip install -c "$constraints" -e . || die "could not install blazefl into $venv"
-  echo "$want" >"$stamp"
-fi
+peer_spec=$flwr_spec
+# shellcheck source=scripts/provision-peer-lib.sh
+source "$repo/scripts/provision-peer-lib.sh"
+provision_peer flower
 
 "$venv/bin/python" -c '
 import flwr, ray, torch, blazefl
