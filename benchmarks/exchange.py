@@ -31,13 +31,18 @@ each other's (checked, or the script fails). Writes
 
     python benchmarks/exchange.py                # the measurement
     python benchmarks/exchange.py --rounds 3     # a quick look
+    python benchmarks/exchange.py --profile processes --rounds 4
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import io
 import json
+import logging
 import math
+import pstats
 import statistics
 import sys
 import threading
@@ -48,6 +53,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import structlog
 import torch
 from torch import nn
 
@@ -188,13 +194,19 @@ class Blazefl:
         self.portal = self.stack.enter_context(start_blocking_portal())
         self.portal.call(self.sim.start)
 
-    async def _round(self) -> float:
+    async def _round(self, profile: cProfile.Profile | None) -> float:
         start = time.perf_counter()
-        await self.sim.run_round()
+        if profile is not None:
+            profile.enable()  # on the event loop's thread: the coordinator
+        try:
+            await self.sim.run_round()
+        finally:
+            if profile is not None:
+                profile.disable()
         return time.perf_counter() - start
 
-    def round(self) -> float:
-        return self.portal.call(self._round)
+    def round(self, profile: cProfile.Profile | None = None) -> float:
+        return self.portal.call(self._round, profile)
 
     @property
     def params(self) -> torch.Tensor:
@@ -281,6 +293,30 @@ def measure(rounds: int) -> dict[str, Any]:
     }
 
 
+def profile(name: str, rounds: int, out: Path) -> None:
+    """Where the coordinator's event-loop thread spends a round of ``name``
+    (cProfile of rounds 2+), written to results/exchange_profile_NAME.txt."""
+    torch.set_num_threads(1)
+    variant = variants(dataset())[name]
+    if not isinstance(variant, Blazefl):
+        raise SystemExit(f"--profile takes a blazefl variant, not {name!r}")
+    profiler = cProfile.Profile()
+    variant.start()
+    try:
+        variant.round()
+        seconds = [variant.round(profiler) for _ in range(rounds - 1)]
+    finally:
+        variant.close()
+    text = io.StringIO()
+    text.write(
+        f"{name}: rounds 2..{rounds} took {', '.join(f'{t:.3f}' for t in seconds)} "
+        "s; cProfile of the coordinator's event-loop thread (epoll: waiting)\n"
+    )
+    pstats.Stats(profiler, stream=text).sort_stats("tottime").print_stats(15)
+    (out / f"exchange_profile_{name}.txt").write_text(text.getvalue())
+    print(text.getvalue())
+
+
 def markdown(result: dict[str, Any]) -> str:
     w, m = result["workload"], result["machine"]
     rows = [
@@ -319,9 +355,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", type=Path, default=HERE / "results")
+    parser.add_argument(
+        "--profile",
+        metavar="VARIANT",
+        help="instead: profile the coordinator thread of one blazefl variant",
+    )
     args = parser.parse_args()
-    result = measure(args.rounds)
+    # As `blazefl run` does: warnings only (an info line per client costs
+    # milliseconds of the coordinator's thread, which the loop does not pay).
+    structlog.configure(
+        wrapper_class=structlog.make_filtering_bound_logger(logging.WARNING)
+    )
     args.out.mkdir(parents=True, exist_ok=True)
+    if args.profile:
+        profile(args.profile, args.rounds, args.out)
+        return
+    result = measure(args.rounds)
     (args.out / "exchange.json").write_text(json.dumps(result, indent=2) + "\n")
     table = markdown(result)
     (args.out / "exchange.md").write_text(table)
