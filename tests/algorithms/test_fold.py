@@ -276,6 +276,42 @@ def test_algorithms_and_privacy_that_do_not_fold() -> None:
     assert _server(FedAvgM(), data).round_fold() is not None
 
 
+def test_the_mean_of_one_update_is_that_update() -> None:
+    """One update (a central-DP or secure-sum round hands the server one) is
+    its own mean, exactly, in either dtype: a fresh tensor."""
+    params, updates = _round(1)
+    rnd = RoundUpdates.of(params, updates)
+    for dtype in ("model", "float64"):
+        got = WeightedMean(dtype=dtype).next_model(rnd)  # type: ignore[arg-type]
+        assert torch.equal(got, updates[0].params)
+        assert got.data_ptr() != updates[0].params.data_ptr()
+
+
+@pytest.mark.parametrize("dp", ["central", "local"])
+def test_dp_results_are_those_of_the_float64_mean(dp: str) -> None:
+    """With DP (the privacy step hands the algorithm one clipped, noised
+    update a round) nothing folds, and the run ends where the float64 mean
+    (the old arithmetic) ends, bit for bit."""
+    data = dataset()
+
+    def run(aggregator: Any) -> FederatedServer:
+        privacy = Privacy(dp=dp, noise_multiplier=0.5, clip_norm=1.0)  # type: ignore[arg-type]
+        server = FederatedServer(
+            FedAvg(), ModelZoo(), "mlp", dataset=data, num_clients=NUM_CLIENTS,
+            rounds=2, sample_ratio=0.5, seed=0, aggregator=aggregator,
+            privacy=privacy,
+        )  # fmt: skip
+        client = FederatedClient(
+            FedAvg(), ModelZoo(), "mlp", data, epochs=1, lr=0.1, privacy=privacy
+        )
+        Simulation(server, client, executor=ThreadExecutor(2), seed=0).run_sync()
+        return server
+
+    model = run(None)
+    assert model.round_fold() is None
+    assert torch.equal(model.params, run(WeightedMean(dtype="float64")).params)
+
+
 def test_a_robust_aggregator_gives_its_results_unchanged() -> None:
     """Median runs as before: the round is collected and its median applied."""
     threads = _run(FedAvg(), ThreadExecutor(2), aggregator=Median(f=1))

@@ -78,26 +78,32 @@ def _check_total(total: float) -> None:
 class ModelDtypeMeanFold(Fold):
     """Σₖ wₖ·xₖ accumulated in the models' dtype in slot order, then divided by
     Σₖ wₖ (summed exactly): no total is needed before the last update, and no
-    float64 copy of any update is made."""
+    float64 copy of any update is made. The mean of one update is that update,
+    exactly (as in float64: a central-DP or secure-sum round is one update)."""
 
     def __init__(self, aggregator: Any, params: torch.Tensor) -> None:
         super().__init__(aggregator, params)
+        self._first: torch.Tensor | None = None
         self._acc: torch.Tensor | None = None
         self._weights: list[float] = []
 
     def add(self, model: torch.Tensor, weight: float) -> None:
-        if self._acc is None:
-            self._acc = torch.mul(model, weight)
+        if self._first is None:
+            self._first = model
         else:
+            if self._acc is None:
+                self._acc = torch.mul(self._first, self._weights[0])
             self._acc.add_(model, alpha=weight)
         self._weights.append(weight)
         self.count += 1
 
     def result(self) -> torch.Tensor:
-        if self._acc is None:
+        if self._first is None:
             raise ConfigurationError("cannot average zero tensors")
         total = math.fsum(self._weights)
         _check_total(total)
+        if self._acc is None:
+            return self._first.clone()
         acc, self._acc = self._acc, None
         return acc.div_(total)
 
