@@ -199,7 +199,7 @@ class RoundFold:
         same = len(updates) == len(self._updates) and all(
             a is b for a, b in zip(updates, self._updates, strict=True)
         )
-        if not same:
+        if not same or not updates:  # an empty round fails in the algorithm
             yield
             return
         fold = self._fold

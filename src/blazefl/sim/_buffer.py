@@ -87,7 +87,6 @@ class PrefixFold:
         self._arrived: dict[int, Any] = {}
         self._next = 0
         self._slots = slots
-        self._folded: list[Any] = []
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._failed = False
         self._dropped = False
@@ -104,7 +103,6 @@ class PrefixFold:
             if ready.ok:
                 if self._thread.ident is None:
                     self._thread.start()
-                self._folded.append(ready.result)
                 self._queue.put(ready.result)
 
     def _run(self) -> None:
