@@ -83,6 +83,7 @@ def test_defaults_are_the_documented_federation() -> None:
         batch_size=16,
         lr=0.1,
         seed=42,
+        aggregate_dtype="model",
         executor="threads",
         workers=2,
         checkpoint_every=1,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from blazefl.algorithms import ClientUpdate, FedAvg
+from blazefl.algorithms import ClientUpdate, FedAvg, WeightedMean, aggregating
 from blazefl.contrib import FedAvgBaseServerHandler, FedAvgUplinkPackage
 from blazefl.core import serialize_model
 from blazefl.data import SyntheticPartitionedDataset
@@ -31,19 +31,25 @@ def test_handler_matches_hand_written_float32_loop() -> None:
     assert torch.equal(serialize_model(handler.model), expected)
 
 
-def test_fedavg_keeps_float64_accumulation() -> None:
-    """FedAvg still accumulates in float64 and rounds once, as before."""
+def test_fedavg_float64_keeps_the_old_accumulation() -> None:
+    """FedAvg with ``WeightedMean(dtype="float64")`` accumulates in float64 and
+    rounds once, as FedAvg always did before the model-dtype default; the
+    default sums n·p in float32 and divides once (other bits)."""
     uploads = _uploads(torch.zeros(1000))
     total = float(sum(n for _, n in uploads))
     old = torch.zeros(1000, dtype=torch.float64)
     for p, n in uploads:
         old.add_(p.to(torch.float64), alpha=n / total)
-    got = FedAvg().aggregate(
-        torch.zeros(1000),
-        [ClientUpdate(i, p, n) for i, (p, n) in enumerate(uploads)],
-        {},
-    )
+    updates = [ClientUpdate(i, p, n) for i, (p, n) in enumerate(uploads)]
+    with aggregating(WeightedMean(dtype="float64")):
+        got = FedAvg().aggregate(torch.zeros(1000), updates, {})
     assert torch.equal(got, old.to(torch.float32))
+    model = uploads[0][0] * uploads[0][1]
+    for p, n in uploads[1:]:
+        model = torch.add(model, p, alpha=n)
+    default = FedAvg().aggregate(torch.zeros(1000), updates, {})
+    assert torch.equal(default, model / total)
+    assert not torch.equal(default, got)
 
 
 def test_blazefl_loop_aggregates_real_uploads_in_float32() -> None:

@@ -131,14 +131,33 @@ def test_aggregators_keep_the_model_dtype() -> None:
         assert out.shape == (2,), aggregator
 
 
-def test_weighted_mean_is_the_algorithms_old_arithmetic() -> None:
-    """WeightedMean's next model is `weighted_average` of the client models."""
+def _model_dtype_mean(models: list[torch.Tensor], weights: list[float]) -> torch.Tensor:
+    """Σ wₖ·xₖ in the models' dtype, in order, then / Σ wₖ: written out here
+    (``torch.add(..., alpha=w)``: the one rounding of torch's scaled add)."""
+    acc = models[0] * weights[0]
+    for model, weight in zip(models[1:], weights[1:], strict=True):
+        acc = torch.add(acc, model, alpha=weight)
+    return acc / sum(weights)
+
+
+def test_weighted_mean_is_the_model_dtype_mean_by_default() -> None:
+    """WeightedMean() sums nₖ·xₖ in float32 and divides by Σ nₖ at the end;
+    WeightedMean(dtype="float64") is `weighted_average`, the old arithmetic."""
     params = torch.randn(5, generator=torch.Generator().manual_seed(0))
     models = tuple(params + 0.1 * k for k in range(3))
     updates = RoundUpdates(params, models, (1.0, 2.0, 5.0))
-    expected = weighted_average(list(models), [1, 2, 5])
+    expected = _model_dtype_mean(list(models), [1.0, 2.0, 5.0])
+    assert WeightedMean().dtype == "model"
     assert torch.equal(WeightedMean().next_model(updates), expected)
     assert torch.equal(WeightedMean().aggregate(updates), expected - params)
+    old = weighted_average(list(models), [1, 2, 5])
+    assert torch.equal(WeightedMean(dtype="float64").next_model(updates), old)
+    assert torch.equal(WeightedMean(dtype="float64").aggregate(updates), old - params)
+
+
+def test_weighted_mean_refuses_an_unknown_dtype() -> None:
+    with pytest.raises(ConfigurationError, match=r"dtype='float32'.*'model'"):
+        WeightedMean(dtype="float32")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -303,10 +322,11 @@ def test_every_algorithm_aggregates_through_the_aggregator(name: str) -> None:
     assert bool((moved > 0).all())
 
 
-def test_without_an_aggregator_the_algorithms_keep_their_old_arithmetic() -> None:
-    """FedAvg, FedAvgM, FedAdam and SCAFFOLD without an aggregator give bit for
-    bit what their formulas over `weighted_average` gave before the seam."""
-    from blazefl.algorithms import FedAdam, FedAvgM, Scaffold
+@pytest.mark.parametrize("dtype", ["model", "float64"])
+def test_with_the_mean_the_algorithms_keep_their_formulas(dtype: str) -> None:
+    """FedAvg, FedAvgM, FedAdam and SCAFFOLD with the weighted mean give bit
+    for bit their formulas over that mean (float64: `weighted_average`, what
+    they gave before the seam)."""
 
     g = torch.Generator().manual_seed(1)
     params = torch.randn(7, generator=g)
@@ -319,10 +339,24 @@ def test_without_an_aggregator_the_algorithms_keep_their_old_arithmetic() -> Non
         )
         for k in range(4)
     ]
-    mean = weighted_average(
-        [u.params for u in updates], [u.num_samples for u in updates]
-    )
+    models, weights = [u.params for u in updates], [u.num_samples for u in updates]
+    if dtype == "float64":
+        mean = weighted_average(models, weights)
+    else:
+        mean = _model_dtype_mean(models, [float(w) for w in weights])
     delta = mean - params
+    with aggregating(WeightedMean(dtype=dtype)):  # type: ignore[arg-type]
+        _check_formulas(params, updates, mean, delta)
+
+
+def _check_formulas(
+    params: torch.Tensor,
+    updates: list[ClientUpdate],
+    mean: torch.Tensor,
+    delta: torch.Tensor,
+) -> None:
+    from blazefl.algorithms import FedAdam, FedAvgM, Scaffold
+
     assert torch.equal(FedAvg().aggregate(params, updates, {}), mean)
     fedavgm = FedAvgM(server_lr=0.7, momentum=0.5)
     state = fedavgm.init_state(params)

@@ -13,7 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from blazefl import _exports
 from blazefl.algorithms._aggregation import (
+    AggregateDtype,
     Aggregator,
+    Fold,
     RoundUpdates,
     WeightedMean,
     aggregate_delta,
@@ -94,6 +96,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "ALGORITHMS",
     "APFL",
+    "AggregateDtype",
     "Aggregator",
     "Algorithm",
     "AsyncAlgorithm",
@@ -114,6 +117,7 @@ __all__ = [
     "FederatedClient",
     "FederatedServer",
     "Finetune",
+    "Fold",
     "LocalParts",
     "LocalTraining",
     "RoundUpdates",

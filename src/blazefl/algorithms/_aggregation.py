@@ -17,8 +17,14 @@ draws are checkpointed with the server). It returns the aggregate *delta*.
 `blazefl._prechecked` does: it follows the one aggregation call, also into
 the worker thread anyio runs it on) around ``algorithm.aggregate``; the
 algorithms ask `aggregate_model` or `aggregate_delta`. The default,
-`WeightedMean`, keeps each algorithm's arithmetic exactly as it was: results
-of runs without an aggregator are bit for bit those of earlier versions.
+`WeightedMean`, accumulates in the model's dtype; ``WeightedMean(dtype=
+"float64")`` is the arithmetic of earlier versions, bit for bit.
+
+An aggregator that `folds` (the model-dtype mean) can take the round's updates
+one at a time as clients finish (`start`, `blazefl.algorithms._fold`): the
+coordinator folds the completed prefix of slots while the others train, and
+the algorithm's `aggregate_model` / `aggregate_delta` then finds that mean
+ready, bitwise what it would have computed from the collected updates.
 """
 
 from __future__ import annotations
@@ -32,7 +38,14 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from blazefl._exceptions import ConfigurationError
-from blazefl.algorithms._base import ClientUpdate, weighted_average
+from blazefl.algorithms._base import ClientUpdate
+from blazefl.algorithms._fold import (
+    AggregateDtype,
+    Float64MeanFold,
+    Fold,
+    ModelDtypeMeanFold,
+    folded_model,
+)
 
 if TYPE_CHECKING:
     import torch
@@ -40,7 +53,9 @@ if TYPE_CHECKING:
     from blazefl.reproducibility import RNGSuite
 
 __all__ = [
+    "AggregateDtype",
     "Aggregator",
+    "Fold",
     "RoundUpdates",
     "WeightedMean",
     "aggregate_delta",
@@ -105,6 +120,21 @@ class Aggregator(ABC):
     #: sum: median, Krum and the like cannot run on it).
     needs_individual_updates: ClassVar[bool] = True
 
+    @property
+    def folds(self) -> bool:
+        """Whether `start` folds updates as they arrive (False: the aggregator
+        needs the whole round first, as a median, Krum, a clip to the round's
+        norms or a secure sum do). The coordinator folds only when True."""
+        return False
+
+    def start(self, params: torch.Tensor) -> Fold:
+        """A `Fold` of the round starting from ``params`` (aggregators that
+        `folds`; the others collect first and have none)."""
+        raise ConfigurationError(
+            f"{type(self).__name__} aggregates the whole round at once; it has "
+            "no fold (see Aggregator.folds)"
+        )
+
     def check(self, n: int) -> None:  # noqa: B027 - optional hook
         """Raise `ConfigurationError` if ``n`` updates a round break the
         aggregator's assumption (default: any n >= 1 will do)."""
@@ -134,23 +164,58 @@ class Aggregator(ABC):
         return {"name": self.name}
 
 
+_DTYPES = ("model", "float64")
+
+
 @dataclass(frozen=True)
 class WeightedMean(Aggregator):
     """Σₖ nₖ·xₖ / Σₖ nₖ (McMahan et al., 2017): every algorithm's default.
 
     Not robust: one client can move it arbitrarily far. It averages the
-    client *models* (not their deltas), in float64, exactly as the algorithms
-    always have, so its results are bit for bit those of earlier versions.
+    client *models* (not their deltas), in slot order.
+
+    :param dtype: ``"model"`` (the default) accumulates Σₖ nₖ·xₖ in the
+        parameters' own dtype and divides by Σₖ nₖ at the end: it needs no
+        total in advance, so it `folds` (the coordinator adds each update as
+        the slots before it are in, while the other clients train) and copies
+        nothing. ``"float64"`` is the arithmetic of earlier versions, bit for
+        bit: Σₖ (nₖ/Σn)·xₖ accumulated in float64 and rounded once, a little
+        more accurate for large or low-precision (float16, bfloat16) models;
+        each term needs the round's total weight, so it collects the round
+        first (no folding) and converts every update to float64.
     """
 
     name: ClassVar[str] = "mean"
     needs_individual_updates: ClassVar[bool] = False
+    dtype: AggregateDtype = "model"
+
+    def __post_init__(self) -> None:
+        if self.dtype not in _DTYPES:
+            raise ConfigurationError(
+                f"WeightedMean(dtype={self.dtype!r}): expected one of "
+                f"{', '.join(map(repr, _DTYPES))}"
+            )
+
+    @property
+    def folds(self) -> bool:
+        return self.dtype == "model"
+
+    def start(self, params: torch.Tensor) -> Fold:
+        if self.dtype == "model":
+            return ModelDtypeMeanFold(self, params)
+        return Float64MeanFold(self, params)
 
     def aggregate(self, updates: RoundUpdates) -> torch.Tensor:
         return self.next_model(updates) - updates.params
 
     def next_model(self, updates: RoundUpdates) -> torch.Tensor:
-        return weighted_average(updates.models, updates.weights)
+        fold = self.start(updates.params)
+        for model, weight in zip(updates.models, updates.weights, strict=True):
+            fold.add(model, weight)
+        return fold.result()
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": self.name, "dtype": self.dtype}
 
 
 _MEAN = WeightedMean()
@@ -176,12 +241,19 @@ def current_aggregator() -> Aggregator:
 
 def _round(
     params: torch.Tensor, updates: Sequence[ClientUpdate], uniform: bool
-) -> tuple[Aggregator, RoundUpdates]:
+) -> tuple[Aggregator, RoundUpdates, torch.Tensor | None]:
+    """The aggregator in force, the round, and its next model if the
+    coordinator already folded it (weighted rounds only)."""
     aggregator, rng = _CURRENT.get()
     if not updates:
         raise ConfigurationError("cannot aggregate a round of zero client updates")
     aggregator.check(len(updates))
-    return aggregator, RoundUpdates.of(params, updates, uniform=uniform, rng=rng)
+    folded = None if uniform else folded_model(aggregator, params, updates)
+    return (
+        aggregator,
+        RoundUpdates.of(params, updates, uniform=uniform, rng=rng),
+        folded,
+    )
 
 
 def aggregate_model(
@@ -189,8 +261,8 @@ def aggregate_model(
 ) -> torch.Tensor:
     """The next global model from ``updates`` (FedAvg, FedProx): the weighted
     mean of the client models, or what the current aggregator makes of them."""
-    aggregator, round_ = _round(params, updates, uniform=False)
-    return aggregator.next_model(round_)
+    aggregator, round_, folded = _round(params, updates, uniform=False)
+    return folded if folded is not None else aggregator.next_model(round_)
 
 
 def aggregate_delta(
@@ -198,5 +270,7 @@ def aggregate_delta(
 ) -> torch.Tensor:
     """The aggregate pseudo-gradient Δ (FedAvgM, FedOpt, SCAFFOLD's uniform
     mean): ``mean(xₖ) − x`` by default, or the current aggregator's delta."""
-    aggregator, round_ = _round(params, updates, uniform=uniform)
+    aggregator, round_, folded = _round(params, updates, uniform=uniform)
+    if folded is not None:  # what `WeightedMean.aggregate` computes
+        return folded - params
     return aggregator.aggregate(round_)

@@ -57,6 +57,7 @@ class APFL(Algorithm):
 
     name: ClassVar[str] = "apfl"
     pluggable_aggregation: ClassVar[bool] = True
+    folds_updates: ClassVar[bool] = True
     personalized: ClassVar[bool] = True
     client_state_vectors: ClassVar[int] = 1  # vᵢ (and the scalar αᵢ)
     mix: float = setting(

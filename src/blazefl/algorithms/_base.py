@@ -120,6 +120,12 @@ class Algorithm(ABC):
     #: weighted mean's place; a server refuses any other aggregator for an
     #: algorithm that does not declare it.
     pluggable_aggregation: ClassVar[bool] = False
+    #: Whether `aggregate` hands the round's updates, as given, to
+    #: `aggregate_model` or to a weighted `aggregate_delta`: the server then
+    #: folds them into the mean as clients finish (when its aggregator
+    #: `folds`), and the call finds the mean ready. Only a scheduling
+    #: hint: the folded mean is bitwise the one the call would compute.
+    folds_updates: ClassVar[bool] = False
     #: How many tensors shaped like the model vector `client_update` keeps in
     #: ``ctx.state`` per client (SCAFFOLD's control variate): `blazefl run`'s
     #: memory estimate counts them for every client whose state is kept.

@@ -39,6 +39,7 @@ class Ditto(Algorithm):
 
     name: ClassVar[str] = "ditto"
     pluggable_aggregation: ClassVar[bool] = True
+    folds_updates: ClassVar[bool] = True
     personalized: ClassVar[bool] = True
     client_state_vectors: ClassVar[int] = 1  # vᵢ
     lam: float = setting(

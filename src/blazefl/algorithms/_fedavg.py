@@ -29,6 +29,7 @@ class FedAvg(Algorithm):
 
     name: ClassVar[str] = "fedavg"
     pluggable_aggregation: ClassVar[bool] = True
+    folds_updates: ClassVar[bool] = True
 
     def aggregate(
         self,
@@ -51,6 +52,7 @@ class BlazeFLFedAvg(FedAvg):
     """
 
     pluggable_aggregation: ClassVar[bool] = False
+    folds_updates: ClassVar[bool] = False
 
     def aggregate(
         self,

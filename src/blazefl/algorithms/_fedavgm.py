@@ -30,6 +30,7 @@ class FedAvgM(Algorithm):
 
     name: ClassVar[str] = "fedavgm"
     pluggable_aggregation: ClassVar[bool] = True
+    folds_updates: ClassVar[bool] = True
     server_lr: float = setting(1.0, check_positive, "Server learning rate η > 0.")
     momentum: float = setting(0.9, check_fraction, "FedAvgM server momentum in [0, 1).")
 

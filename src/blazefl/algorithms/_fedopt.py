@@ -41,6 +41,7 @@ __all__ = ["FedAdagrad", "FedAdam", "FedYogi"]
 @dataclass(frozen=True)
 class _FedOpt(Algorithm):
     pluggable_aggregation: ClassVar[bool] = True
+    folds_updates: ClassVar[bool] = True
     server_lr: float = setting(0.03, check_positive, "Server learning rate η > 0.")
     beta1: float = setting(0.9, check_fraction, "FedOpt first-moment decay in [0, 1).")
     beta2: float = setting(

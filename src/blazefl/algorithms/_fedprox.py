@@ -44,6 +44,7 @@ class FedProx(Algorithm):
 
     name: ClassVar[str] = "fedprox"
     pluggable_aggregation: ClassVar[bool] = True
+    folds_updates: ClassVar[bool] = True
     mu: float = setting(0.01, check_non_negative, "FedProx proximal strength μ >= 0.")
 
     def client_update(

@@ -91,6 +91,7 @@ class LocalParts(Algorithm):
 
     personalized: ClassVar[bool] = True
     pluggable_aggregation: ClassVar[bool] = True
+    folds_updates: ClassVar[bool] = True
     client_state_vectors: ClassVar[int] = 1  # at most the whole vector
 
     def local_entries(self, model: nn.Module) -> list[str]:

@@ -15,6 +15,7 @@ from blazefl._validate import (
 from blazefl.algorithms._aggregation import Aggregator, aggregating
 from blazefl.algorithms._async import AsyncAlgorithm, StaleUpdate
 from blazefl.algorithms._base import Algorithm, Broadcast, ClientUpdate
+from blazefl.algorithms._fold import RoundFold
 from blazefl.algorithms._server_checks import (
     check_aggregator,
     check_federation_size,
@@ -239,6 +240,25 @@ class FederatedServer:
             params = self.algorithm.aggregate(self.params, updates, self.state)
         self.params = params
         deserialize_model(self.model, self.params)
+
+    def round_fold(self) -> RoundFold | None:
+        """This round's fold: `blazefl.sim.Simulation` adds each checked
+        update to it as the slots before it are in, on a thread of its own
+        while the other clients train, so the mean is ready when the round
+        ends (bitwise the mean computed from the collected updates).
+
+        None where the round must be collected first: an aggregator that does
+        not fold (robust ones, ``WeightedMean(dtype="float64")``), an algorithm
+        that does not aggregate through the mean (`Algorithm.folds_updates`),
+        or private aggregation (clipping, noise, secure sum).
+        """
+        if (
+            self.privacy is not None
+            or not type(self.algorithm).folds_updates
+            or not self.aggregator.folds
+        ):
+            return None
+        return RoundFold(self.aggregator.start(self.params))
 
     def get_summary(self) -> dict[str, float]:
         loader = self.dataset.get_dataloader("test", None, self.eval_batch_size, None)

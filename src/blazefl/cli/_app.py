@@ -152,6 +152,7 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
     """
     from blazefl.cli._config import INVOCATION_KEYS, OPERATIONAL_KEYS, option_name
     from blazefl.cli._resolve import resolve
+    from blazefl.cli._robust import with_legacy_dtype
     from blazefl.cli._toml import read_config_file
 
     stored_file = folder / "config.toml"
@@ -160,7 +161,7 @@ def _resume_config(folder: Path, requested: dict[str, Any]) -> RunConfig:
             f"Invalid value for '--resume': {folder} holds no config.toml; it is "
             "not a blazefl run folder"
         )
-    stored_values = read_config_file(stored_file)
+    stored_values = with_legacy_dtype(read_config_file(stored_file))
     stored = resolve({}, stored_values, str(stored_file))
     out = requested.pop("out", None)
     if out is not None and Path(str(out)).resolve() != folder.resolve():

@@ -49,6 +49,7 @@ from blazefl.cli._client_eval import (
     open_fraction,
 )
 from blazefl.cli._experiment import ExperimentSettings
+from blazefl.cli._robust import LEGACY_AGGREGATE_DTYPE
 from blazefl.cli._run_setting import RunSetting, run_setting
 from blazefl.cli._track import TRACK_HELP, check_track
 
@@ -272,6 +273,9 @@ def option_name(key: str) -> str:
 def config_digest(config: RunConfig) -> str:
     """SHA-256 of the canonical JSON of the settings that decide the numbers."""
     canonical = {k: v for k, v in config.saved.items() if k not in OPERATIONAL_KEYS}
+    if canonical.get("aggregate_dtype") == LEGACY_AGGREGATE_DTYPE:
+        # The arithmetic of runs that did not record it: their digests stand.
+        del canonical["aggregate_dtype"]
     import hashlib  # here, not at the top: `blazefl run --help` needs neither
     import json
 

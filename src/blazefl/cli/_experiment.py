@@ -34,7 +34,7 @@ from blazefl.cli._checks import (
     flag,
     text,
 )
-from blazefl.cli._robust import AGGREGATOR_NAMES, ATTACK_NAMES
+from blazefl.cli._robust import AGGREGATE_DTYPES, AGGREGATOR_NAMES, ATTACK_NAMES
 from blazefl.cli._run_setting import run_setting
 
 __all__ = ["ExperimentSettings"]
@@ -242,4 +242,14 @@ class ExperimentSettings:
         _POSITIVE,
         "norm-bound: the largest L2 norm an update keeps.",
         kind=float,
+    )
+    aggregate_dtype: str | None = run_setting(
+        None,
+        None,
+        "The weighted mean's arithmetic: model (the parameters' dtype, folded "
+        "while clients train) or float64 (collected first; the arithmetic of "
+        "blazefl before 'model', and of runs that did not record it) "
+        "[default: model].",
+        choices=AGGREGATE_DTYPES,
+        kind=str,
     )

@@ -1,12 +1,14 @@
-"""``--attack`` and ``--aggregator``: their checks, their defaults, and the
-objects they build (`blazefl.robust`).
+"""``--attack``, ``--aggregator`` and ``--aggregate-dtype``: their checks,
+their defaults, and the objects they build (`blazefl.robust`).
 
 `check_robust` runs inside `blazefl.cli._config.resolve`, so a bad
 combination (Krum with f too large for the clients per round, a trim
 fraction without the trimmed mean, an attack fraction without an attack)
 exits with status 2 before anything is built. It fills in the defaults: an
 attack fraction of 0.2, and f, the Byzantine clients the aggregator must
-tolerate, as the most attackers a round can hold.
+tolerate, as the most attackers a round can hold; and the weighted mean's
+dtype, ``model``, recorded so that a resumed run keeps it (a run folder
+from before the setting resumes with ``float64``, the arithmetic it ran).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from blazefl._exceptions import ConfigurationError
+from blazefl.algorithms import WeightedMean
 from blazefl.robust import (
     AGGREGATORS,
     ATTACKS,
@@ -30,16 +33,22 @@ if TYPE_CHECKING:
     from blazefl.cli._config import RunConfig
 
 __all__ = [
+    "AGGREGATE_DTYPES",
     "AGGREGATOR_NAMES",
     "ATTACK_NAMES",
+    "LEGACY_AGGREGATE_DTYPE",
     "DEFAULT_ATTACK_FRACTION",
     "aggregator_of",
     "attack_of",
     "check_robust",
     "robust_summary",
+    "with_legacy_dtype",
 ]
 
 AGGREGATOR_NAMES = tuple(AGGREGATORS)
+AGGREGATE_DTYPES = ("model", "float64")
+#: What a run folder that records no aggregate_dtype ran (blazefl before it).
+LEGACY_AGGREGATE_DTYPE = "float64"
 ATTACK_NAMES = tuple(ATTACKS)
 DEFAULT_ATTACK_FRACTION = 0.2
 #: Aggregators that tolerate f Byzantine clients (and so take --byzantine-f).
@@ -80,6 +89,10 @@ def check_robust(config: RunConfig, where: Where) -> RunConfig:
             )
             raise ConfigurationError(f"Invalid value for {where(key)}: {exc}") from None
     name = config.aggregator or "mean"
+    if name != "mean":
+        _only_with(config, where, "aggregate_dtype", "the weighted mean")
+    elif config.aggregate_dtype is None:
+        config = dataclasses.replace(config, aggregate_dtype="model")
     if name != "trimmed-mean":
         _only_with(config, where, "trim_beta", "--aggregator trimmed-mean")
     if name != "norm-bound":
@@ -122,15 +135,26 @@ def check_robust(config: RunConfig, where: Where) -> RunConfig:
 
 
 def aggregator_of(config: RunConfig) -> Aggregator | None:
-    """The server's aggregator (None: the algorithm's weighted mean)."""
-    if config.aggregator is None:
-        return None
+    """The server's aggregator (None: the default `WeightedMean`)."""
+    if config.aggregator in (None, "mean"):
+        dtype: Any = config.aggregate_dtype or "model"
+        if config.aggregator is None and dtype == "model":
+            return None
+        return WeightedMean(dtype=dtype)
     return make_aggregator(
         config.aggregator,
         f=config.byzantine_f or 0,
         beta=config.trim_beta,
         bound=config.norm_bound,
     )
+
+
+def with_legacy_dtype(stored: dict[str, Any]) -> dict[str, Any]:
+    """A stored config's values, with the aggregate dtype it ran if it
+    records none (`LEGACY_AGGREGATE_DTYPE`, for the weighted mean)."""
+    if stored.get("aggregator", "mean") == "mean":
+        return {"aggregate_dtype": LEGACY_AGGREGATE_DTYPE, **stored}
+    return stored
 
 
 def attack_of(config: RunConfig) -> Attack | None:

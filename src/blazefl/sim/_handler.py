@@ -13,6 +13,11 @@ never probes the handler with ``getattr`` again:
   failed slot before anything is aggregated; the updates are then fed to the
   handler inside `prechecked`, so a handler whose ``load`` checks its input
   for direct callers (``FederatedServer`` does) does not check them again.
+- ``round_fold()``: a fold of the round's updates (`blazefl.sim._buffer.
+  HandlerFold`), or None: the engine adds each update to it as the slots
+  before it are in, while the other clients train, and aggregates the round
+  inside its ``applied(packages)`` (``FederatedServer`` has it; see
+  docs/algorithms.md, "Aggregate dtype and folding").
 - ``get_summary()``: numbers reported with the round (e.g. an evaluation).
 - ``state_dict()`` / ``load_state_dict(state)``: what a checkpoint holds.
 """
@@ -26,6 +31,7 @@ from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from blazefl._exceptions import ConfigurationError
 from blazefl._prechecked import prechecked
+from blazefl.sim._buffer import HandlerFold, PrefixFold
 
 __all__ = ["BoundHandler", "ServerHandler"]
 
@@ -75,6 +81,7 @@ class BoundHandler(Generic[UplinkT, DownlinkT_co]):
     handler: ServerHandler[UplinkT, DownlinkT_co]
     load_round: Callable[[list[UplinkT]], Any] | None
     check_uplink: Callable[[UplinkT], Any] | None
+    round_fold: Callable[[], HandlerFold | None] | None
     get_summary: Callable[[], Mapping[str, Any]] | None
     state_dict: Callable[[], dict[str, Any]] | None
     load_state_dict: Callable[[dict[str, Any]], Any] | None
@@ -96,6 +103,7 @@ class BoundHandler(Generic[UplinkT, DownlinkT_co]):
             handler,
             load_round=_optional(handler, "load_round"),
             check_uplink=_optional(handler, "check_uplink"),
+            round_fold=_optional(handler, "round_fold"),
             get_summary=_optional(handler, "get_summary"),
             state_dict=_optional(handler, "state_dict"),
             load_state_dict=_optional(handler, "load_state_dict"),
@@ -105,13 +113,28 @@ class BoundHandler(Generic[UplinkT, DownlinkT_co]):
     def name(self) -> str:
         return type(self.handler).__name__
 
-    def aggregate(self, packages: list[UplinkT], *, partial: bool) -> None:
+    def start_fold(self, slots: int) -> PrefixFold | None:
+        """The fold of a round of ``slots`` sampled clients, if the handler
+        folds this round (``round_fold()``)."""
+        fold = None if self.round_fold is None else self.round_fold()
+        return None if fold is None else PrefixFold(fold, slots)
+
+    def aggregate(
+        self,
+        packages: list[UplinkT],
+        *,
+        partial: bool,
+        fold: PrefixFold | None = None,
+    ) -> None:
         """Feed one round's checked updates to the handler, in slot order.
 
         One ``load`` per update, or ``load_round`` for a ``partial`` round
-        (some sampled clients were dropped).
+        (some sampled clients were dropped); with the round's ``fold``, the
+        handler's aggregation finds the updates already folded.
         """
-        with prechecked() if self.check_uplink is not None else nullcontext():
+        folded = nullcontext() if fold is None else fold.applied(packages)
+        checked = prechecked() if self.check_uplink is not None else nullcontext()
+        with folded, checked:
             if partial:
                 assert self.load_round is not None  # checked at construction
                 self.load_round(packages)

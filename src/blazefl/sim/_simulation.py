@@ -366,12 +366,12 @@ class Simulation(Generic[UplinkT, DownlinkT]):
         )
 
     def _aggregate(
-        self, index: int, packages: list[Any], partial: bool
+        self, index: int, packages: list[Any], partial: bool, fold: Any
     ) -> dict[str, Any]:
-        """Apply round ``index`` to the handler and evaluate if it is due
-        (every ``evaluate_every`` rounds, and after the last); in a worker
-        thread."""
-        self._handler.aggregate(packages, partial=partial)
+        """Apply round ``index`` to the handler (with the round's fold) and
+        evaluate if it is due (every ``evaluate_every`` rounds, and after the
+        last); in a worker thread."""
+        self._handler.aggregate(packages, partial=partial, fold=fold)
         return self._summary_if_due(index)
 
     def _summary_if_due(self, index: int) -> dict[str, Any]:

@@ -1,11 +1,13 @@
 """One synchronous round, as `Simulation.run_round` runs it.
 
-Run the sampled clients on the executor; file each outcome in its slot; apply
-the failure policy; then, shielded from cancellation, feed the results to the
-handler in slot order, commit the clients' new states and (with simulated
+Run the sampled clients on the executor; file each outcome in its slot (and,
+when the handler folds, fold the completed prefix of slots into its aggregate
+on a thread of its own while the other clients train); apply the failure
+policy; then, shielded from cancellation, feed the results to the handler in
+slot order, commit the clients' new states and (with simulated
 time) move the virtual clock to the round's end. Until that last step nothing
 is changed, so a cancelled, timed-out or failed round leaves the simulation
-exactly as it was.
+exactly as it was (a fold of such a round is discarded).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import anyio
 import anyio.to_thread
 
 from blazefl._exceptions import RoundFailedError
+from blazefl.sim._buffer import PrefixFold
 from blazefl.sim._engine import OnOutcome, RoundRunner, check_cids
 from blazefl.sim._events import (
     Event,
@@ -50,10 +53,12 @@ class SyncRound:
     described: Mapping[str, Any]
     emit: Callable[[Event], None]
     on_outcome: OnOutcome
-    #: ``aggregate(index, packages, partial) -> summary``, run in a thread
-    aggregate: Callable[[int, list[Any], bool], dict[str, Any]]
+    #: ``aggregate(index, packages, partial, fold) -> summary``, in a thread
+    aggregate: Callable[[int, list[Any], bool, PrefixFold | None], dict[str, Any]]
     #: called between the commit and the round's last events (the GIL check)
     after_commit: Callable[[], None]
+    #: ``start_fold(slots)``: the round's fold, or None (collect, then aggregate)
+    start_fold: Callable[[int], PrefixFold | None] = lambda slots: None
 
     async def run(
         self,
@@ -65,13 +70,35 @@ class SyncRound:
         round_timeout: float | None,
         on_commit: Callable[[], None],
     ) -> RoundResult:
+        fold = self.start_fold(len(cids))
+        try:
+            return await self._run(
+                index, cids, payload, fold, plan, round_timeout, on_commit
+            )
+        finally:
+            if fold is not None:
+                fold.discard()  # a no-op once the round is applied
+
+    async def _run(
+        self,
+        index: int,
+        cids: list[int],
+        payload: Any,
+        fold: PrefixFold | None,
+        plan: RoundPlan | None,
+        round_timeout: float | None,
+        on_commit: Callable[[], None],
+    ) -> RoundResult:
         executor, workers = self.described["executor"], self.described["workers"]
         self.emit(RoundStarted(index, tuple(cids), executor, workers))
         start = time.perf_counter()
+        on_outcome = self.on_outcome
+        if fold is not None:
+            on_outcome = partial(_fold_then, fold, self.on_outcome)
         scope = anyio.fail_after(round_timeout) if round_timeout else nullcontext()
         try:
             with scope:
-                outcomes = await self.runner.run(index, payload, cids, self.on_outcome)
+                outcomes = await self.runner.run(index, payload, cids, on_outcome)
         except TimeoutError:
             self.emit(RoundAborted(index, f"round timeout ({round_timeout}s)"))
             raise
@@ -99,6 +126,7 @@ class SyncRound:
                 index,
                 [o.result for o in survivors],
                 bool(failed) or (plan is not None and plan.partial),
+                fold,
             )
             self.runner.commit(survivors, index + 1)
             on_commit()
@@ -132,6 +160,11 @@ class SyncRound:
             )
         )
         return result
+
+
+def _fold_then(fold: PrefixFold, on_outcome: OnOutcome, outcome: JobOutcome) -> None:
+    fold.offer(outcome)
+    on_outcome(outcome)
 
 
 def _timed_event(
@@ -180,6 +213,7 @@ async def run_sync_round(
         on_outcome=sim._on_outcome,
         aggregate=sim._aggregate,
         after_commit=lambda: sim._gil.check(sim._log),
+        start_fold=sim._handler.start_fold,
     )
     return await step.run(
         sim._round,
