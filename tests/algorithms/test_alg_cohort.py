@@ -151,6 +151,40 @@ def test_a_chunk_gathered_at_once_is_the_per_client_padding(epochs: int) -> None
     assert counts.dtype == torch.int64
 
 
+def test_a_chunk_mixing_loader_and_replayed_clients_draws_like_each_alone() -> None:
+    """A client whose partition is not a TensorView goes through its real
+    loader inside a chunk of replayed clients: every client's suite and model
+    as on the per-client path."""
+    dataset = _tiny()
+    view = dataset.get_dataset("train", 2)
+    assert isinstance(view, TensorView)
+    rows = view.indices
+    dataset.set_dataset(
+        "train", 2, torch.utils.data.TensorDataset(view.data[rows], view.targets[rows])
+    )
+    zoo = ModelZoo(input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+    client = FederatedClient(FedAvg(), zoo, "mlp", dataset, batch_size=3, lr=0.1)
+    params = FederatedServer(
+        FedAvg(), zoo, "mlp", dataset=dataset, num_clients=N, rounds=1, seed=0
+    ).params
+    broadcast = Broadcast(0, params, {})
+    states = [ClientState(create_client_rng_suite(4, c).get_state()) for c in range(N)]
+    members = [
+        CohortMember(ClientJob(0, cid, cid, "cpu", s), s.copy())
+        for cid, s in enumerate(states)
+    ]
+    results = client.as_cohort().train(
+        members, broadcast, stop_event=_Never(), cache={}
+    )
+    for cid, (state, res) in enumerate(zip(states, results, strict=True)):
+        ctx = _context(cid, state.copy())
+        want = client(ctx, broadcast)
+        assert res.state is not None
+        assert res.state.rng == ctx.rng.get_state()
+        assert res.result.num_samples == want.num_samples
+        assert (res.result.params - want.params).abs().max() <= ABS_BOUND
+
+
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=lambda a: a.name)
 def test_cohort_matches_per_client_client_by_client(algorithm: Algorithm) -> None:
     """One round: each client's update within the bound, its RNG state bitwise."""
