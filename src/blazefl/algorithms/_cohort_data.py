@@ -14,6 +14,11 @@ batch sampler exhausts it, one more ``randperm(n)`` that it slices to nothing.
 `replay_matches_loader` checks that account against the installed torch once
 per process; where it does not hold, or for any other data set, the real
 loader is iterated (exact, only slower).
+
+A chunk keeps its replayed clients' draws as epoch orders (`Drawn`, via
+`draw`) and turns all of them into padded batches at once (`gather_chunk`:
+a handful of tensor ops for the chunk rather than several per client, the
+same rows the per-client padding of `Drawn.batches` gives).
 """
 
 from __future__ import annotations
