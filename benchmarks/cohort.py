@@ -28,7 +28,11 @@ times are medians of the rounds after the first (warm-up). The final models
 are compared with the per-client loop's (max |difference|).
 
     python benchmarks/cohort.py            # writes benchmarks/results/cohort.{json,md}
-    python benchmarks/cohort.py --rounds 3 --only logreg
+    python benchmarks/cohort.py --rounds 3 --only logreg   # keeps the other rows
+
+With ``--only`` the other workloads' rows of the last results are kept (each
+row records the load average around its own run), so a long table can be
+measured in several shorter runs.
 
 ``--peers pfl --peers flower --peers bfl3`` adds the peer columns, run beside
 the variants above in the same invocation (`cohort_peers.py`): pfl-research
@@ -265,6 +269,31 @@ def _table(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def _command(args: argparse.Namespace, name: str) -> str:
+    peers = "".join(f" --peers {p}" for p in args.peers)
+    return f"python benchmarks/cohort.py --rounds {args.rounds} --only {name}{peers}"
+
+
+def _merge(
+    rows: list[dict[str, Any]],
+    peer_rows: list[dict[str, Any]],
+    records: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """This run's rows over the last results' rows of the other workloads."""
+    path = RESULTS / "cohort.json"
+    if not path.exists():
+        return rows, peer_rows, records
+    old = json.loads(path.read_text())
+    done = {r["workload"] for r in rows}
+
+    def merged(new: list[dict[str, Any]], key: str) -> list[dict[str, Any]]:
+        keep = [r for r in old.get(key, []) if r["workload"] not in done]
+        out = keep + new
+        return sorted(out, key=lambda r: list(WORKLOADS).index(r["workload"]))
+
+    return merged(rows, "rows"), merged(peer_rows, "peers"), merged(records, "runs")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -297,6 +326,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for name in args.only or tuple(WORKLOADS):
             got: dict[str, dict[str, Any]] = {}
+            load_before = os.getloadavg()
             data_file = Path(tmp) / f"{name}.data"
             torch.save(dataset(name), data_file)
             files = {"data": data_file, "blob": Path(tmp) / f"{name}.blob"}
@@ -341,6 +371,8 @@ def main() -> None:
                         got[v]["peak_rss_mib"] for v in ("cohort1", "cohort2")
                     ),
                     "max_abs_diff": diff,
+                    "loadavg": [load_before[0], os.getloadavg()[0]],
+                    "command": _command(args, name),
                 }
             )
             if peers:
@@ -349,6 +381,8 @@ def main() -> None:
                 )
     RESULTS.mkdir(exist_ok=True)
     info = {**machine_info(), "loadavg_start": load_start}
+    if args.only:
+        rows, peer_rows, records = _merge(rows, peer_rows, records)
     (RESULTS / "cohort.json").write_text(
         json.dumps(
             {"machine": info, "rows": rows, "peers": peer_rows, "runs": records},
@@ -356,15 +390,21 @@ def main() -> None:
         )
         + "\n"
     )
+    commands = "; ".join(
+        f"`{r.get('command', 'python benchmarks/cohort.py')}`" for r in rows
+    )
+    loads = ", ".join(
+        f"{r['workload']} {r['loadavg'][0]:.1f} -> {r['loadavg'][1]:.1f}"
+        for r in rows
+        if "loadavg" in r
+    )
     text = (
         "# Cohort execution vs the hand-written per-client loop\n\n"
-        f"`python benchmarks/cohort.py --rounds {args.rounds}"
-        + "".join(f" --peers {p}" for p in args.peers)
-        + f"`; FedAvg, batch "
+        f"{commands}; FedAvg, batch "
         f"{BATCH}, 1 epoch, 20-50 samples per client, torch 1 intra-op thread; "
         "median s/round of rounds 2+; each variant in its own process. "
-        f"Machine: {info['cpu_count']} CPUs ({info['cpu_model']}), load average "
-        f"at start {info['loadavg_start']}, at end {os.getloadavg()}.\n\n"
+        f"Machine: {info['cpu_count']} CPUs ({info['cpu_model']}); 1-minute load "
+        f"average before -> after each workload's run: {loads}.\n\n"
         + _table(rows)
         + "\n"
     )

@@ -30,12 +30,16 @@ from blazefl.algorithms import (
     LocalTraining,
     Scaffold,
 )
+from blazefl.algorithms._cohort import _stack
 from blazefl.algorithms._cohort_data import (
+    Drawn,
     _replay_orders,
     client_batches,
+    gather_chunk,
     replay_matches_loader,
 )
 from blazefl.data import LeafSyntheticDataset, TensorPartitionedDataset
+from blazefl.data._loader import TensorView
 from blazefl.models import ModelZoo
 from blazefl.reproducibility import create_client_rng_suite
 from blazefl.sim import (
@@ -118,6 +122,67 @@ def test_client_batches_match_the_real_loader() -> None:
         assert torch.equal(fast.tensors()[1][step, : y.shape[0]], y)
     assert torch.equal(fast_gen.get_state(), slow_gen.get_state())
     assert len(_replay_orders(torch.Generator(), 4, 3)) == 3
+
+
+@pytest.mark.parametrize("epochs", [1, 2])
+def test_a_chunk_gathered_at_once_is_the_per_client_padding(epochs: int) -> None:
+    """`gather_chunk` (one gather for the chunk) gives bit for bit the inputs,
+    targets and counts of padding each client alone (`client_batches`)."""
+    dataset = _tiny()
+    cids = [5, 0, 3, 7, 1]  # uneven sizes: short last batches, uneven steps
+    drawn, alone = [], []
+    for cid in cids:
+        gen = create_client_rng_suite(9, cid).torch_cpu
+        view = dataset.get_dataset("train", cid)
+        assert isinstance(view, TensorView)
+        drawn.append(Drawn(view, _replay_orders(gen, len(view), epochs)))
+        gen = create_client_rng_suite(9, cid).torch_cpu
+        alone.append(client_batches(dataset, cid, gen, epochs=epochs, batch_size=5))
+    order = sorted(range(len(cids)), key=lambda i: -len(alone[i].counts))
+    total = len(alone[order[0]].counts)
+    want_x, want_y = _stack([alone[i] for i in order], total, 5)
+    xs, ys, counts = gather_chunk([drawn[i] for i in order], 5, epochs)
+    assert torch.equal(xs, want_x)
+    assert torch.equal(ys, want_y)
+    want_counts = [
+        alone[i].counts + [0] * (total - len(alone[i].counts)) for i in order
+    ]
+    assert counts.tolist() == want_counts
+    assert counts.dtype == torch.int64
+
+
+def test_a_chunk_mixing_loader_and_replayed_clients_draws_like_each_alone() -> None:
+    """A client whose partition is not a TensorView goes through its real
+    loader inside a chunk of replayed clients: every client's suite and model
+    as on the per-client path."""
+    dataset = _tiny()
+    view = dataset.get_dataset("train", 2)
+    assert isinstance(view, TensorView)
+    rows = view.indices
+    dataset.set_dataset(
+        "train", 2, torch.utils.data.TensorDataset(view.data[rows], view.targets[rows])
+    )
+    zoo = ModelZoo(input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+    client = FederatedClient(FedAvg(), zoo, "mlp", dataset, batch_size=3, lr=0.1)
+    params = FederatedServer(
+        FedAvg(), zoo, "mlp", dataset=dataset, num_clients=N, rounds=1, seed=0
+    ).params
+    broadcast = Broadcast(0, params, {})
+    states = [ClientState(create_client_rng_suite(4, c).get_state()) for c in range(N)]
+    members = [
+        CohortMember(ClientJob(0, cid, cid, "cpu", s), s.copy())
+        for cid, s in enumerate(states)
+    ]
+    results = client.as_cohort().train(
+        members, broadcast, stop_event=_Never(), cache={}
+    )
+    for cid, (state, res) in enumerate(zip(states, results, strict=True)):
+        ctx = _context(cid, state.copy())
+        want = client(ctx, broadcast)
+        assert res.state is not None
+        assert res.state.rng == ctx.rng.get_state()
+        assert res.result.num_samples == want.num_samples
+        assert (res.result.params - want.params).abs().max() <= ABS_BOUND
 
 
 @pytest.mark.parametrize("algorithm", ALGORITHMS, ids=lambda a: a.name)

@@ -22,7 +22,7 @@ built (`cohort_refusal`), naming the executors that run it.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -31,7 +31,13 @@ from torch.func import grad_and_value, vmap
 
 from blazefl._exceptions import ConfigurationError
 from blazefl.algorithms._base import Broadcast, ClientUpdate
-from blazefl.algorithms._cohort_data import ClientBatches, client_batches
+from blazefl.algorithms._cohort_data import (
+    ClientBatches,
+    Drawn,
+    draw,
+    fast_loader,
+    gather_chunk,
+)
 from blazefl.algorithms._cohort_model import (
     PER_CLIENT,
     auto_cohort_size,
@@ -42,6 +48,7 @@ from blazefl.algorithms._cohort_model import (
     update_kind,
 )
 from blazefl.models import build_model
+from blazefl.reproducibility import RNGSuiteState
 from blazefl.sim import CohortMember, CohortResult, StopFlag
 from blazefl.sim._context import ClientState
 
@@ -79,6 +86,16 @@ def _stack(
         xs[i, : x.shape[0]] = x
         ys[i, : y.shape[0]] = y
     return xs, ys
+
+
+@dataclass(frozen=True, slots=True)
+class _Ready:
+    """A client whose draws are made: its slot, draws, new suite and steps."""
+
+    position: int
+    drawn: Drawn | ClientBatches
+    rng: RNGSuiteState
+    steps: int
 
 
 class CohortTrainer:
@@ -120,20 +137,32 @@ class CohortTrainer:
                 f"the cohort executor expects a Broadcast payload, got {payload!r}"
             )
         results = [CohortResult() for _ in members]
-        ready: list[tuple[int, Any, Any]] = []  # (position, batches, rng state)
+        fast = fast_loader(self._client.dataset)
+        generator = torch.Generator()  # one for the chunk, set to each suite
+        scratch = torch.empty((), dtype=torch.int64)
+        ready: list[_Ready] = []
         for position, member in enumerate(members):
             try:
-                ready.append((position, *self._prepare(member)))
+                ready.append(self._prepare(position, member, generator, fast, scratch))
             except Exception as exc:  # that client's slot fails, not the chunk
                 results[position].error = exc
         if ready:
             self._train_ready(members, payload, ready, results, stop_event, cache)
         return results
 
-    def _prepare(self, member: CohortMember) -> tuple[Any, Any]:
+    def _prepare(
+        self,
+        position: int,
+        member: CohortMember,
+        generator: torch.Generator,
+        fast: bool,
+        scratch: torch.Tensor,
+    ) -> _Ready:
+        """One client's draws from its own suite, and the suite after them."""
         client = self._client
         cid = member.job.cid
-        num_samples = len(client.dataset.get_dataset("train", cid))
+        view = client.dataset.get_dataset("train", cid)
+        num_samples = len(view)
         if num_samples == 0:
             raise ConfigurationError(
                 f"client {cid} has no training samples (its 'train' partition "
@@ -141,19 +170,53 @@ class CohortTrainer:
                 "data, use fewer clients or a partition with a minimum size"
             )
         rng = member.state.rng
-        generator = torch.Generator()
         generator.set_state(
             torch.frombuffer(bytearray(rng.torch_cpu), dtype=torch.uint8)
         )
-        batches = client_batches(
+        drawn = draw(
             client.dataset,
+            view,
             cid,
             generator,
+            fast=fast,
             epochs=client.epochs,
             batch_size=client.batch_size,
+            scratch=scratch,
         )
-        new_rng = replace(rng, torch_cpu=generator.get_state().numpy().tobytes())
-        return batches, new_rng
+        new_rng = RNGSuiteState(
+            rng.python,
+            rng.numpy,
+            generator.get_state().numpy().tobytes(),
+            rng.torch_cuda,
+        )
+        if isinstance(drawn, Drawn):
+            steps = client.epochs * -(-num_samples // client.batch_size)
+        else:
+            steps = len(drawn.counts)
+        return _Ready(position, drawn, new_rng, steps)
+
+    def _batches(
+        self, ready: list[_Ready]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The chunk's inputs, targets and counts, rows in ``ready``'s order."""
+        b, epochs = self._client.batch_size, self._client.epochs
+        entries = [r.drawn for r in ready]
+        first = entries[0]
+        if isinstance(first, Drawn):
+            fast = [e for e in entries if isinstance(e, Drawn)]
+            if len(fast) == len(entries) and all(
+                e.view.data is first.view.data and e.view.targets is first.view.targets
+                for e in fast
+            ):
+                return gather_chunk(fast, b, epochs)
+        batches = [e if isinstance(e, ClientBatches) else e.batches(b) for e in entries]
+        total = ready[0].steps
+        xs, ys = _stack(batches, total, b)
+        counts = torch.tensor(
+            [c.counts + [0] * (total - len(c.counts)) for c in batches],
+            dtype=torch.int64,
+        )
+        return xs, ys, counts
 
     def _model(self, cache: dict[str, Any], device: str) -> nn.Module:
         key = ("blazefl-cohort-model", str(self._client.model_name), device)
@@ -168,29 +231,27 @@ class CohortTrainer:
         self,
         members: Sequence[CohortMember],
         broadcast: Broadcast,
-        ready: list[tuple[int, Any, Any]],
+        ready: list[_Ready],
         results: list[CohortResult],
         stop_event: StopFlag,
         cache: dict[str, Any],
     ) -> None:
         client, layout = self._client, self._layout
-        device = members[ready[0][0]].job.device
+        device = members[ready[0].position].job.device
         model = self._model(cache, device)
         # Longest first: the clients still training at step s are a prefix.
-        ready = sorted(ready, key=lambda r: -len(r[1].counts))
+        ready = sorted(ready, key=lambda r: -r.steps)
         k = len(ready)
-        steps = [len(b.counts) for _, b, _ in ready]
+        steps = [r.steps for r in ready]
         total = steps[0]
         b = client.batch_size
-        xs, ys = _stack([r[1] for r in ready], total, b)
-        counts = torch.tensor(
-            [r[1].counts + [0] * (total - len(r[1].counts)) for r in ready],
-            dtype=torch.int64,
-        )
+        xs, ys, counts = self._batches(ready)
         xs, ys = xs.to(device), ys.to(device)
         mask = (torch.arange(b).view(1, 1, b) < counts.unsqueeze(2)).to(layout.dtype)
         mask = mask.to(device)
         count_f = counts.clamp(min=1).to(layout.dtype).to(device)
+        counts_dev = counts.to(device)
+        alive = [sum(1 for n in steps if n > s) for s in range(total)]
 
         x0 = broadcast.params.to(device)
         views = {
@@ -213,14 +274,14 @@ class CohortTrainer:
 
         step = vmap(grad_and_value(one_client), in_dims=(0, 0, 0, 0, 0))
         loss_sum = torch.zeros(k, dtype=torch.float64, device=device)
-        done = [0] * k
+        taken = 0
         was_training = model.training
         model.train()
         try:
             for s in range(total):
                 if stop_event.is_set():
                     break
-                a = sum(1 for n in steps if n > s)
+                a = alive[s]
                 live = {n: t[:a] for n, t in params.items()}
                 grads, loss = step(
                     live, xs[:a, s], ys[:a, s], mask[:a, s], count_f[:a, s]
@@ -233,30 +294,29 @@ class CohortTrainer:
                         if correction is not None:
                             g = g + correction[name][:a]
                         p.copy_(torch.add(p, g, alpha=-client.lr))
-                    loss_sum[:a] += loss.detach().to(torch.float64) * counts[:a, s].to(
-                        device
-                    )
-                for row in range(a):
-                    done[row] += 1
+                    loss_sum[:a] += loss.detach().to(torch.float64) * counts_dev[:a, s]
+                taken = s + 1
         finally:
             model.train(was_training)
         flat = self._flatten(params, views, k)
-        for row, (position, batches, new_rng) in enumerate(ready):
-            member = members[position]
-            samples = sum(batches.counts[: done[row]])
-            mean_loss = loss_sum[row].item() / samples if samples else 0.0
-            num_samples = sum(batches.counts) // client.epochs
+        losses = loss_sum.tolist()
+        for row, (r, row_counts) in enumerate(zip(ready, counts.tolist(), strict=True)):
+            member = members[r.position]
+            done = min(r.steps, taken)
+            samples = sum(row_counts[:done])
+            mean_loss = losses[row] / samples if samples else 0.0
+            num_samples = sum(row_counts) // client.epochs
             y = flat[row].clone()
             data = member.state.data
             extra: dict[str, torch.Tensor] = {}
             if self._kind == "scaffold":
-                extra = self._scaffold_state(data, broadcast, y, done[row])
+                extra = self._scaffold_state(data, broadcast, y, done)
             metrics = {"loss": mean_loss, "num_samples": float(num_samples)}
             update = ClientUpdate(
                 member.job.cid, y, num_samples, extra=extra, metrics=dict(metrics)
             )
-            results[position] = CohortResult(
-                result=update, metrics=metrics, state=ClientState(new_rng, data)
+            results[r.position] = CohortResult(
+                result=update, metrics=metrics, state=ClientState(r.rng, data)
             )
 
     def _flatten(
@@ -273,7 +333,7 @@ class CohortTrainer:
         self,
         members: Sequence[CohortMember],
         broadcast: Broadcast,
-        ready: list[tuple[int, Any, Any]],
+        ready: list[_Ready],
         views: dict[str, torch.Tensor],
     ) -> dict[str, torch.Tensor] | None:
         """SCAFFOLD's per-client (c − cᵢ), stacked in the chunk's row order."""
@@ -281,8 +341,8 @@ class CohortTrainer:
             return None
         c = broadcast.extra["c"]
         rows = []
-        for position, _, _ in ready:
-            c_i = members[position].state.data.get("c")
+        for r in ready:
+            c_i = members[r.position].state.data.get("c")
             rows.append(c - (torch.zeros_like(c) if c_i is None else c_i))
         stacked = torch.stack(rows).to(next(iter(views.values())).device)
         out = {}

@@ -14,6 +14,11 @@ batch sampler exhausts it, one more ``randperm(n)`` that it slices to nothing.
 `replay_matches_loader` checks that account against the installed torch once
 per process; where it does not hold, or for any other data set, the real
 loader is iterated (exact, only slower).
+
+A chunk keeps its replayed clients' draws as epoch orders (`Drawn`, via
+`draw`) and turns all of them into padded batches at once (`gather_chunk`:
+a handful of tensor ops for the chunk rather than several per client, the
+same rows the per-client padding of `Drawn.batches` gives).
 """
 
 from __future__ import annotations
@@ -28,7 +33,14 @@ from blazefl._exceptions import ConfigurationError
 from blazefl.data import TensorPartitionedDataset
 from blazefl.data._loader import TensorView, make_loader
 
-__all__ = ["ClientBatches", "client_batches", "replay_matches_loader"]
+__all__ = [
+    "ClientBatches",
+    "Drawn",
+    "client_batches",
+    "draw",
+    "gather_chunk",
+    "replay_matches_loader",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,11 +70,15 @@ class ClientBatches:
 
 
 def _replay_orders(
-    generator: torch.Generator, n: int, epochs: int
+    generator: torch.Generator,
+    n: int,
+    epochs: int,
+    scratch: torch.Tensor | None = None,
 ) -> list[torch.Tensor]:
+    seed = torch.empty((), dtype=torch.int64) if scratch is None else scratch
     orders = []
     for _ in range(epochs):
-        torch.empty((), dtype=torch.int64).random_(generator=generator)
+        seed.random_(generator=generator)
         orders.append(torch.randperm(n, generator=generator))
         torch.randperm(n, generator=generator)
     return orders
@@ -83,11 +99,17 @@ def replay_matches_loader() -> bool:
     )
 
 
+def fast_loader(dataset: Any) -> bool:
+    """Whether ``dataset``'s train loaders can be replayed (the stock one)."""
+    stock = type(dataset).get_dataloader is TensorPartitionedDataset.get_dataloader
+    return stock and replay_matches_loader()
+
+
 def _fast_view(dataset: Any, cid: int) -> TensorView | None:
-    if type(dataset).get_dataloader is not TensorPartitionedDataset.get_dataloader:
+    if not fast_loader(dataset):
         return None
     view = dataset.get_dataset("train", cid)
-    if type(view) is not TensorView or not replay_matches_loader():
+    if type(view) is not TensorView:
         return None
     return view
 
@@ -116,15 +138,8 @@ def client_batches(
     ys: list[torch.Tensor] = []
     counts: list[int] = []
     if view is not None:
-        n = len(view)
-        per_epoch = -(-n // batch_size)
-        last = n - (per_epoch - 1) * batch_size
-        orders = _replay_orders(generator, n, epochs)
-        rows = [_pad(view.indices[order], per_epoch, batch_size) for order in orders]
-        counts = ([batch_size] * (per_epoch - 1) + [last]) * epochs
-        return ClientBatches(
-            counts, rows=torch.cat(rows), source=(view.data, view.targets)
-        )
+        orders = _replay_orders(generator, len(view), epochs)
+        return Drawn(view, orders).batches(batch_size)
     else:
         loader = dataset.get_dataloader("train", cid, batch_size, generator)
         for _ in range(epochs):
@@ -139,3 +154,76 @@ def client_batches(
                 ys.append(_pad(y, 1, batch_size))
                 counts.append(int(y.shape[0]))
     return ClientBatches(counts, x=torch.cat(xs), y=torch.cat(ys))
+
+
+@dataclass(frozen=True, slots=True)
+class Drawn:
+    """One client's epoch orders drawn on the replay path, not yet gathered:
+    `gather_chunk` turns a whole chunk of them into batches at once."""
+
+    view: TensorView
+    orders: list[torch.Tensor]
+
+    def batches(self, batch_size: int) -> ClientBatches:
+        """This client alone as `ClientBatches` (what `client_batches` gives)."""
+        view, n = self.view, len(self.view)
+        per_epoch = -(-n // batch_size)
+        last = n - (per_epoch - 1) * batch_size
+        rows = [_pad(view.indices[o], per_epoch, batch_size) for o in self.orders]
+        counts = ([batch_size] * (per_epoch - 1) + [last]) * len(self.orders)
+        return ClientBatches(
+            counts, rows=torch.cat(rows), source=(view.data, view.targets)
+        )
+
+
+def draw(
+    dataset: Any,
+    view: Any,
+    cid: int,
+    generator: torch.Generator,
+    *,
+    fast: bool,
+    epochs: int,
+    batch_size: int,
+    scratch: torch.Tensor,
+) -> Drawn | ClientBatches:
+    """Client ``cid``'s draws for a chunk: its epoch orders where ``fast`` (the
+    replay path holds, `fast_loader`) and ``view`` is a `TensorView`, else its
+    batches from the real loader (`client_batches`)."""
+    if fast and type(view) is TensorView:
+        return Drawn(view, _replay_orders(generator, len(view), epochs, scratch))
+    return client_batches(dataset, cid, generator, epochs=epochs, batch_size=batch_size)
+
+
+def gather_chunk(
+    drawn: list[Drawn], batch_size: int, epochs: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A chunk's ``(k, total, b, ...)`` inputs, targets and ``(k, total)``
+    sample counts, for clients that share one data set's tensors.
+
+    The same rows `Drawn.batches` and the per-client padding give (a short
+    step repeats its epoch's first row, a step a client does not take its
+    first row; both are masked out), built with a handful of tensor ops for
+    the whole chunk instead of several per client.
+    """
+    b = batch_size
+    k = len(drawn)
+    n = torch.tensor([len(d.view) for d in drawn], dtype=torch.int64)
+    indices = torch.cat([d.view.indices for d in drawn])
+    orders = torch.cat([o for d in drawn for o in d.orders])
+    base = torch.cumsum(n, 0) - n  # client i's first row in `indices`
+    flat = indices[orders + torch.repeat_interleave(base, n * epochs)]
+    start = (base * epochs).view(k, 1, 1)  # client i's first row in `flat`
+    per_epoch = ((n + b - 1) // b).view(k, 1, 1)
+    steps = per_epoch * epochs
+    total = int(steps.max())
+    s = torch.arange(total).view(1, total, 1)
+    within = (s % per_epoch) * b + torch.arange(b).view(1, 1, b)
+    nv = n.view(k, 1, 1)
+    taken = s < steps
+    pos = start + (s // per_epoch) * nv + torch.where(within < nv, within, 0)
+    pos = torch.where(taken, pos, start)
+    rows = flat[pos]
+    counts = (taken & (within < nv)).sum(2)
+    data, targets = drawn[0].view.data, drawn[0].view.targets
+    return data[rows], targets[rows], counts
