@@ -11,12 +11,13 @@ serves the parent's messages:
   shared memory; received once per round, mapped once, and copied once into
   this worker's own memory for its clients (`PayloadCopy`: a client that
   writes into it fails, and no write reaches the handler or other workers);
-- ``("buffer", buffer)``: this worker's shared result buffer, mapped once
-  (again only when it has to grow);
-- ``("job", job)``: run one client (`run_job`: its log lines come back with
-  the outcome) and reply ``("done", outcome, used, packed)``: ``packed`` says
-  whether the result's tensors were written into the result buffer, ``used``
-  how many bytes of it they took or would have taken (see `_result_buffers`);
+- ``("job", job, (id, buffer, dropped))``: run one client (`run_job`: its log
+  lines come back with the outcome), write its result's tensors into the
+  shared result buffer ``id`` (sent as ``buffer`` the first time, then mapped
+  for as long as the parent's pool keeps it; ``dropped``: the ids it forgot,
+  unmapped here) and reply ``("done", outcome, used, packed)``: ``packed``
+  says whether the result's tensors were written into the buffer, ``used``
+  how many bytes of it they took or would have taken (see `_result_pool`);
 - ``("stop",)``: exit, ending what its clients started (see `_group`).
 """
 
@@ -90,7 +91,7 @@ def worker_main(
     label = f"process-{index}"
     cache: dict[str, Any] = {}
     payload = PayloadCopy(None)
-    buffer: Any = None
+    buffers: dict[int, Any] = {}
     while True:
         try:
             message = conn.recv()
@@ -100,6 +101,12 @@ def worker_main(
         kind = message[0]
         if kind == "job":
             job: ClientJob = message[1]
+            bid, new, dropped = message[2]
+            for gone in dropped:
+                buffers.pop(gone, None)
+            if new is not None:
+                buffers[bid] = new
+            buffer = buffers.get(bid) if bid is not None else None
             execute = functools.partial(
                 run_job,
                 work,
@@ -114,6 +121,7 @@ def worker_main(
             try:
                 if outcome.ok:
                     outcome.result, used, packed = pack_result(outcome.result, buffer)
+                buffer = None  # a dropped buffer is unmapped with the next job
                 reply = ForkingPickler.dumps(("done", outcome, used, packed))
             except Exception as exc:  # e.g. an unpicklable result
                 outcome.result, outcome.state = None, None
@@ -130,8 +138,6 @@ def worker_main(
         elif kind == "payload":
             payload = PayloadCopy(None)  # drop the old copy before the new one
             payload = PayloadCopy(message[2])
-        elif kind == "buffer":
-            buffer = message[1]
         elif kind == "stop":
             end_group()
             return

@@ -9,7 +9,8 @@ whole run, and a dead worker is replaced by a new one.
 
 Per round, the payload's tensors are moved to shared memory once and each
 worker maps them once (only handles are pickled). Results come back through
-one pre-allocated shared result buffer per worker (see `_result_buffers`).
+shared result buffers that each worker maps once, and reach the server as views
+into them, not copies (see `_result_pool`).
 
 With ``devices``, worker ``i`` is pinned to ``devices[i % len(devices)]``
 (its replacement too): it selects that GPU when it starts and runs every
@@ -19,16 +20,15 @@ client on it, on a CUDA stream of its own (see `blazefl.sim._devices`).
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator, Hashable, Sequence
 from contextlib import asynccontextmanager, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.process import BaseProcess
 from multiprocessing.reduction import ForkingPickler
 from typing import Any
 
 import anyio
-import torch
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from blazefl._exceptions import ConfigurationError
@@ -41,11 +41,8 @@ from blazefl.sim._executors._group import kill_worker
 from blazefl.sim._executors._job_body import torch_settings
 from blazefl.sim._executors._pool import WorkerPool, died
 from blazefl.sim._executors._process_worker import worker_main
-from blazefl.sim._executors._result_buffers import (
-    allocate_slot,
-    tensor_bytes,
-    unpack_result,
-)
+from blazefl.sim._executors._result_buffers import tensor_bytes, unpack_result
+from blazefl.sim._executors._result_pool import ResultPool, ResultSlot
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
 
 __all__ = ["ProcessExecutor"]
@@ -65,8 +62,8 @@ class _Worker:
     payload_round: int | None = None
     #: the version of the client work this worker holds (see `blazefl._versions`)
     work_version: Hashable = None
-    #: the shared buffer this worker writes results into (see `_result_buffers`)
-    buffer: torch.Tensor | None = None
+    #: the ids of the result buffers this worker has mapped (see `_result_pool`)
+    mapped: set[int] = field(default_factory=set)
 
     @property
     def label(self) -> str:
@@ -112,7 +109,7 @@ class ProcessExecutor(Executor):
             "stop_grace", stop_grace, allow_zero=True, unit="seconds"
         )
         self._workers = WorkerPool(self._spawn, self._retire)
-        self._result_capacity = 0
+        self._results = ResultPool()
         self._work_version: Hashable = None
 
     @property
@@ -208,7 +205,7 @@ class ProcessExecutor(Executor):
             for worker in workers:
                 await _reap(worker.process, wait=self._stop_grace + 5)
                 worker.conn.close()
-            self._result_capacity = 0
+            self._results = ResultPool()
 
     @staticmethod
     def _retire(dead: _Worker) -> None:
@@ -227,29 +224,32 @@ class ProcessExecutor(Executor):
     ) -> AsyncIterator[RoundSession]:
         share_tensors(payload)
         self._new_version()
-        if self._result_capacity == 0:
+        if self._results.capacity == 0:
             # A first guess that is exact for "send back a model like the one
             # you got" algorithms; grown after any result that does not fit.
-            self._result_capacity = tensor_bytes(payload)
+            self._results.grow(tensor_bytes(payload))
         send, receive = anyio.create_memory_object_stream[_Worker](len(self._workers))
         for worker in self._workers:
             send.send_nowait(worker)
         with send, receive:
             yield _ProcessSession(self, index, payload, send, receive)
 
-    def _result_buffer(self, worker: _Worker) -> torch.Tensor | None:
-        """The worker's shared result buffer, (re)allocated and sent when needed.
+    def _result_slot(self, worker: _Worker) -> tuple[ResultSlot | None, Any]:
+        """A result buffer for the worker's next client, and how to name it.
 
-        One per worker, not per slot: the parent copies a result out before the
-        worker gets its next client, so memory and file descriptors stay
-        proportional to the workers, whatever the clients per round.
+        The name is ``(id, buffer or None, dropped ids)``: the buffer itself
+        only the first time this worker gets it, and the ids of buffers the
+        pool forgot, for the worker to unmap.
         """
-        if self._result_capacity == 0:
-            return None
-        if worker.buffer is None or worker.buffer.numel() < self._result_capacity:
-            worker.buffer = allocate_slot(self._result_capacity)
-            worker.conn.send(("buffer", worker.buffer))
-        return worker.buffer
+        slot = self._results.take()
+        live = self._results.ids
+        dropped = tuple(worker.mapped - live)
+        worker.mapped &= live
+        if slot is None:
+            return None, (None, None, dropped)
+        first = slot.id not in worker.mapped
+        worker.mapped.add(slot.id)
+        return slot, (slot.id, slot.tensor if first else None, dropped)
 
 
 class _ProcessSession(RoundSession):
@@ -267,17 +267,25 @@ class _ProcessSession(RoundSession):
         self._send = send
         self._receive = receive
 
+    def expect(self, jobs: Sequence[ClientJob]) -> None:
+        # What a round can view at once: every client's result, and one
+        # buffer per worker being written.
+        self._owner._results.keep = len(jobs) + len(self._owner._workers)
+
     async def run(self, job: ClientJob) -> JobOutcome:
         owner = self._owner
         worker = await self._receive.receive()
         sent = False
+        slot: ResultSlot | None = None
         try:
-            worker, buffer = await self._prepare(worker, job)
+            worker = await self._prepare(worker, job)
+            slot, name = owner._result_slot(worker)
             worker.stop.clear()
-            worker.conn.send(("job", job))
+            worker.conn.send(("job", job, name))
             sent = True
             message = await _recv(worker.conn)
         except (EOFError, OSError):
+            owner._results.discard(slot)
             code = await _reap(worker.process)
             self._send.send_nowait(owner._workers.replace(worker))
             return died(
@@ -297,25 +305,32 @@ class _ProcessSession(RoundSession):
                         with suppress(EOFError, OSError):
                             await _recv(worker.conn)
                             answered = True
+                if answered:
+                    owner._results.give_back(slot)
+                else:
+                    owner._results.discard(slot)
                 self._send.send_nowait(
                     worker if answered else owner._workers.replace(worker)
                 )
             raise
         outcome: JobOutcome
         _, outcome, used, packed = message
+        results = owner._results
         if packed:
-            outcome.result = unpack_result(outcome.result, buffer)
-        elif outcome.ok and used > owner._result_capacity:
-            owner._result_capacity = used
-        # Only now, with the result copied out of its buffer, may the worker
-        # take the next client.
+            assert slot is not None
+            # Views into the buffer, which stays out of the workers' reach
+            # for as long as any of them lives (see `_result_pool`).
+            outcome.result = unpack_result(
+                outcome.result, slot.tensor, copy=results.copies
+            )
+        elif outcome.ok:
+            results.grow(used)
+        results.give_back(slot)
         self._send.send_nowait(worker)
         return outcome
 
-    async def _prepare(
-        self, worker: _Worker, job: ClientJob
-    ) -> tuple[_Worker, torch.Tensor | None]:
-        """Make sure the worker is alive and holds the payload and result buffer."""
+    async def _prepare(self, worker: _Worker, job: ClientJob) -> _Worker:
+        """Make sure the worker is alive and holds the work and the payload."""
         owner = self._owner
         if not worker.process.is_alive():
             await _reap(worker.process)
@@ -330,7 +345,7 @@ class _ProcessSession(RoundSession):
                 worker.conn.send, ("payload", self._index, self._payload)
             )
             worker.payload_round = self._index
-        return worker, owner._result_buffer(worker)
+        return worker
 
 
 def _pickled(work: JobWork) -> bytes:

@@ -1,10 +1,11 @@
 """Pre-allocated shared-memory result buffers for process workers.
 
-Each worker owns one shared byte buffer, allocated by the parent and mapped
-once by the worker. A worker writes its result tensors into its buffer (one
-copy) and sends back only a light skeleton in which each tensor is a `SlotRef`
-(offset, dtype, shape). The parent rebuilds the result from the buffer (a copy)
-before the worker gets its next client. When a result does not fit, its
+The parent allocates shared byte buffers (`_result_pool`); a worker maps each
+one once and, for each client, writes its result tensors into the buffer the
+parent named for that client (one copy), sending back only a light skeleton in
+which each tensor is a `SlotRef` (offset, dtype, shape). The parent rebuilds
+the result as views into that buffer (no copy), which no worker writes into
+again while they live. When a result does not fit, its
 tensors travel through torch's own shared-memory pickling instead and the
 parent grows the buffers for the next clients, so the fallback costs one
 client's copy, never correctness.
@@ -93,15 +94,23 @@ def pack_result(result: Any, buffer: torch.Tensor | None) -> tuple[Any, int, boo
     return map_leaves(result, place, _packable), needed, True
 
 
-def unpack_result(skeleton: Any, buffer: torch.Tensor | None) -> Any:
-    """Rebuild a packed result, copying its tensors out of the (reused) buffer."""
+def unpack_result(
+    skeleton: Any, buffer: torch.Tensor | None, *, copy: bool = True
+) -> Any:
+    """Rebuild a packed result, copying its tensors out of the buffer.
+
+    ``copy=False``: the tensors are views into ``buffer``, for a caller that
+    never lets a worker write into it while they live (`_result_pool`).
+    """
     if buffer is None:
         return skeleton
 
     def take(ref: SlotRef) -> torch.Tensor:
         nbytes = _numel(ref.shape) * _itemsize(ref.dtype)
         raw = buffer[ref.offset : ref.offset + nbytes]
-        tensor = raw.view(ref.dtype).reshape(ref.shape).clone()
+        tensor = raw.view(ref.dtype).reshape(ref.shape)
+        if copy:
+            tensor = tensor.clone()
         if ref.parameter:
             return torch.nn.Parameter(tensor, requires_grad=ref.requires_grad)
         return tensor

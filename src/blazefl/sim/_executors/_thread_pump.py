@@ -10,6 +10,13 @@ thread runs a *pump*: take the next job in slot order, run it, post the outcome
 to the loop without waiting for it, take the next. The loop checks outcomes as
 they arrive, while the workers go on.
 
+How an outcome reaches the loop: the worker puts it on a `queue.SimpleQueue`
+and goes on; one waiting thread takes whatever has arrived and wakes the loop.
+A worker that woke the loop itself (``call_soon_threadsafe`` writes to the
+loop's self-pipe) released the GIL for that write and then waited to get it
+back from the other workers: on the GIL build, with two workers at batch size
+1, that wait was a switch interval (5 ms) per client, 40% of a round.
+
 Clients still start in slot order, at most one per worker at a time, each with
 its own stop flag; a cancelled round stops the running clients exactly like
 `_ThreadSession.run` does (stop flag, grace period, then the worker is retired).
@@ -17,16 +24,14 @@ its own stop flag; a cancelled round stops the running clients exactly like
 
 from __future__ import annotations
 
-import asyncio
+import queue
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import suppress
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
-import sniffio
 
 from blazefl.sim._jobs import ClientJob, JobOutcome, JobWork, execute_job
 from blazefl.sim._payload import PayloadCopy
@@ -39,17 +44,18 @@ __all__ = ["Attempt", "pump_round"]
 Done = Callable[[ClientJob, JobOutcome], None]
 
 
-def _call_soon_threadsafe() -> Callable[[Callable[[], None]], Any]:
-    """How a thread schedules a callback on the running loop without waiting.
+# Put on the outcome queue to wake the waiting thread when nobody collects.
+_CLOSED: Any = object()
 
-    anyio has no public non-blocking form (`anyio.from_thread.run_sync` waits
-    for the loop); asyncio and trio each have one.
-    """
-    if sniffio.current_async_library() == "trio":
-        import trio
 
-        return trio.lowlevel.current_trio_token().run_sync_soon
-    return asyncio.get_running_loop().call_soon_threadsafe
+def _arrived(outcomes: queue.SimpleQueue[Any]) -> list[Any]:
+    """Block (off the loop) until an outcome arrives; return all that have."""
+    items = [outcomes.get()]
+    while True:
+        try:
+            items.append(outcomes.get_nowait())
+        except queue.Empty:
+            return items
 
 
 class Attempt:
@@ -133,17 +139,9 @@ async def pump_round(
 ) -> None:
     """Run ``jobs`` on all of ``owner``'s worker threads; see the module doc."""
     pump = _Pump(jobs)
-    post = _call_soon_threadsafe()
-    send, receive = anyio.create_memory_object_stream[tuple[ClientJob, JobOutcome]](
-        len(jobs)
-    )
+    outcomes: queue.SimpleQueue[Any] = queue.SimpleQueue()
     wids = [owner._idle.pop(0) for _ in range(min(len(owner._idle), len(jobs)))]
     limiter = anyio.CapacityLimiter(max(1, len(wids)))
-
-    def deliver(item: tuple[ClientJob, JobOutcome]) -> None:
-        # Closed: the round was cancelled, nobody collects this any more.
-        with suppress(anyio.ClosedResourceError, anyio.BrokenResourceError):
-            send.send_nowait(item)
 
     def worker(wid: int) -> None:
         cache: dict[str, Any] | None = None
@@ -171,27 +169,28 @@ async def pump_round(
                 outcome = owner._places[wid].run(job, execute, label)
             finally:
                 attempt.finish()
-            try:
-                post(partial(deliver, (job, outcome)))
-            except RuntimeError:  # the loop is closed: nobody waits any more
-                return
+            outcomes.put((job, outcome))
 
     try:
-        with send, receive:
-            async with anyio.create_task_group() as tg:
-                for wid in wids:
-                    tg.start_soon(
-                        partial(
-                            anyio.to_thread.run_sync,
-                            partial(worker, wid),
-                            limiter=limiter,
-                            abandon_on_cancel=True,
-                        )
+        async with anyio.create_task_group() as tg:
+            for wid in wids:
+                tg.start_soon(
+                    partial(
+                        anyio.to_thread.run_sync,
+                        partial(worker, wid),
+                        limiter=limiter,
+                        abandon_on_cancel=True,
                     )
-                for _ in jobs:
-                    job, outcome = await receive.receive()
+                )
+            left = len(jobs)
+            while left:
+                for job, outcome in await anyio.to_thread.run_sync(
+                    _arrived, outcomes, abandon_on_cancel=True
+                ):
                     done(job, outcome)
+                    left -= 1
     finally:
+        outcomes.put(_CLOSED)  # a waiting thread left behind by a cancel ends
         running = pump.stop()
         stuck = {wid for wid, a in running.items() if not a.done}
         if stuck:
