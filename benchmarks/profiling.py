@@ -61,6 +61,8 @@ _IDLE_FRAMES = {
     ("socket.py", "accept"),  # multiprocessing's resource sharer thread
     ("_orphan.py", "watch"),  # a process worker's parent watch (sleeps)
     ("thread.py", "_worker"),  # concurrent.futures: blocked in SimpleQueue.get
+    ("_thread_pump.py", "_arrived"),  # the pump's hand-over: SimpleQueue.get
+    ("_buffer.py", "_run"),  # the fold thread between uploads: SimpleQueue.get
 }
 
 # (category, path fragment, function names or None for any), highest priority
@@ -84,6 +86,7 @@ _RULES: tuple[tuple[str, str, frozenset[str] | None], ...] = tuple(
         ("RNG suite restore/capture, client state", "blazefl/sim/_states.py", ()),
         ("RNG suite restore/capture, client state", "blazefl/sim/_disk_states", ()),
         ("aggregation", "blazefl/algorithms/_aggregation.py", ()),
+        ("aggregation", "blazefl/algorithms/_fold.py", ()),
         ("aggregation", "blazefl/algorithms/_base.py", ("weighted_average",)),
         (
             "aggregation",

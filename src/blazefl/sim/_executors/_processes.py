@@ -269,8 +269,9 @@ class _ProcessSession(RoundSession):
 
     def expect(self, jobs: Sequence[ClientJob]) -> None:
         # What a round can view at once: every client's result, and one
-        # buffer per worker being written.
-        self._owner._results.keep = len(jobs) + len(self._owner._workers)
+        # buffer per worker being written (copied results free theirs at once).
+        results, workers = self._owner._results, len(self._owner._workers)
+        results.keep = workers + 1 if results.copies else len(jobs) + workers
 
     async def run(self, job: ClientJob) -> JobOutcome:
         owner = self._owner

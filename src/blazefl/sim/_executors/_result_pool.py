@@ -17,8 +17,12 @@ goes with them. Nothing here is named in ``/dev/shm``: torch's
 ``file_descriptor`` sharing unlinks each segment as it creates it, so no
 segment can outlive the processes that map it.
 
-Where this torch does not expose the use count, results are copied out as
-before (`copies` is True).
+Views pay off for big results only: results smaller than `VIEW_MIN_BYTES`
+are copied out (cheap at that size) and their buffer is lent again at once, so
+a round of 10,000 light clients keeps one buffer per worker instead of one per
+client (each of which every worker would map, and `take` would scan). Where
+this torch does not expose the use count, every result is copied out
+(`copies` is True).
 """
 
 from __future__ import annotations
@@ -32,7 +36,10 @@ import torch
 
 from blazefl.sim._executors._result_buffers import allocate_slot
 
-__all__ = ["ResultPool", "ResultSlot"]
+__all__ = ["VIEW_MIN_BYTES", "ResultPool", "ResultSlot"]
+
+#: Buffers smaller than this (1 MiB) are copied out of, not viewed.
+VIEW_MIN_BYTES = 1 << 20
 
 _USE_COUNT: Callable[[int], int] | None = getattr(torch._C, "_storage_Use_Count", None)
 
@@ -67,13 +74,20 @@ class ResultPool:
     grown with `grow` after a result that did not fit. ``keep``: how many
     buffers the pool holds at most (the executor sets it to the clients per
     round plus the workers: what can be viewed at once in a round).
+    ``view_min_bytes``: below this capacity results are copied out.
     """
 
     capacity: int = 0
     keep: int = 2
-    copies: bool = _USE_COUNT is None
+    view_min_bytes: int = VIEW_MIN_BYTES
     _slots: list[ResultSlot] = field(default_factory=list)
     _ids: Any = field(default_factory=itertools.count)
+
+    @property
+    def copies(self) -> bool:
+        """Whether results are copied out of their buffer (small buffers, or
+        no use count to tell when a view is gone) rather than viewed."""
+        return _USE_COUNT is None or self.capacity < self.view_min_bytes
 
     @property
     def ids(self) -> set[int]:
