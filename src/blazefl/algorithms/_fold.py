@@ -59,7 +59,6 @@ class Fold(ABC):
     def __init__(self, aggregator: Any, params: torch.Tensor) -> None:
         self.aggregator = aggregator
         self.params = params
-        self.count = 0
 
     @abstractmethod
     def add(self, model: torch.Tensor, weight: float) -> None:
@@ -95,7 +94,6 @@ class ModelDtypeMeanFold(Fold):
                 self._acc = torch.mul(self._first, self._weights[0])
             self._acc.add_(model, alpha=weight)
         self._weights.append(weight)
-        self.count += 1
 
     def result(self) -> torch.Tensor:
         if self._first is None:
@@ -122,7 +120,6 @@ class Float64MeanFold(Fold):
     def add(self, model: torch.Tensor, weight: float) -> None:
         self._models.append(model)
         self._weights.append(weight)
-        self.count += 1
 
     def result(self) -> torch.Tensor:
         from blazefl.algorithms._base import weighted_average
