@@ -261,17 +261,59 @@ def test_linear_models_are_bitwise_across_cohort_sizes() -> None:
         assert other == metrics
 
 
-#: Convolutions batch as one grouped convolution whose rounding depends on the
-#: number of clients in it: across cohort sizes a CNN agrees to this bound.
-CONV_SIZE_BOUND = 1e-6
+def test_conv_models_are_bitwise_across_cohort_sizes() -> None:
+    """A CNN chunked by 1, 2, 3 or 6 clients, on 1 or 2 workers: the same bits
+    (grouped convolutions compute each client alone; a stack of one is padded
+    to two, never run as torch's ungrouped convolution)."""
+    first, metrics = _run(CohortExecutor(1, max_cohort=3), FedAvg(), 3, "cnn")
+    for executor in (
+        CohortExecutor(1, max_cohort=1),
+        CohortExecutor(2, max_cohort=2),
+        CohortExecutor(1, max_cohort=6),
+    ):
+        params, other = _run(executor, FedAvg(), 3, "cnn")
+        assert torch.equal(params, first)
+        assert other == metrics
 
 
-def test_conv_models_across_cohort_sizes_stay_within_the_bound() -> None:
-    """A CNN chunked by 1, 2, 3 or 6 clients: final models within CONV_SIZE_BOUND."""
-    first, _ = _run(CohortExecutor(1, max_cohort=3), FedAvg(), 3, "cnn")
-    for size in (1, 2, 6):
-        params, _ = _run(CohortExecutor(1, max_cohort=size), FedAvg(), 3, "cnn")
-        assert (params - first).abs().max() <= CONV_SIZE_BOUND
+def _run_workers(executor: CohortExecutor, model: str) -> tuple[Any, set[str]]:
+    dataset = _tiny() if model == "mlp" else _tiny((1, 8, 8))
+    zoo = ModelZoo(input_shape=dataset.input_shape, num_classes=dataset.num_classes)
+    server = FederatedServer(
+        FedAvg(), zoo, model, dataset=dataset, num_clients=N, rounds=2, seed=3
+    )
+    client = FederatedClient(FedAvg(), zoo, model, dataset, batch_size=5, lr=0.05)
+    sim = Simulation(server, client, executor=executor, seed=3, evaluate_every=0)
+    results = sim.run_sync()
+    return server.params, {c.worker for r in results for c in r.clients}
+
+
+@pytest.mark.parametrize("model", ["mlp", "cnn"])
+def test_automatic_size_keeps_every_worker_busy_with_the_same_bits(model: str) -> None:
+    """Automatic max_cohort on 2 workers: a round of 8 clients (cap 256) is cut
+    into two chunks, trained by both workers, ending on the 1-worker bits."""
+    one, one_workers = _run_workers(CohortExecutor(1), model)
+    two, two_workers = _run_workers(CohortExecutor(2), model)
+    assert len(one_workers) == 1
+    assert len(two_workers) == 2
+    assert torch.equal(one, two)
+
+
+def test_chunk_sizes_balance_an_automatic_size_only() -> None:
+    """Automatic: balanced, at least one chunk per worker; given: exact."""
+    from blazefl.sim._jobs import ClientJob as Job
+
+    state = ClientState(create_client_rng_suite(0, 0).get_state())
+    jobs = [Job(0, i, i, "cpu", state) for i in range(7)]
+    auto = CohortExecutor(2)
+    auto._size = 3
+    auto._trainer = type("T", (), {"chunk_invariant": True})()  # type: ignore[assignment]
+    assert auto.chunk_sizes(jobs) == [3, 2, 2]
+    auto._trainer = type("T", (), {"chunk_invariant": False})()  # type: ignore[assignment]
+    assert auto.chunk_sizes(jobs) == [3, 3, 1]
+    given = CohortExecutor(2, max_cohort=5)
+    assert given.chunk_sizes(jobs) == [5, 2]
+    assert CohortExecutor(4, max_cohort=5).chunk_sizes(jobs[:0]) == []
 
 
 class _Never:

@@ -42,6 +42,7 @@ from blazefl.algorithms._cohort_model import (
     PER_CLIENT,
     auto_cohort_size,
     check_batchable,
+    chunk_invariant,
     client_loss,
     cohort_refusal,
     layout_of,
@@ -118,10 +119,17 @@ class CohortTrainer:
         self._kind = update_kind(client.algorithm)
         self._layout = layout_of(model)
         check_batchable(self._client, model, self._layout)
+        self._invariant = chunk_invariant(self._client, model, self._layout)
 
     def cohort_size(self) -> int:
         """An automatic chunk size (`auto_cohort_size`)."""
         return auto_cohort_size(self._client, self._layout)
+
+    @property
+    def chunk_invariant(self) -> bool:
+        """Whether any cut of a round into chunks gives every client the same
+        bits (`chunk_invariant`, probed on CPU when the trainer is built)."""
+        return self._invariant
 
     def train(
         self,
@@ -252,6 +260,15 @@ class CohortTrainer:
         count_f = counts.clamp(min=1).to(layout.dtype).to(device)
         counts_dev = counts.to(device)
         alive = [sum(1 for n in steps if n > s) for s in range(total)]
+        # A stack of one client runs torch's ungrouped convolution, whose
+        # rounding differs from the grouped one of two or more; never batch
+        # fewer than two rows (a chunk of one trains a twin of itself, a lone
+        # last client a finished neighbour whose step is thrown away), so a
+        # client's arithmetic does not depend on the chunk it falls in.
+        if k == 1:
+            xs, ys = xs.expand(2, *xs.shape[1:]), ys.expand(2, *ys.shape[1:])
+            mask, count_f = mask.expand(2, *mask.shape[1:]), count_f.expand(2, -1)
+        rows = max(k, 2)
 
         x0 = broadcast.params.to(device)
         views = {
@@ -261,7 +278,7 @@ class CohortTrainer:
             )
         }
         params = {
-            n: views[n].unsqueeze(0).expand(k, *views[n].shape).clone()
+            n: views[n].unsqueeze(0).expand(rows, *views[n].shape).clone()
             for n in layout.names
             if n in layout.trainable
         }
@@ -282,13 +299,15 @@ class CohortTrainer:
                 if stop_event.is_set():
                     break
                 a = alive[s]
-                live = {n: t[:a] for n, t in params.items()}
+                w = max(a, 2)  # rows batched; only the first a are updated
+                live = {n: t[:w] for n, t in params.items()}
                 grads, loss = step(
-                    live, xs[:a, s], ys[:a, s], mask[:a, s], count_f[:a, s]
+                    live, xs[:w, s], ys[:w, s], mask[:w, s], count_f[:w, s]
                 )
+                loss = loss[:a]
                 with torch.no_grad():
-                    for name, p in live.items():
-                        g = grads[name]
+                    for name, t in live.items():
+                        p, g = t[:a], grads[name][:a]
                         if mu:
                             g = torch.add(g, p - views[name], alpha=mu)
                         if correction is not None:
@@ -298,7 +317,7 @@ class CohortTrainer:
                 taken = s + 1
         finally:
             model.train(was_training)
-        flat = self._flatten(params, views, k)
+        flat = self._flatten({n: t[:k] for n, t in params.items()}, views, k)
         losses = loss_sum.tolist()
         for row, (r, row_counts) in enumerate(zip(ready, counts.tolist(), strict=True)):
             member = members[r.position]

@@ -30,6 +30,7 @@ __all__ = [
     "PER_CLIENT",
     "auto_cohort_size",
     "check_batchable",
+    "chunk_invariant",
     "cohort_refusal",
     "layout_of",
     "client_loss",
@@ -148,6 +149,35 @@ def client_loss(
     return (per_sample * mask).sum() / count
 
 
+def _probe_step(
+    model: nn.Module, layout: _Layout, probe: torch.Tensor, k: int, spread: float
+) -> Any:
+    """One batched step of ``k`` clients on ``probe`` (their parameters the
+    model's, plus ``spread`` times fixed noise); ``rows`` slices the stack."""
+    gen = torch.Generator().manual_seed(0)
+    params = {
+        n: p.detach().unsqueeze(0)
+        + spread * torch.randn((k, *p.shape), generator=gen, dtype=p.dtype)
+        for n, p in model.named_parameters()
+        if p.requires_grad
+    }
+    fixed = {n: t for n, t in model.state_dict().items() if n not in layout.trainable}
+    x = probe.unsqueeze(0).expand(k, *probe.shape)
+    y = torch.zeros((k, 1), dtype=torch.int64)
+    ones = torch.ones((k, 1), dtype=layout.dtype)
+
+    def one_client(p: Any, x: Any, y: Any, m: Any, c: Any) -> torch.Tensor:
+        return client_loss(model, p, fixed, x, y, m, c)
+
+    def rows(n: int) -> Any:
+        stack = {name: t[:n] for name, t in params.items()}
+        return vmap(grad_and_value(one_client))(
+            stack, x[:n], y[:n], ones[:n], ones[:n, 0]
+        )
+
+    return rows
+
+
 def check_batchable(client: FederatedClient, model: nn.Module, layout: _Layout) -> None:
     """One batched step of two clients on a probe sample, so a forward
     that vmap cannot batch (data-dependent control flow, ``.item()``,
@@ -155,27 +185,35 @@ def check_batchable(client: FederatedClient, model: nn.Module, layout: _Layout) 
     probe = probe_input(client)
     if probe is None:
         return
-    params = {
-        n: p.detach().unsqueeze(0).expand(2, *p.shape).clone()
-        for n, p in model.named_parameters()
-        if p.requires_grad
-    }
-    fixed = {n: t for n, t in model.state_dict().items() if n not in layout.trainable}
-    x = probe.unsqueeze(0).expand(2, *probe.shape)
-    y = torch.zeros((2, 1), dtype=torch.int64)
-    ones = torch.ones((2, 1), dtype=layout.dtype)
     try:
-
-        def one_client(p: Any, x: Any, y: Any, m: Any, c: Any) -> torch.Tensor:
-            return client_loss(model, p, fixed, x, y, m, c)
-
-        vmap(grad_and_value(one_client))(params, x, y, ones, ones[:, 0])
+        _probe_step(model, layout, probe, 2, 0.0)(2)
     except Exception as exc:
         raise ConfigurationError(
             "cohort execution cannot run this client work: the model's "
             f"forward cannot be batched with torch.func.vmap ({type(exc).__name__}"
             f": {exc}). Run it on a per-client executor ({PER_CLIENT})"
         ) from exc
+
+
+def chunk_invariant(client: FederatedClient, model: nn.Module, layout: _Layout) -> bool:
+    """Whether a client's batched step is the same bits in a stack of two and
+    of three clients (on the probe sample, CPU): then how a round is cut into
+    chunks cannot change any client's result, and the executor may cut it to
+    keep every worker busy.
+
+    Linear layers batch as independent matrix products and torch's grouped
+    convolution computes each group alone, so the built-in models pass; a
+    stack of one is never trained (`CohortTrainer` pads it to two), because
+    the ungrouped convolution it would run rounds differently.
+    """
+    probe = probe_input(client)
+    if probe is None:
+        return False
+    step = _probe_step(model, layout, probe, 3, 1e-2)
+    (grads3, loss3), (grads2, loss2) = step(3), step(2)
+    return bool(torch.equal(loss2, loss3[:2])) and all(
+        torch.equal(g, grads3[n][:2]) for n, g in grads2.items()
+    )
 
 
 def auto_cohort_size(client: FederatedClient, layout: _Layout) -> int:

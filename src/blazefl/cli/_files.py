@@ -169,19 +169,21 @@ def _check_executor_family(path: Path, theirs: Any, config: RunConfig) -> None:
     The per-client executors are bitwise equal to each other, so --resume may
     swap them; cohort training agrees with them only to rounding (see
     docs/performance.md), so a switch would change the run's numbers; so
-    can another cohort size, for models with convolutions.
+    can another cohort size, on a GPU or for a model that is not
+    chunk-invariant.
     """
     before = theirs.get("executor") if isinstance(theirs, dict) else None
     if not isinstance(before, str):
         return
     size = theirs.get("max_cohort") if isinstance(theirs, dict) else None
     if before == config.executor == "cohort" and config.max_cohort not in (0, size):
-        # Convolutions round differently with another number of clients per
-        # grouped convolution (docs/performance.md): keep the chunking.
+        # On the CPU the built-in models give the same bits with any chunk
+        # size, but a GPU's kernels depend on the shape: keep the chunking.
         raise ConfigurationError(
             f"{path} was written with --max-cohort {size}; another cohort size "
-            "can change the numbers of models with convolutions: resume with "
-            f"--max-cohort {size} (or leave it out)"
+            "can change the numbers (on a GPU, or for a model whose batched "
+            f"step depends on the chunk): resume with --max-cohort {size} (or "
+            "leave it out)"
         )
     if (before == "cohort") != (config.executor == "cohort"):
         raise ConfigurationError(

@@ -80,6 +80,11 @@ class CohortTrainer(Protocol):
         """The chunk size to use when the user sets none (fits memory)."""
         ...
 
+    # Optional: ``chunk_invariant`` (a bool attribute), True when how a round
+    # is cut into chunks cannot change any client's result. Only then may an
+    # automatic ``max_cohort`` cut a round into more, smaller chunks to keep
+    # every worker busy; without it the cut depends on the size alone.
+
     def train(
         self,
         members: Sequence[CohortMember],
@@ -119,7 +124,8 @@ class CohortExecutor(Executor):
     and batch size (`max_cohort` tells it once the simulation is built).
 
     :param workers: chunks trained at the same time (worker threads).
-    :param max_cohort: clients per chunk; None: automatic.
+    :param max_cohort: clients per chunk; None: automatic (a cap, see
+        `chunk_sizes`: on CPU a round may be cut into one chunk per worker).
     :param devices: worker ``i`` trains its chunks on
         ``devices[i % len(devices)]`` (the stacked parameters live there), on
         a CUDA stream of its own; see `Executor`.
@@ -263,6 +269,30 @@ class CohortExecutor(Executor):
             outcomes[job.slot] = outcome
         return outcomes
 
+    def chunk_sizes(self, jobs: Sequence[ClientJob]) -> list[int]:
+        """How a round's ``jobs`` (slot order) are cut into consecutive chunks.
+
+        A ``max_cohort`` the user gave cuts chunks of exactly that size. The
+        automatic one is a cap: when the trainer is chunk-invariant and the
+        chunks train on CPU, the round is cut into at least one chunk per
+        worker, of balanced sizes (200 clients on 2 workers: two of 100, not
+        one of 200 and an idle worker); any cut gives the same bits then, so
+        1 and 2 workers still end on the same model.
+        """
+        n, size = len(jobs), self._size or 1
+        if n == 0:
+            return []
+        devices = self.devices or tuple({job.device for job in jobs})
+        if (
+            self._requested is None
+            and getattr(self._trainer, "chunk_invariant", False)
+            and all(d == "cpu" or d.startswith("cpu:") for d in devices)
+        ):
+            chunks = max(-(-n // size), min(self._workers, n))
+            base, extra = divmod(n, chunks)
+            return [base + 1] * extra + [base] * (chunks - extra)
+        return [size] * (n // size) + ([n % size] if n % size else [])
+
     def _retire(self, wid: int) -> int:
         self._caches.pop(wid, None)
         old = self._places.pop(wid, WorkerDevice())
@@ -301,9 +331,10 @@ class _CohortSession(RoundSession):
         self._limiter = anyio.CapacityLimiter(owner.workers)
 
     def expect(self, jobs: Sequence[ClientJob]) -> None:
-        size = self._owner.max_cohort or 1
-        for start in range(0, len(jobs), size):
+        start = 0
+        for size in self._owner.chunk_sizes(jobs):
             chunk = _Chunk(list(jobs[start : start + size]))
+            start += size
             for job in chunk.jobs:
                 self._by_slot[job.slot] = chunk
 
