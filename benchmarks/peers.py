@@ -38,7 +38,7 @@ import blazefl3_cohort
 import cohort_peers
 import torch
 from harness import Bare, Workload, config_from_json, machine_info
-from matrix import WORKLOADS, workload_config
+from matrix_workloads import WORKLOADS, workload_config
 
 from blazefl.core import deserialize_model, serialize_model
 from blazefl.reproducibility import set_torch_threads
