@@ -21,10 +21,24 @@ that hold no tensor (a config dict). The copy still keeps such writes away
 from the handler's tensors and from other workers; they can reach the next
 client on the same worker. Containers on the way to a tensor are copied with
 it; tensor-free parts are shared with the handler's object in-process.
+
+Reuse: a fresh 43 MB tensor costs its page faults (100 ms on a loaded VM,
+eight times the copy itself), so the next round's copy (`PayloadCopy.renew`)
+and the copy after a write are written into the tensors of the one before
+(``copy_``) wherever the place, shape, dtype and kind match and nothing but
+this copy refers to the tensor: no reference to the tensor object (a client
+that kept ``payload.params``, or a container holding it), no weak reference,
+no other tensor on its memory (a view, ``t.data``, an autograd graph), no
+``.grad`` or attributes of its own. Anything else gets a fresh clone, as
+before; either way a client gets values equal to the source's and memory no
+one else can reach.
 """
 
 from __future__ import annotations
 
+import sys
+import weakref
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +46,7 @@ import torch
 
 from blazefl._tree import STRICT, Path, format_path, is_tensor, map_leaves, walk
 
-__all__ = ["PayloadCopy", "Seal"]
+__all__ = ["Copier", "PayloadCopy", "Seal"]
 
 # Stands for "not copied yet" (the payload itself may be None).
 _NOT_COPIED: Any = object()
@@ -47,6 +61,86 @@ def _private(tensor: torch.Tensor) -> torch.Tensor:
     if tensor.requires_grad:
         copy.requires_grad_(True)
     return copy
+
+
+_USE_COUNT: Callable[[int], int] | None = getattr(torch._C, "_storage_Use_Count", None)
+
+
+def _uses(tensor: torch.Tensor) -> int:
+    assert _USE_COUNT is not None
+    return _USE_COUNT(tensor.untyped_storage()._cdata)
+
+
+def _refs(tensors: list[torch.Tensor], index: int) -> int:
+    return sys.getrefcount(tensors[index])
+
+
+# What `_refs` sees for an object only its list holds, measured the same way
+# (the count an interpreter reports for a call's argument differs by version).
+_ALONE = _refs([torch.empty(0)], 0)
+# What `_uses` sees for a storage only one tensor refers to.
+_ONE_USE = _uses(torch.empty(1)) if _USE_COUNT is not None else 0
+
+
+def _reusable(spare: torch.Tensor, source: torch.Tensor) -> bool:
+    """Whether ``spare`` (which only its list holds) may take ``source``'s
+    values in place of a fresh `_private` copy: same kind and layout, and no
+    one but this copy can reach its memory."""
+    return (
+        _USE_COUNT is not None
+        and type(spare)
+        is (
+            torch.nn.Parameter
+            if isinstance(source, torch.nn.Parameter)
+            else torch.Tensor
+        )
+        and type(source) in (torch.Tensor, torch.nn.Parameter)
+        and spare.requires_grad == source.requires_grad
+        and spare.dtype == source.dtype
+        and spare.device == source.device
+        and spare.layout == torch.strided == source.layout
+        and spare.shape == source.shape
+        and source.is_contiguous()
+        and not (source.is_conj() or source.is_neg() or source.is_quantized)
+        and spare.grad is None
+        and spare._backward_hooks is None
+        and getattr(spare, "_post_accumulate_grad_hooks", None) is None
+        and not spare.__dict__
+        and weakref.getweakrefcount(spare) == 0
+        and _uses(spare) <= _ONE_USE
+    )
+
+
+class Copier:
+    """Makes one copy of a payload's tensors, writing into ``spares`` (the
+    tensors of the copy before, place by place) where `_reusable` allows, and
+    making the others with ``fresh``. ``spares`` must be a list nothing else
+    holds (its tensors' references are counted)."""
+
+    def __init__(
+        self,
+        spares: list[torch.Tensor],
+        fresh: Callable[[torch.Tensor], torch.Tensor] = _private,
+    ) -> None:
+        self.spares = spares
+        self.fresh = fresh
+        self.made: list[torch.Tensor] = []
+
+    def __call__(self, tensor: torch.Tensor) -> torch.Tensor:
+        index = len(self.made)
+        spares = self.spares
+        if (
+            index < len(spares)
+            and _refs(spares, index) <= _ALONE
+            and _reusable(spares[index], tensor)
+        ):
+            copy = spares[index]
+            with torch.no_grad():
+                copy.copy_(tensor)
+        else:
+            copy = self.fresh(tensor)
+        self.made.append(copy)
+        return copy
 
 
 def _version(tensor: torch.Tensor) -> int | None:
@@ -88,11 +182,25 @@ class PayloadCopy:
     def __init__(self, source: Any) -> None:
         self._source = source
         self._copy: Any = _NOT_COPIED
+        # The tensors of the latest copy (lent or dropped), in the order they
+        # were made: the next copy writes into them where it may (see above).
+        self._own: list[torch.Tensor] = []
+
+    def renew(self, source: Any) -> PayloadCopy:
+        """A copy of the next round's payload ``source`` that may write into
+        this one's tensors once nothing else holds them (this one, too, must
+        be gone by then: the caller drops it)."""
+        nxt = PayloadCopy(source)
+        nxt._own, self._own = self._own, []
+        return nxt
 
     def lend(self) -> tuple[Any, Seal]:
         """The payload for the next client, and what it looked like before."""
         if self._copy is _NOT_COPIED:
-            self._copy = map_leaves(self._source, _private, is_tensor, STRICT)
+            copier = Copier(self._own)
+            self._own = []  # only the list `copier` holds: see `_refs`
+            self._copy = map_leaves(self._source, copier, is_tensor, STRICT)
+            self._own = copier.made
         return self._copy, _seal(self._copy)
 
     def written(self, seal: Seal) -> str | None:

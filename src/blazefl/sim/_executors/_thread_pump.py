@@ -153,7 +153,7 @@ async def pump_round(
                 return  # also where a thread that started late after a cancel ends
             if cache is None or lent is None:
                 cache = owner._caches[wid]
-                lent = copies.setdefault(wid, PayloadCopy(payload))
+                lent = owner._copy_for(wid, payload, copies)
             label = f"thread-{wid}"
             execute = partial(
                 execute_job,
