@@ -281,27 +281,36 @@ def _values(kept: Any) -> Any:
     return kept
 
 
-def test_a_copy_with_a_grad_or_another_kind_is_not_reused() -> None:
-    """A lent parameter that grew a .grad, or a source of another dtype,
-    gets a fresh copy of the source's kind."""
-    old = PayloadCopy({"p": torch.nn.Parameter(torch.zeros(3)), "t": torch.zeros(3)})
+def test_a_copy_with_a_grad_or_another_layout_is_not_reused() -> None:
+    """A lent parameter that grew a .grad, a source of another dtype, a copy
+    with other strides than a fresh one would have: each gets a fresh copy of
+    the source's kind and strides."""
+    old = PayloadCopy(
+        {
+            "p": torch.nn.Parameter(torch.zeros(3)),
+            "t": torch.zeros(3),
+            "s": torch.zeros(3, 2).t(),
+        }
+    )
     lent, _ = old.lend()
     lent["p"].sum().backward()
-    ptrs = (lent["p"].data_ptr(), lent["t"].data_ptr())
+    ptrs = [lent[k].data_ptr() for k in ("p", "t", "s")]
     del lent
     new = old.renew(
         {
             "p": torch.nn.Parameter(torch.ones(3)),
             "t": torch.ones(3, dtype=torch.float64),
+            "s": torch.ones(2, 3),
         }
     )
     del old
     fresh, _ = new.lend()
-    assert fresh["p"].data_ptr() != ptrs[0]
-    assert fresh["t"].data_ptr() != ptrs[1]
+    assert all(fresh[k].data_ptr() != ptr for k, ptr in zip("pts", ptrs, strict=True))
     assert isinstance(fresh["p"], torch.nn.Parameter)
     assert fresh["p"].grad is None
     assert fresh["t"].dtype == torch.float64
+    assert fresh["s"].is_contiguous()
+    assert torch.equal(fresh["s"], torch.ones(2, 3))
 
 
 def test_after_a_write_the_next_client_gets_the_source_in_the_same_memory() -> None:

@@ -2,11 +2,10 @@
 did not write into it.
 
 Why: a handler's ``downlink_package()`` usually hands out its live state
-(`FederatedServer` its own ``params``), and the process executor moves those
-very tensors into shared memory. Lent as they are, a client that writes into
-the payload (``payload.params.add_(1.0)``) would change the global model, even
-in a round that then fails and "applies nothing", and would change what every
-later client of the round trains from. Torch has no read-only tensors, and a
+(`FederatedServer` its own ``params``). Lent as they are, a client that
+writes into the payload (``payload.params.add_(1.0)``) would change the global
+model, even in a round that then fails and "applies nothing", and would change
+what every later client of the round trains from. Torch has no read-only tensors, and a
 copy per client costs a model copy per client. So each worker copies the
 payload's tensors once per round (when it runs its first client of the round),
 lends that copy to its clients one after another, and records every tensor's
@@ -86,20 +85,18 @@ def _reusable(spare: torch.Tensor, source: torch.Tensor) -> bool:
     """Whether ``spare`` (which only its list holds) may take ``source``'s
     values in place of a fresh `_private` copy: same kind and layout, and no
     one but this copy can reach its memory."""
+    kind = torch.nn.Parameter if isinstance(source, torch.nn.Parameter) else None
     return (
         _USE_COUNT is not None
-        and type(spare)
-        is (
-            torch.nn.Parameter
-            if isinstance(source, torch.nn.Parameter)
-            else torch.Tensor
-        )
         and type(source) in (torch.Tensor, torch.nn.Parameter)
+        and type(spare) is (kind or torch.Tensor)
         and spare.requires_grad == source.requires_grad
         and spare.dtype == source.dtype
         and spare.device == source.device
         and spare.layout == torch.strided == source.layout
         and spare.shape == source.shape
+        # the strides a fresh copy would have
+        and spare.is_contiguous()
         and source.is_contiguous()
         and not (source.is_conj() or source.is_neg() or source.is_quantized)
         and spare.grad is None
