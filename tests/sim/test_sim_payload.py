@@ -356,3 +356,19 @@ async def test_a_payload_a_client_kept_is_never_overwritten(kind: str) -> None:
     assert all(c.metrics["kept_intact"] == 1.0 for r in results for c in r.clients)
     for index, result in enumerate(results):
         assert [c.metrics["first"] for c in result.clients] == [float(index)] * 4
+
+
+def test_a_client_still_running_when_its_copy_is_renewed_is_judged_on_its_own() -> None:
+    """Renewing a copy while a client holds it neither blames that client when
+    it wrote nothing nor misses its write: it is judged on what it was lent."""
+    honest = PayloadCopy({"w": torch.zeros(4)})
+    _, seal = honest.lend()
+    honest.renew({"w": torch.ones(4)})
+    assert honest.written(seal) is None
+    writing = PayloadCopy({"w": torch.zeros(4)})
+    lent, seal = writing.lend()
+    writing.renew({"w": torch.ones(4)})
+    lent["w"].add_(1.0)
+    what = writing.written(seal)
+    assert what is not None
+    assert "payload['w'] (shape (4,)) was written in place" in what

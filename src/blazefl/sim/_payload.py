@@ -149,8 +149,10 @@ def _version(tensor: torch.Tensor) -> int | None:
 
 @dataclass(frozen=True, slots=True)
 class Seal:
-    """The payload's tensors and their versions as one client received them."""
+    """The payload as one client received it (``lent``), and its tensors and
+    their versions then."""
 
+    lent: Any
     tensors: tuple[tuple[torch.Tensor, Path, int | None], ...]
 
 
@@ -161,7 +163,7 @@ def _tensors(lent: Any) -> list[tuple[torch.Tensor, Path]]:
 
 
 def _seal(lent: Any) -> Seal:
-    return Seal(tuple((t, path, _version(t)) for t, path in _tensors(lent)))
+    return Seal(lent, tuple((t, path, _version(t)) for t, path in _tensors(lent)))
 
 
 class PayloadCopy:
@@ -189,7 +191,19 @@ class PayloadCopy:
         be gone by then: the caller drops it)."""
         nxt = PayloadCopy(source)
         nxt._own, self._own = self._own, []
+        self.release()
         return nxt
+
+    def release(self) -> None:
+        """Let go of the current copy (a client still running keeps what it
+        was lent; the next `lend` copies again).
+
+        A worker thread calls it when it has no more clients in the round:
+        on a free-threaded build an object dropped by another thread than
+        the one that made it is freed only when that thread next runs, and
+        until then it would keep its tensors from being reused.
+        """
+        self._copy = _NOT_COPIED
 
     def lend(self) -> tuple[Any, Seal]:
         """The payload for the next client, and what it looked like before."""
@@ -205,8 +219,8 @@ class PayloadCopy:
 
         After a write the copy is dropped: the next client gets a fresh one.
         """
-        what = _compare(seal, self._copy)
-        if what is not None:
+        what = _compare(seal, seal.lent)
+        if what is not None and self._copy is seal.lent:
             self._copy = _NOT_COPIED
         return what
 

@@ -150,6 +150,8 @@ async def pump_round(
             attempt = Attempt()
             job = pump.next(wid, attempt)
             if job is None:
+                if lent is not None:
+                    lent.release()  # here, on the thread that made the copy
                 return  # also where a thread that started late after a cancel ends
             if cache is None or lent is None:
                 cache = owner._caches[wid]
