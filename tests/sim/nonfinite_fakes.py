@@ -97,3 +97,11 @@ class MeanHandler:
     def _aggregate(self) -> None:
         self.params = torch.stack(self.loaded).mean(dim=0)
         self.done = True
+
+
+class StrictMeanHandler(MeanHandler):
+    """A `MeanHandler` whose ``check_uplink`` refuses client `BAD`'s update."""
+
+    def check_uplink(self, package: tuple[torch.Tensor, Any]) -> None:
+        if torch.equal(package[0], torch.full((3,), float(BAD))):
+            raise ValueError(f"update of client {BAD} is malformed")

@@ -203,7 +203,7 @@ async def test_nonfinite_update_is_a_failed_slot() -> None:
 def test_nonfinite_check_is_exact_when_the_sum_overflows() -> None:
     """The fast path (a finite sum) never hides a NaN/inf, and a sum that
     overflows on finite values does not make a good update look bad."""
-    from blazefl.sim._engine import _nonfinite
+    from blazefl.sim._finite import nonfinite as _nonfinite
 
     huge = torch.full((10,), 3e38)  # finite, but the float32 sum is inf
     assert _nonfinite({"w": huge}) is None

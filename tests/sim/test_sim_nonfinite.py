@@ -2,17 +2,36 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 import torch
-from nonfinite_fakes import BAD, MeanHandler, SpoilingWork, nested
+from nonfinite_fakes import (
+    BAD,
+    MeanHandler,
+    SpoilingWork,
+    StrictMeanHandler,
+    nested,
+)
 from sim_fakes import quick_processes
 
 from blazefl import NonFiniteUpdateError, UpdateRejectedError
 from blazefl._tree import MAX_DEPTH
-from blazefl.sim import Executor, InlineExecutor, Simulation, ThreadExecutor
-from blazefl.sim._engine import _nonfinite, _refusal
+from blazefl.sim import (
+    ClientContext,
+    Executor,
+    InlineExecutor,
+    Simulation,
+    ThreadExecutor,
+    _jobs,
+)
+from blazefl.sim._adapters import NATIVE, Adapter
+from blazefl.sim._engine import RoundRunner
+from blazefl.sim._finite import nonfinite as _nonfinite
+from blazefl.sim._jobs import refusal as _refusal
+from blazefl.sim._states import MemoryStateStore
 
 pytestmark = pytest.mark.anyio
 
@@ -26,10 +45,12 @@ EXECUTORS: dict[str, Callable[[], Executor]] = {
 GOOD_MEAN = [1.0, 1.0, 1.0]
 
 
-async def _failed_slot(kind: str, executor: str) -> tuple[MeanHandler, str, str]:
+async def _failed_slot(
+    kind: str, executor: str, handler: MeanHandler | None = None
+) -> tuple[MeanHandler, str, str]:
     """Run one round with client BAD spoiled as ``kind``; return the handler
     and the failed slot's (type, message)."""
-    handler = MeanHandler()
+    handler = MeanHandler() if handler is None else handler
     sim = Simulation(
         handler,
         SpoilingWork(kind),
@@ -118,3 +139,86 @@ def test_fast_path_still_finds_inf_in_complex() -> None:
     inf = torch.tensor([complex(float("inf"), 0.0), 1j])
     assert _nonfinite({"z": inf}) == "tensor #0 (shape (2,))"
     assert _nonfinite({"z": torch.tensor([1j, 2 + 0j])}) is None
+
+
+class _Scans:
+    """Records the thread of every NaN/inf scan in this process."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.threads: list[threading.Thread] = []
+        scan = _jobs.nonfinite
+
+        def counted(result: Any) -> str | None:
+            self.threads.append(threading.current_thread())
+            return scan(result)
+
+        monkeypatch.setattr(_jobs, "nonfinite", counted)
+
+
+@pytest.mark.parametrize("executor", ["inline", "threads"])
+async def test_each_update_is_scanned_once_by_its_worker(
+    executor: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """In-process workers scan each update once, the coordinator never again;
+    on threads off the event loop's thread; the NaN one still fails its slot."""
+    scans = _Scans(monkeypatch)
+    handler, type_name, _ = await _failed_slot("deep", executor)
+    assert type_name == "NonFiniteUpdateError"
+    assert handler.params.tolist() == GOOD_MEAN
+    assert len(scans.threads) == 3
+    if executor == "threads":
+        assert threading.current_thread() not in scans.threads
+
+
+async def test_process_workers_send_their_verdict(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Process workers scan the updates: the parent scans none and still fails
+    the NaN slot with NonFiniteUpdateError."""
+    scans = _Scans(monkeypatch)
+    handler, type_name, message = await _failed_slot("slots", "processes")
+    assert type_name == "NonFiniteUpdateError"
+    assert f"client {BAD} sent an update with NaN or infinite values" in message
+    assert handler.params.tolist() == GOOD_MEAN
+    assert scans.threads == []
+
+
+@pytest.mark.parametrize("executor", sorted(EXECUTORS))
+async def test_check_uplink_still_speaks_before_the_nan_check(executor: str) -> None:
+    """An update both malformed and NaN fails with the handler's error, as when
+    the coordinator scanned it itself."""
+    _, type_name, message = await _failed_slot("deep", executor, StrictMeanHandler())
+    assert type_name == "ValueError"
+    assert f"update of client {BAD} is malformed" in message
+
+
+def _plus_cid(ctx: ClientContext, payload: torch.Tensor, arg: Any) -> torch.Tensor:
+    return payload + ctx.cid
+
+
+def _spoil_slot_one(slot: int, result: torch.Tensor) -> torch.Tensor:
+    return result * float("nan") if slot == 1 else result
+
+
+async def test_an_update_the_adapter_rebuilds_is_scanned_after_finish(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Where the adapter's finish rebuilds updates, workers do not pre-check:
+    the engine scans what finish returned, and a NaN it made fails its slot."""
+    scans = _Scans(monkeypatch)
+    adapter = Adapter(
+        _plus_cid, lambda cid: "cpu", NATIVE, "plus_cid", finish=_spoil_slot_one
+    )
+    executor = ThreadExecutor(2)
+    runner = RoundRunner(adapter, executor, MemoryStateStore(0))
+    assert not runner.check_on_workers
+    await executor.start(adapter.work)
+    try:
+        outcomes = await runner.run(0, torch.zeros(2), [0, 1, 2])
+    finally:
+        await executor.aclose()
+    assert [o.ok for o in outcomes] == [True, False, True]
+    assert outcomes[1].error is not None
+    assert outcomes[1].error.type == "NonFiniteUpdateError"
+    assert len(scans.threads) == 3
+    assert set(scans.threads) == {threading.current_thread()}

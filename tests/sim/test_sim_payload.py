@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 import torch
+from payload_fakes import PointerWork, RoundHandler
 from sim_fakes import EXECUTORS, SEED
 from sim_fakes import simulation as _sim
 
@@ -218,3 +219,156 @@ def test_each_kind_of_write_is_seen_and_the_next_copy_is_fresh(
     assert fresh is not lent
     assert all(torch.equal(fresh[k], pristine[k]) for k in pristine)
     assert all(torch.equal(source[k], pristine[k]) for k in pristine)
+
+
+# -- reusing the copy's memory ---------------------------------------------------
+
+
+def _lent_once(lender: PayloadCopy) -> torch.Tensor:
+    lent, seal = lender.lend()
+    assert lender.written(seal) is None
+    return lent["w"]
+
+
+def test_the_next_rounds_copy_is_written_into_the_last_ones_memory() -> None:
+    """Nobody holds last round's copy: the next one reuses its memory, with
+    the new values, and still shares nothing with its source."""
+    old = PayloadCopy({"w": torch.zeros(8), "n": 1})
+    ptr = _lent_once(old).data_ptr()
+    source = {"w": torch.arange(8.0), "n": 2}
+    new = old.renew(source)
+    del old
+    lent, _ = new.lend()
+    assert lent["w"].data_ptr() == ptr
+    assert torch.equal(lent["w"], torch.arange(8.0))
+    assert lent["w"].data_ptr() != source["w"].data_ptr()
+    assert lent["n"] == 2
+
+
+@pytest.mark.parametrize(
+    "hold",
+    [
+        lambda p: p,  # the container
+        lambda p: p["w"],  # the tensor object
+        lambda p: p["w"][2:],  # a view
+        lambda p: p["w"].data,  # another tensor on its memory
+        lambda p: p["w"].numpy(),  # an array on its memory
+        lambda p: p["w"].untyped_storage(),  # the storage itself
+    ],
+)
+def test_memory_anyone_still_holds_is_never_reused(hold: Callable[[Any], Any]) -> None:
+    """A copy someone kept (whole, a tensor, a view, an array, the storage)
+    keeps its values; the next one is a fresh clone."""
+    old = PayloadCopy({"w": torch.zeros(8)})
+    lent, _ = old.lend()
+    ptr = lent["w"].data_ptr()
+    kept = hold(lent)
+    del lent
+    new = old.renew({"w": torch.ones(8)})
+    del old
+    fresh, _ = new.lend()
+    assert fresh["w"].data_ptr() != ptr
+    assert torch.equal(fresh["w"], torch.ones(8))
+    assert kept is not None
+    assert torch.as_tensor(_values(kept)).eq(0).all()
+
+
+def _values(kept: Any) -> Any:
+    if isinstance(kept, dict):
+        return kept["w"]
+    if isinstance(kept, torch.UntypedStorage):
+        return torch.empty(0).set_(kept)
+    return kept
+
+
+def test_a_copy_with_a_grad_or_another_layout_is_not_reused() -> None:
+    """A lent parameter that grew a .grad, a source of another dtype, a copy
+    with other strides than a fresh one would have: each gets a fresh copy of
+    the source's kind and strides."""
+    old = PayloadCopy(
+        {
+            "p": torch.nn.Parameter(torch.zeros(3)),
+            "t": torch.zeros(3),
+            "s": torch.zeros(3, 2).t(),
+        }
+    )
+    lent, _ = old.lend()
+    lent["p"].sum().backward()
+    ptrs = [lent[k].data_ptr() for k in ("p", "t", "s")]
+    del lent
+    new = old.renew(
+        {
+            "p": torch.nn.Parameter(torch.ones(3)),
+            "t": torch.ones(3, dtype=torch.float64),
+            "s": torch.ones(2, 3),
+        }
+    )
+    del old
+    fresh, _ = new.lend()
+    assert all(fresh[k].data_ptr() != ptr for k, ptr in zip("pts", ptrs, strict=True))
+    assert isinstance(fresh["p"], torch.nn.Parameter)
+    assert fresh["p"].grad is None
+    assert fresh["t"].dtype == torch.float64
+    assert fresh["s"].is_contiguous()
+    assert torch.equal(fresh["s"], torch.ones(2, 3))
+
+
+def test_after_a_write_the_next_client_gets_the_source_in_the_same_memory() -> None:
+    """A writer's copy is restored from the source for the next client (in
+    its memory, once the writer let go of it); the source never changes."""
+    source = {"w": torch.arange(4.0)}
+    lender = PayloadCopy(source)
+    lent, seal = lender.lend()
+    ptr = lent["w"].data_ptr()
+    lent["w"].mul_(0)
+    assert lender.written(seal) is not None
+    del lent, seal
+    fresh, _ = lender.lend()
+    assert fresh["w"].data_ptr() == ptr
+    assert torch.equal(fresh["w"], torch.arange(4.0))
+    assert torch.equal(source["w"], torch.arange(4.0))
+
+
+@pytest.mark.parametrize("kind", sorted(ONE_WORKER))
+async def test_workers_reuse_their_copys_memory_across_rounds(kind: str) -> None:
+    """A worker lends every round's payload in one place, written anew each
+    round (its version moves), with the round's values."""
+    handler = RoundHandler(rounds=3)
+    sim = Simulation(handler, PointerWork(), executor=ONE_WORKER[kind](), seed=SEED)
+    async with sim:
+        results = [await sim.run_round() for _ in range(3)]
+    assert len({c.metrics["ptr"] for r in results for c in r.clients}) == 1
+    for index, result in enumerate(results):
+        assert {c.metrics["version"] for c in result.clients} == {float(index)}
+        assert [c.metrics["first"] for c in result.clients] == [float(index)] * 4
+
+
+@pytest.mark.parametrize("kind", sorted(ONE_WORKER))
+async def test_a_payload_a_client_kept_is_never_overwritten(kind: str) -> None:
+    """Clients that keep every payload they are lent find them unchanged in
+    later rounds, and each round still gets its own values."""
+    handler = RoundHandler(rounds=3)
+    work = PointerWork(hoard=True)
+    sim = Simulation(handler, work, executor=ONE_WORKER[kind](), seed=SEED)
+    async with sim:
+        results = [await sim.run_round() for _ in range(3)]
+    assert len({c.metrics["ptr"] for r in results for c in r.clients}) == 3
+    assert all(c.metrics["kept_intact"] == 1.0 for r in results for c in r.clients)
+    for index, result in enumerate(results):
+        assert [c.metrics["first"] for c in result.clients] == [float(index)] * 4
+
+
+def test_a_client_still_running_when_its_copy_is_renewed_is_judged_on_its_own() -> None:
+    """Renewing a copy while a client holds it neither blames that client when
+    it wrote nothing nor misses its write: it is judged on what it was lent."""
+    honest = PayloadCopy({"w": torch.zeros(4)})
+    _, seal = honest.lend()
+    honest.renew({"w": torch.ones(4)})
+    assert honest.written(seal) is None
+    writing = PayloadCopy({"w": torch.zeros(4)})
+    lent, seal = writing.lend()
+    writing.renew({"w": torch.ones(4)})
+    lent["w"].add_(1.0)
+    what = writing.written(seal)
+    assert what is not None
+    assert "payload['w'] (shape (4,)) was written in place" in what

@@ -28,6 +28,7 @@ from blazefl._exceptions import (
 )
 from blazefl.reproducibility._lazy import LazyRNGSuite
 from blazefl.sim._context import ClientContext, ClientState, StopFlag
+from blazefl.sim._finite import nonfinite
 from blazefl.sim._payload import PayloadCopy
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "error_info",
     "execute_job",
     "recorded",
+    "refusal",
 ]
 
 FailureKind = Literal["error", "timeout", "worker_died", "rejected"]
@@ -76,6 +78,10 @@ class ClientJob:
     device: str
     state: ClientState
     arg: Any = None
+    #: check the update for NaN/inf on the worker, right after the work
+    #: returns (the engine sets it where nothing transforms the update before
+    #: its own check would run; see `blazefl.sim._finite`)
+    check_finite: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,6 +133,10 @@ class JobOutcome:
     metrics: dict[str, float] = field(default_factory=dict)
     state: ClientState | None = None
     logs: list[dict[str, Any]] = field(default_factory=list)
+    #: whether the worker checked ``result`` for NaN/inf (``job.check_finite``);
+    #: ``refused`` is then its verdict, which the engine applies in its place
+    checked: bool = False
+    refused: ClientFailure | None = None
 
     @property
     def ok(self) -> bool:
@@ -154,6 +164,31 @@ def recorded(cls: type[ClientError], message: str, detail: str = "") -> ClientFa
     traceback would."""
     return ClientFailure(
         _FRAMEWORK_ERRORS[cls.__name__][1], cls.__name__, message, detail
+    )
+
+
+def refusal(cid: int, result: Any) -> ClientFailure | None:
+    """Why ``result`` must not be aggregated, or None when it is finite.
+
+    An update the check cannot look through is refused too; whatever goes
+    wrong here fails this client's slot, never the round.
+    """
+    try:
+        bad = nonfinite(result)
+    except Exception as exc:
+        return recorded(
+            UpdateRejectedError,
+            f"client {cid} sent an update that cannot be checked for NaN or "
+            f"infinite values: {exc}",
+            "".join(traceback.format_exception(exc)),
+        )
+    if bad is None:
+        return None
+    # A diverged client must not poison the global model: reject its update
+    # like any other failure (the policy decides).
+    return recorded(
+        NonFiniteUpdateError,
+        f"client {cid} sent an update with NaN or infinite values in {bad}",
     )
 
 
@@ -239,7 +274,7 @@ def execute_job(
     written = lender.written(seal)
     if written is not None:
         return failed(_payload_written(job.cid, written))
-    return JobOutcome(
+    outcome = JobOutcome(
         slot=job.slot,
         cid=job.cid,
         worker=worker,
@@ -248,6 +283,11 @@ def execute_job(
         metrics=dict(ctx.metrics),
         state=ClientState(ctx.rng.get_state(), ctx.state),
     )
+    if job.check_finite:
+        # Here, in parallel with the other workers, not on the coordinator's
+        # thread; the engine applies the verdict where its own check stands.
+        outcome.checked, outcome.refused = True, refusal(job.cid, result)
+    return outcome
 
 
 class _LazyLogger:

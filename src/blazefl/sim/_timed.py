@@ -228,6 +228,7 @@ class TimedRounds:
                 device=adapter.device_of(f.cid),
                 state=state if state is not None else stored,
                 arg=(f.version, None),
+                check_finite=self.runner.check_on_workers,
             )
             for slot, ((f, state), stored) in enumerate(
                 zip(flights, committed, strict=True)

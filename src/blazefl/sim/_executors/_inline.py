@@ -34,30 +34,34 @@ class InlineExecutor(Executor):
         super().__init__(1, torch_threads=torch_threads, devices=devices)
         self._cache: dict[str, Any] = {}
         self._place = WorkerDevice(self.worker_device(0))
+        self._payload = PayloadCopy(None)
 
     async def _start(self, work: JobWork) -> None:
         pass
 
     async def _close(self) -> None:
         self._cache.clear()
+        self._payload = PayloadCopy(None)
 
     @asynccontextmanager
     async def _round(
         self, work: JobWork, index: int, payload: Any
     ) -> AsyncIterator[RoundSession]:
-        yield _InlineSession(work, payload, self._cache, self._place)
+        # One worker: one copy per round, in the last round's memory.
+        self._payload = self._payload.renew(payload)
+        yield _InlineSession(work, self._payload, self._cache, self._place)
 
 
 class _InlineSession(RoundSession):
     def __init__(
         self,
         work: JobWork,
-        payload: Any,
+        payload: PayloadCopy,
         cache: dict[str, Any],
         place: WorkerDevice,
     ) -> None:
         self._work = work
-        self._payload = PayloadCopy(payload)  # one worker: one copy per round
+        self._payload = payload
         self._cache = cache
         self._place = place
         self._lock = anyio.Lock()

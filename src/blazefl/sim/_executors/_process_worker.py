@@ -136,8 +136,8 @@ def worker_main(
             except Exception as exc:
                 work = _Unloadable(exc)
         elif kind == "payload":
-            payload = PayloadCopy(None)  # drop the old copy before the new one
-            payload = PayloadCopy(message[2])
+            # Copied into the last round's copy where nobody still holds it.
+            payload = payload.renew(message[2])
         elif kind == "stop":
             end_group()
             return

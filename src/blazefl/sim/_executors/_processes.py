@@ -7,7 +7,8 @@ and is what torch recommends. Its start-up cost (importing torch, about a
 second) is paid once per worker per run, not per round: workers live for the
 whole run, and a dead worker is replaced by a new one.
 
-Per round, the payload's tensors are moved to shared memory once and each
+Per round, the payload's tensors are copied into the executor's own shared
+memory, the same segments round after round (see `_shared_payload`), and each
 worker maps them once (only handles are pickled). Results come back through
 shared result buffers that each worker maps once, and reach the server as views
 into them, not copies (see `_result_pool`).
@@ -32,7 +33,6 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from blazefl._exceptions import ConfigurationError
-from blazefl._shared_tensors import share_tensors
 from blazefl._validate import check_number
 from blazefl._versions import version_of
 from blazefl.sim._devices import DeviceSpec
@@ -43,6 +43,7 @@ from blazefl.sim._executors._pool import WorkerPool, died
 from blazefl.sim._executors._process_worker import worker_main
 from blazefl.sim._executors._result_buffers import tensor_bytes, unpack_result
 from blazefl.sim._executors._result_pool import ResultPool, ResultSlot
+from blazefl.sim._executors._shared_payload import SharedPayload
 from blazefl.sim._jobs import ClientFailure, ClientJob, JobOutcome, JobWork
 
 __all__ = ["ProcessExecutor"]
@@ -110,6 +111,7 @@ class ProcessExecutor(Executor):
         )
         self._workers = WorkerPool(self._spawn, self._retire)
         self._results = ResultPool()
+        self._shared = SharedPayload()
         self._work_version: Hashable = None
 
     @property
@@ -206,6 +208,7 @@ class ProcessExecutor(Executor):
                 await _reap(worker.process, wait=self._stop_grace + 5)
                 worker.conn.close()
             self._results = ResultPool()
+            self._shared.clear()
 
     @staticmethod
     def _retire(dead: _Worker) -> None:
@@ -222,7 +225,7 @@ class ProcessExecutor(Executor):
     async def _round(
         self, work: JobWork, index: int, payload: Any
     ) -> AsyncIterator[RoundSession]:
-        share_tensors(payload)
+        payload = self._shared.share(payload)
         self._new_version()
         if self._results.capacity == 0:
             # A first guess that is exact for "send back a model like the one

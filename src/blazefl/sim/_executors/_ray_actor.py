@@ -77,8 +77,9 @@ class RayWorker:
             self._work = import_ray().get(work_ref)
             self._work_key = work_ref.hex()
         if ref.hex() != self._payload_key:
-            self._payload = PayloadCopy(None)  # drop the old round's payload first
-            self._payload = PayloadCopy(import_ray().get(ref))
+            # Drop the old round's payload first; keep its copy's memory.
+            self._payload = self._payload.renew(None)
+            self._payload = self._payload.renew(import_ray().get(ref))
             self._payload_key = ref.hex()
         key = (job.round, job.slot)
         flag = threading.Event()

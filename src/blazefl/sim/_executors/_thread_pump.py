@@ -150,10 +150,12 @@ async def pump_round(
             attempt = Attempt()
             job = pump.next(wid, attempt)
             if job is None:
+                if lent is not None:
+                    lent.release()  # here, on the thread that made the copy
                 return  # also where a thread that started late after a cancel ends
             if cache is None or lent is None:
                 cache = owner._caches[wid]
-                lent = copies.setdefault(wid, PayloadCopy(payload))
+                lent = owner._copy_for(wid, payload, copies)
             label = f"thread-{wid}"
             execute = partial(
                 execute_job,

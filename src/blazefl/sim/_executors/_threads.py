@@ -52,6 +52,9 @@ class ThreadExecutor(Executor):
         super().__init__(max_workers, torch_threads=torch_threads, devices=devices)
         self._caches: dict[int, dict[str, Any]] = {}
         self._places: dict[int, WorkerDevice] = {}
+        # Each worker's latest copy of a payload, whose memory the next
+        # round's copy reuses (see `PayloadCopy.renew`).
+        self._payloads: dict[int, PayloadCopy] = {}
         self._idle: list[int] = []
         self._ids = itertools.count()
 
@@ -65,6 +68,7 @@ class ThreadExecutor(Executor):
     async def _close(self) -> None:
         self._caches.clear()
         self._places.clear()
+        self._payloads.clear()
         self._idle.clear()
 
     @asynccontextmanager
@@ -73,9 +77,22 @@ class ThreadExecutor(Executor):
     ) -> AsyncIterator[RoundSession]:
         yield _ThreadSession(self, work, payload)
 
+    def _copy_for(
+        self, wid: int, payload: Any, copies: dict[int, PayloadCopy]
+    ) -> PayloadCopy:
+        """Worker ``wid``'s copy of the round's payload (``copies``: the
+        round's, by worker), made in the memory of its copy before."""
+        lent = copies.get(wid)
+        if lent is None:
+            old = self._payloads.get(wid)
+            lent = old.renew(payload) if old is not None else PayloadCopy(payload)
+            copies[wid] = self._payloads[wid] = lent
+        return lent
+
     def _retire(self, wid: int) -> int:
         """Replace a worker whose thread may still be running after a cancel."""
         self._caches.pop(wid, None)
+        self._payloads.pop(wid, None)  # its client may still hold the copy
         old = self._places.pop(wid, WorkerDevice())
         new = next(self._ids)
         self._caches[new] = {}
@@ -117,7 +134,7 @@ class _ThreadSession(RoundSession):
             attempt = Attempt()
             cache = owner._caches[wid]
             place = owner._places[wid]
-            lent = self._copies.setdefault(wid, PayloadCopy(self._payload))
+            lent = owner._copy_for(wid, self._payload, self._copies)
             label = f"thread-{wid}"
 
             def execute(placed: ClientJob) -> JobOutcome:
