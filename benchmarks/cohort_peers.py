@@ -324,9 +324,9 @@ per-client RNG suites, `blazefl.training.train`) and is bitwise equal to it.
 pfl trains every client on the same batches (its `make_dataset_fn` hands pfl
 each client's rows in the order the loop's DataLoader draws them) with the
 same SGD step, but aggregates differently: the float32 sum of n_k * (x_k - x)
-(all-reduced across processes under torchrun), divided by sum n_k and added
-to x, where blazefl's FedAvg sums n_k * x_k in float32, in slot order, and
-divides by sum n_k; hence differences of float32 rounding size. BlazeFL 3.0 draws batch orders
-from its own generators (seed + cid, or one generator for all clients in its
-sequential trainer), so its model differs by more than rounding; the test
-accuracies show that all of them learn the same thing."""
+(all-reduced across processes under torchrun), divided by sum n_k and added to
+x, where blazefl's FedAvg sums n_k * x_k in float32, in slot order, and
+divides by sum n_k; hence differences of float32 rounding size. BlazeFL 3.0
+draws batch orders from its own generators (seed + cid, or one generator for
+all clients in its sequential trainer), so its model differs by more than
+rounding; the test accuracies show that all of them learn the same thing."""
