@@ -208,7 +208,10 @@ async def test_health_answers_while_a_round_trains(served: Served) -> None:
 @pytest.mark.asyncio
 async def test_delete_cancels_a_running_simulation(served: Served) -> None:
     client = served.client
-    sim_id = await start(client, SLOW)
+    # One worker: when the first client finishes, the second has just begun
+    # (on two workers the two finish within milliseconds of each other, and
+    # the DELETE could land between rounds).
+    sim_id = await start(client, {**SLOW, "workers": 1})
     async with anyio.create_task_group() as tg:
         events: list[tuple[str, Any]] = []
         training = anyio.Event()
@@ -223,7 +226,7 @@ async def test_delete_cancels_a_running_simulation(served: Served) -> None:
         tg.start_soon(listen)
         with anyio.fail_after(30):
             await training.wait()
-        # Mid-round: the first client is done, the other is training.
+        # Mid-round: the first client is done, the second is training.
         t0 = time.perf_counter()
         deleted = await client.delete(f"/simulations/{sim_id}")
         # DELETE returns once the simulation has stopped, and that is prompt:
