@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -140,3 +143,23 @@ async def test_work_log_levels_and_fields_survive_every_executor(kind: str) -> N
                 "reason": "scripted",
             },
         ]
+
+
+def test_round_and_cid_context_variables_exist_before_any_worker_binds() -> None:
+    """Importing the job runner creates structlog's ``round``/``cid`` variables.
+
+    structlog creates a key's ContextVar on first bind without a lock; two
+    free-threaded workers binding ``cid`` at once each made one, and one
+    client failed ("Token ... was created by a different ContextVar"). A
+    fresh interpreter shows the variables exist once the module is imported.
+    """
+    code = (
+        "import structlog.contextvars as c\n"
+        "before = set(c._CONTEXT_VARS)\n"
+        "import blazefl.sim._jobs\n"
+        "print(sorted(set(c._CONTEXT_VARS) - before))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert ast.literal_eval(out.stdout) == ["structlog_cid", "structlog_round"]

@@ -61,6 +61,23 @@ _BY_KIND: dict[str, type[ClientError]] = {
 }
 
 
+def _prime_log_context() -> None:
+    """Create structlog's context variables for ``round`` and ``cid`` now, on
+    the importing thread, before any worker binds them.
+
+    structlog makes a key's `ContextVar` the first time the key is bound,
+    without a lock: on a free-threaded build two workers binding ``cid`` at
+    once each made one, and the worker whose variable was replaced failed its
+    client on the reset ("Token ... was created by a different ContextVar").
+    """
+    structlog.contextvars.reset_contextvars(
+        **structlog.contextvars.bind_contextvars(round=None, cid=None)
+    )
+
+
+_prime_log_context()
+
+
 class JobWork(Protocol):
     """The executor-facing form of client work: the user's work plus a per-job
     argument computed by the coordinator (e.g. a BlazeFL client config)."""
