@@ -143,6 +143,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--no-ft", action="store_true", help="skip free-threaded cells")
     parser.add_argument(
+        "--no-gil", action="store_true", help="skip the GIL build's cells"
+    )
+    parser.add_argument(
         "--flower",
         action="store_true",
         help="add the Flower column (needs scripts/provision-flower.sh)",
@@ -192,7 +195,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     began = time.perf_counter()
     skipped: list[str] = []
-    interpreters: list[tuple[str, Path]] = [("GIL", args.gil_python)]
+    interpreters: list[tuple[str, Path]] = []
+    if args.no_gil:
+        skipped.append("GIL cells (--no-gil).")
+    else:
+        interpreters.append(("GIL", args.gil_python))
     if args.no_ft:
         skipped.append("free-threaded cells (--no-ft).")
     elif not args.ft_python.exists():
@@ -281,10 +288,11 @@ def write_outputs(result: dict[str, Any], args: argparse.Namespace) -> None:
     args.out_dir.mkdir(parents=True, exist_ok=True)
     name = args.stem or ("matrix-quick" if result["quick"] else "matrix")
     stem = args.out_dir / name
-    table = markdown(result)
+    # The measurements first: a report that fails must not lose them.
     Path(f"{stem}.json").write_text(
         json.dumps(result, indent=1) + "\n", encoding="utf-8"
     )
+    table = markdown(result)
     Path(f"{stem}.md").write_text(table, encoding="utf-8")
     write_csv(result, Path(f"{stem}.csv"))
     try:

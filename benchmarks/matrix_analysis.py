@@ -82,9 +82,9 @@ def analyse_cell(cell: dict[str, Any]) -> dict[str, Any]:
                 "quiet": _median(paired(runs, num, den, first=False, quiet=True)),
                 "minima": medians[num]["steady_min_s"] / medians[den]["steady_min_s"],
             }
-    speedups = {}
+    speedups = {}  # from 1 worker: only where the cell ran on 1
     for kind in ("bare", "threads", "processes"):
-        for p in workers[1:]:
+        for p in workers[1:] if workers[0] == 1 else []:
             one, many = f"{kind}(1)", f"{kind}({p})"
             xs = paired(runs, one, many, first=False)
             speedups[f"{kind} 1->{p}"] = {

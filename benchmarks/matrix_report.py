@@ -151,7 +151,7 @@ def markdown(result: dict[str, Any]) -> str:
         ]
     speed_kinds = ("bare", "threads", "processes")
     hi = max(result["workers"])
-    if hi > 1:
+    if hi > 1 and 1 in result["workers"]:
         lines += [
             "",
             f"Speedup from 1 to {hi} workers (paired median of round(1) / round({hi}), "

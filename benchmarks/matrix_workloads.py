@@ -29,9 +29,10 @@ PYTHON_HEAVY = "mlp-b1"
 #: The interpreters a cell runs in, in report order, with their names.
 LABELS = {"GIL": "GIL", "FT": "free-threaded"}
 
-#: What each workload is; rounds and repetitions are sized so that the full
-#: default matrix with Flower stays under 25 minutes on 2 busy cores (18 min
-#: measured) and --quick under 3 (2.5 min on 2 idle cores, without Flower).
+#: What each workload is. Six repetitions give each ratio 18-24 paired cycles:
+#: with three (9 pairs) one slow repetition moved a ratio by 5% and its
+#: bootstrap interval did not show it. The full matrix takes about 15 minutes
+#: on 2 idle cores without Flower; --quick under 3 (2.5 min).
 WORKLOADS: dict[str, dict[str, Any]] = {
     "cnn": {
         "about": "small CNN (`ModelZoo` 'cnn', 1x12x12 synthetic images)",
@@ -44,7 +45,7 @@ WORKLOADS: dict[str, dict[str, Any]] = {
             "lr": 0.05,
             "samples_per_client": 128,
         },
-        "full": (6, 4),  # (rounds, repetitions)
+        "full": (6, 6),  # (rounds, repetitions)
         "quick": (2, 1),
     },
     "resnet18": {
@@ -62,7 +63,7 @@ WORKLOADS: dict[str, dict[str, Any]] = {
             "test_samples": 8,
             "eval_batch_size": 8,
         },
-        "full": (5, 3),
+        "full": (5, 6),
         "quick": (2, 1),
         "quick_config": {"clients": 4, "sampled": 2},
     },
@@ -80,7 +81,7 @@ WORKLOADS: dict[str, dict[str, Any]] = {
             "test_samples": 100,
             "eval_batch_size": 100,
         },
-        "full": (6, 4),
+        "full": (6, 6),
         "quick": (2, 1),
     },
 }

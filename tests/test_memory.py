@@ -9,6 +9,7 @@ import pytest
 from blazefl import ConfigurationError
 from blazefl._memory import (
     STATE_BYTES,
+    WORKER_PROCESS_BYTES,
     MemoryLimit,
     check_fits,
     estimate_memory,
@@ -147,3 +148,24 @@ def test_million_clients_with_states_on_disk_stay_small() -> None:
     assert on_disk.client_states == 100 * STATE_BYTES
     assert in_memory.client_states == 4000 * STATE_BYTES
     assert on_disk.total < 8 * 2**20
+
+
+def test_process_workers_add_the_parents_shared_payload_copy() -> None:
+    """Process workers: the parent keeps one payload-sized shared-memory copy
+    across rounds (sim/_executors/_shared_payload.py), besides each worker's
+    four model-sized copies and its interpreter."""
+    sizes = {
+        "clients": 10,
+        "clients_per_round": 4,
+        "rounds": 2,
+        "train_samples": 0,
+        "test_samples": 0,
+        "sample_bytes": 0,
+        "model_params": 1000,
+        "workers": 2,
+    }
+    threads = estimate_memory(**sizes)  # type: ignore[arg-type]
+    processes = estimate_memory(**sizes, worker_processes=2)  # type: ignore[arg-type]
+    assert threads.models == (4 + 4 * 2) * 4000
+    assert processes.models == threads.models + 4000
+    assert processes.worker_processes == 2 * WORKER_PROCESS_BYTES

@@ -15,7 +15,10 @@ model's parameters x 4):
   client for its index view, in every process that holds the data set;
 - **models**: the server's ``(4 + server vectors) x P`` (global model,
   float64 accumulator, evaluation copy, the algorithm's state such as FedOpt's
-  moments) plus ``4 x P`` per worker (model, gradients, payload, update);
+  moments) plus ``4 x P`` per worker (model, gradients, payload, update;
+  a worker keeps its payload copy across rounds), and one more ``P`` when
+  any worker is a process (the payload's shared-memory copy in the parent,
+  reused round after round);
 - **updates**: a round's uplinks, held until aggregation: clients per round
   x ``(1 + uplink extras) x P``;
 - **client states**: 32 KiB (the RNG suite; measured about 31 KB in
@@ -148,8 +151,11 @@ def estimate_memory(
     samples = train_samples * data_copies + test_samples
     views = (clients if partitions is None else partitions) * (1 + worker_processes)
     data = data_bytes + samples * per_sample + views * CLIENT_BYTES
-    models = (_SERVER_MODEL_COPIES + server_vectors) * model + (
-        _WORKER_MODEL_COPIES * model * workers
+    shared_payload = model if worker_processes else 0
+    models = (
+        (_SERVER_MODEL_COPIES + server_vectors) * model
+        + _WORKER_MODEL_COPIES * model * workers
+        + shared_payload
     )
     updates = clients_per_round * (1 + uplink_extras) * model
     ever_sampled = min(clients, clients_per_round * rounds)
