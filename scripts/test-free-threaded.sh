@@ -2,7 +2,8 @@
 # The core, coordinator, executor and determinism tests under a free-threaded
 # CPython (GIL off), provisioned on first use by provision-free-threaded.sh
 # (cached in ~/.cache/blazefl-ft between runs). tests/conftest.py fails the
-# session if the GIL comes back on at any point. Extra arguments go to pytest.
+# session if the GIL comes back on at any point. Arguments, if any, replace
+# the default test list and go to pytest (give test paths with them).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/provision-free-threaded.sh
