@@ -31,8 +31,8 @@ LABELS = {"GIL": "GIL", "FT": "free-threaded"}
 
 #: What each workload is. Six repetitions give each ratio 18-24 paired cycles:
 #: with three (9 pairs) one slow repetition moved a ratio by 5% and its
-#: bootstrap interval did not show it. The full matrix takes about 15 minutes
-#: on 2 idle cores without Flower; --quick under 3 (2.5 min).
+#: bootstrap interval did not show it. The full matrix takes about 18 minutes
+#: on 2 idle cores without Flower (17.6 measured); --quick under 3 (2.5 min).
 WORKLOADS: dict[str, dict[str, Any]] = {
     "cnn": {
         "about": "small CNN (`ModelZoo` 'cnn', 1x12x12 synthetic images)",
